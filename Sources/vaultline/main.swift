@@ -1,0 +1,2 @@
+import VaultlineCore
+print("vaultline")
