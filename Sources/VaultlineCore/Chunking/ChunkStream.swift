@@ -29,6 +29,14 @@ public final class ChunkStream {
 
     deinit { buffer.deallocate() }
 
+    /// Starts over on a new input from the same `read` source (reusing the buffer).
+    public func reset() {
+        start = 0
+        end = 0
+        atEOF = false
+        consumed = 0
+    }
+
     /// The next chunk, or nil at the end of the input.
     public func next() throws -> ChunkView? {
         let maxSize = cdc.parameters.maxSize

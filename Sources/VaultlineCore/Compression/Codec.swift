@@ -110,3 +110,13 @@ public final class Decompressor {
         }
     }
 }
+
+/// Facts read from a zstd frame header.
+public enum ZstdFrame {
+    /// The decompressed size the frame declares, or nil when absent or invalid.
+    public static func contentSize(_ frame: UnsafeRawBufferPointer) -> Int? {
+        let n = ZSTD_getFrameContentSize(frame.baseAddress, frame.count)
+        if n == vl_zstd_contentsize_error() || n == vl_zstd_contentsize_unknown() { return nil }
+        return Int(exactly: n)
+    }
+}

@@ -1,0 +1,46 @@
+/// The kinds of file in a repository, each with its own folder (docs/FORMAT.md, "Layout").
+public enum FileKind: String, Sendable, CaseIterable, Codable {
+    case config
+    case key = "keys"
+    case pack = "packs"
+    case index
+    case snapshot = "snapshots"
+    case lock = "locks"
+
+    /// Immutable kinds are named by the SHA-256 of their bytes; config and locks are not.
+    public var isContentAddressed: Bool {
+        switch self {
+        case .key, .pack, .index, .snapshot: true
+        case .config, .lock: false
+        }
+    }
+}
+
+/// Where repository files live. Every write is durable when it returns (temp file, fsync,
+/// rename, fsync of the directory), and never replaces a file that exists.
+///
+/// Replication and scrub use only this protocol and ``FileKind``: they need no key.
+public protocol Backend: Sendable {
+    /// The names of all files of `kind` (hidden temporary files excluded).
+    func list(_ kind: FileKind) throws -> [String]
+    /// The size of a file, or nil when it does not exist.
+    func stat(_ kind: FileKind, _ name: String) throws -> Int64?
+    /// Reads `length` bytes at `offset`, or the whole file when `length` is nil.
+    func read(_ kind: FileKind, _ name: String, offset: Int64, length: Int?) throws -> [UInt8]
+    /// Writes a new file durably; returns false (and writes nothing) when the name exists.
+    @discardableResult
+    func writeIfAbsent(_ kind: FileKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws -> Bool
+    /// Removes a file; a missing file is not an error.
+    func delete(_ kind: FileKind, _ name: String) throws
+}
+
+extension Backend {
+    public func read(_ kind: FileKind, _ name: String) throws -> [UInt8] {
+        try read(kind, name, offset: 0, length: nil)
+    }
+
+    @discardableResult
+    public func writeIfAbsent(_ kind: FileKind, _ name: String, _ bytes: [UInt8]) throws -> Bool {
+        try bytes.withUnsafeBytes { try writeIfAbsent(kind, name, $0) }
+    }
+}

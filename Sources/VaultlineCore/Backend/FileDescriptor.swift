@@ -1,0 +1,153 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A thin owner of a POSIX file descriptor. Every failure becomes a ``VaultlineError`` naming the
+/// path and the errno.
+public struct FileDescriptor: ~Copyable {
+    public let raw: Int32
+    public let path: String
+
+    public init(open path: String, flags: Int32, mode: mode_t = 0o644) throws {
+        let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw VaultlineError.system("open", object: path) }
+        raw = fd
+        self.path = path
+    }
+
+    deinit { Glibc.close(raw) }
+
+    /// Reads until `buffer` is full or the end of the file; returns the count read.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.read(raw, buffer.baseAddress! + done, buffer.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw VaultlineError.system("read", object: path)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// One read(2) (retried on EINTR): the count read, 0 at the end of the file.
+    public func readSome(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        while true {
+            let n = Glibc.read(raw, buffer.baseAddress, buffer.count)
+            if n >= 0 { return n }
+            if errno != EINTR { throw VaultlineError.system("read", object: path) }
+        }
+    }
+
+    /// Reads exactly `buffer.count` bytes at `offset`; a short file is ``VaultlineError/Code/corrupt``.
+    public func pread(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.pread(raw, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw VaultlineError.system("pread", object: path)
+            }
+            if n == 0 {
+                throw VaultlineError(.corrupt, "file is truncated: wanted \(buffer.count) bytes at offset \(offset), got \(done)", object: path)
+            }
+            done += n
+        }
+    }
+
+    public func pread(count: Int, at offset: Int64) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        try out.withUnsafeMutableBytes { try pread(into: $0, at: offset) }
+        return out
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(raw, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw VaultlineError.system("write", object: path)
+            }
+            done += n
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    public func sync() throws {
+        guard fsync(raw) == 0 else { throw VaultlineError.system("fsync", object: path) }
+    }
+
+    public func size() throws -> Int64 {
+        var st = stat()
+        guard fstat(raw, &st) == 0 else { throw VaultlineError.system("fstat", object: path) }
+        return Int64(st.st_size)
+    }
+}
+
+/// File-system helpers used by the backend and the restorer.
+public enum FileSystem {
+    /// fsyncs a directory so that a rename or unlink inside it is durable.
+    public static func syncDirectory(_ path: String) throws {
+        let fd = try FileDescriptor(open: path, flags: O_RDONLY | O_DIRECTORY)
+        try fd.sync()
+    }
+
+    /// mkdir -p; existing directories are fine.
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o700) throws {
+        var current = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            current += "/" + part
+            if mkdir(current, mode) != 0 && errno != EEXIST {
+                throw VaultlineError.system("mkdir", object: current)
+            }
+        }
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// Names in a directory, without "." and "..", unsorted.
+    public static func list(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else { throw VaultlineError.system("opendir", object: path) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Reads a whole (small) file.
+    public static func readFile(_ path: String) throws -> [UInt8] {
+        let fd = try FileDescriptor(open: path, flags: O_RDONLY)
+        let size = try fd.size()
+        return try fd.pread(count: Int(size), at: 0)
+    }
+
+    public static func hostName() -> String {
+        var buf = [UInt8](repeating: 0, count: 256)
+        gethostname(&buf, 255)
+        return String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    public static func userName() -> String {
+        if let pw = getpwuid(getuid()), let name = pw.pointee.pw_name { return String(cString: name) }
+        return String(getuid())
+    }
+}

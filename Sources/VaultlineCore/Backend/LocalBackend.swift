@@ -1,0 +1,119 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A repository in a local directory (docs/FORMAT.md, "Layout"):
+/// `config`, `keys/`, `packs/xx/` (xx = first two hex digits of the name), `index/`,
+/// `snapshots/`, `locks/`.
+public struct LocalBackend: Backend {
+    public let root: String
+
+    public init(root: String) {
+        var r = root
+        while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
+        self.root = r
+    }
+
+    /// Creates the folder layout (an existing, empty directory is fine).
+    public func createLayout() throws {
+        try FileSystem.makeDirectories(root)
+        for kind in FileKind.allCases where kind != .config {
+            try FileSystem.makeDirectories(root + "/" + kind.rawValue)
+        }
+        for i in 0..<256 {
+            try FileSystem.makeDirectories(root + "/packs/" + encodeHex([UInt8(i)]))
+        }
+        try FileSystem.syncDirectory(root + "/packs")
+        try FileSystem.syncDirectory(root)
+    }
+
+    public func directory(_ kind: FileKind, _ name: String) -> String {
+        switch kind {
+        case .config: root
+        case .pack: root + "/packs/" + String(name.prefix(2))
+        default: root + "/" + kind.rawValue
+        }
+    }
+
+    public func path(_ kind: FileKind, _ name: String) -> String {
+        kind == .config ? root + "/config" : directory(kind, name) + "/" + name
+    }
+
+    /// Rejects names that could escape the folder or are not of the kind's form.
+    func validate(_ kind: FileKind, _ name: String) throws {
+        if kind == .config { return }
+        let ok: Bool
+        if kind.isContentAddressed {
+            ok = name.utf8.count == 64 && name.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+        } else {
+            ok = !name.isEmpty && name.utf8.count <= 128
+                && name.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 122) || $0 == 45 }
+        }
+        guard ok else { throw VaultlineError(.invalidArgument, "invalid \(kind.rawValue) file name", object: name) }
+    }
+
+    public func list(_ kind: FileKind) throws -> [String] {
+        switch kind {
+        case .config:
+            return FileSystem.exists(root + "/config") ? ["config"] : []
+        case .pack:
+            var out: [String] = []
+            for sub in try FileSystem.list(root + "/packs") where sub.utf8.count == 2 && !sub.hasPrefix(".") {
+                out += try FileSystem.list(root + "/packs/" + sub).filter { !$0.hasPrefix(".") }
+            }
+            return out
+        default:
+            return try FileSystem.list(root + "/" + kind.rawValue).filter { !$0.hasPrefix(".") }
+        }
+    }
+
+    public func stat(_ kind: FileKind, _ name: String) throws -> Int64? {
+        try validate(kind, name)
+        var st = Glibc.stat()
+        if lstat(path(kind, name), &st) != 0 {
+            if errno == ENOENT { return nil }
+            throw VaultlineError.system("stat", object: path(kind, name))
+        }
+        return Int64(st.st_size)
+    }
+
+    public func read(_ kind: FileKind, _ name: String, offset: Int64, length: Int?) throws -> [UInt8] {
+        try validate(kind, name)
+        let fd = try FileDescriptor(open: path(kind, name), flags: O_RDONLY)
+        let count = try length ?? Int(fd.size() - offset)
+        return try fd.pread(count: count, at: offset)
+    }
+
+    public func writeIfAbsent(_ kind: FileKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws -> Bool {
+        try validate(kind, name)
+        let dir = directory(kind, name)
+        let final = path(kind, name)
+        if FileSystem.exists(final) { return false }
+        let tmp = dir + "/.tmp-" + encodeHex(try SecureRandom.bytes(8))
+        do {
+            let fd = try FileDescriptor(open: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: kind == .lock ? 0o600 : 0o400)
+            try fd.write(bytes)
+            try fd.sync()
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+        // link(2) refuses to replace an existing name, so two writers can never clobber a file.
+        if link(tmp, final) != 0 {
+            let err = errno
+            unlink(tmp)
+            if err == EEXIST { return false }
+            throw VaultlineError.system("link", object: final, errno: err)
+        }
+        unlink(tmp)
+        try FileSystem.syncDirectory(dir)
+        return true
+    }
+
+    public func delete(_ kind: FileKind, _ name: String) throws {
+        try validate(kind, name)
+        let p = path(kind, name)
+        if unlink(p) != 0 && errno != ENOENT { throw VaultlineError.system("unlink", object: p) }
+        try FileSystem.syncDirectory(directory(kind, name))
+    }
+}

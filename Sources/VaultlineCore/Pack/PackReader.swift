@@ -1,0 +1,103 @@
+/// Reads pack trailers and headers, and opens sealed blobs.
+public enum PackReader {
+    /// Reads and authenticates a pack's header: its salt and entries (used by `repair index`
+    /// and `check --read-data`; a pack is self-describing).
+    public static func readHeader(backend: any Backend, pack: String, key: MasterKey) throws -> (salt: Bytes32, entries: [PackEntry]) {
+        let object = "packs/\(pack)"
+        guard let size = try backend.stat(.pack, pack) else {
+            throw VaultlineError(.notFound, "pack is missing", object: object)
+        }
+        guard size >= Int64(PackFormat.trailerSize + AESGCM.tagSize + 5) else {
+            throw VaultlineError(.corrupt, "pack is too short (\(size) bytes) to hold a header", object: object)
+        }
+        let trailer = try backend.read(.pack, pack, offset: size - Int64(PackFormat.trailerSize), length: PackFormat.trailerSize)
+        return try parse(trailer: trailer, size: size, object: object, key: key) { offset, length in
+            try backend.read(.pack, pack, offset: offset, length: length)
+        }
+    }
+
+    /// Parses a trailer and fetches the header with `read(offset, length)`.
+    static func parse(
+        trailer: [UInt8], size: Int64, object: String, key: MasterKey,
+        read: (Int64, Int) throws -> [UInt8]
+    ) throws -> (salt: Bytes32, entries: [PackEntry]) {
+        guard Array(trailer[36..<40]) == PackFormat.magic else {
+            throw VaultlineError(.corrupt, "pack trailer magic is wrong (truncated or not a pack)", object: object)
+        }
+        let saltBytes = Array(trailer[0..<32])
+        let headerLength = Int(trailer.withUnsafeBytes { $0.loadLE(32) as UInt32 })
+        guard headerLength <= PackFormat.maxHeaderSize,
+              Int64(headerLength + PackFormat.trailerSize) <= size
+        else {
+            throw VaultlineError(.corrupt, "pack header length \(headerLength) is impossible for a \(size)-byte pack", object: object)
+        }
+        let sealed = try read(size - Int64(PackFormat.trailerSize + headerLength), headerLength)
+        let cipher = try AESGCM(key: key.subkey(salt: saltBytes, info: PackFormat.subkeyInfo))
+        guard let plain = sealed.withUnsafeBytes({ cipher.open($0, nonce: PackFormat.headerNonce, aad: PackFormat.headerAAD) }) else {
+            throw VaultlineError(.corrupt, "pack header does not authenticate (damaged or another repository's)", object: object)
+        }
+        let entries = try PackFormat.decodeHeader(plain, object: object)
+        let dataEnd = UInt64(size) - UInt64(PackFormat.trailerSize + headerLength)
+        for e in entries where UInt64(e.offset) + UInt64(e.storedLength) > dataEnd {
+            throw VaultlineError(.corrupt, "pack header points past the blob area", object: object)
+        }
+        return (Bytes32(bytes: saltBytes)!, entries)
+    }
+}
+
+/// Opens sealed blobs of many packs, keeping the subkey cipher of the most recent packs.
+/// Not thread-safe: one per thread.
+public final class BlobOpener {
+    private let key: MasterKey
+    private var ciphers: [Bytes32: AESGCM] = [:]
+    private let decompressor = Decompressor()
+
+    public init(key: MasterKey) { self.key = key }
+
+    /// Authenticates, decrypts and decompresses one sealed blob into a new array.
+    public func open(
+        sealed: UnsafeRawBufferPointer, id: Bytes32, salt: Bytes32, offset: UInt32,
+        codec: Codec, rawLength: Int, object: @autoclosure () -> String
+    ) throws -> [UInt8] {
+        let cipher = try cipher(salt: salt)
+        guard sealed.count >= AESGCM.tagSize else {
+            throw VaultlineError(.corrupt, "sealed blob is shorter than its tag", object: object())
+        }
+        var plain = [UInt8](repeating: 0, count: sealed.count - AESGCM.tagSize)
+        let ok = withUnsafeTemporaryAllocation(byteCount: 44, alignment: 8) { scratch in
+            PackFormat.blobNonce(offset: offset, into: scratch.baseAddress!)
+            id.write(to: scratch.baseAddress! + 12)
+            return plain.withUnsafeMutableBytes {
+                cipher.open(
+                    sealed, nonce: UnsafeRawBufferPointer(rebasing: scratch[0..<12]),
+                    aad: UnsafeRawBufferPointer(rebasing: scratch[12..<44]), into: $0)
+            }
+        }
+        guard ok else {
+            throw VaultlineError(.corrupt, "blob \(id.hex) does not authenticate (damaged pack)", object: object())
+        }
+        if codec == .none {
+            guard plain.count == rawLength else {
+                throw VaultlineError(.corrupt, "blob \(id.hex) has length \(plain.count), index says \(rawLength)", object: object())
+            }
+            return plain
+        }
+        var out = [UInt8](repeating: 0, count: rawLength)
+        do {
+            try plain.withUnsafeBytes { src in
+                try out.withUnsafeMutableBytes { try decompressor.decompress(src, codec: codec, into: $0) }
+            }
+        } catch let e as VaultlineError {
+            throw VaultlineError(.corrupt, "blob \(id.hex): \(e.message)", object: object())
+        }
+        return out
+    }
+
+    private func cipher(salt: Bytes32) throws -> AESGCM {
+        if let c = ciphers[salt] { return c }
+        if ciphers.count >= 64 { ciphers.removeAll(keepingCapacity: true) }
+        let c = try AESGCM(key: key.subkey(salt: salt.bytes, info: PackFormat.subkeyInfo))
+        ciphers[salt] = c
+        return c
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+
+/// The repository's secrets, created once by `init` and stored only inside key slots.
+public struct MasterKey: Sendable {
+    /// Input key material for every encryption subkey (HKDF-SHA256, per pack and per file).
+    public var encryptionKey: Bytes32
+    /// The HMAC-SHA256 key that turns plaintext into blob ids.
+    public var idKey: Bytes32
+    /// Seeds the FastCDC Gear table so chunk boundaries do not reveal known content.
+    public var chunkerSeed: UInt64
+
+    public static func generate() throws -> MasterKey {
+        let seed = try SecureRandom.bytes(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+        return MasterKey(encryptionKey: try SecureRandom.key(), idKey: try SecureRandom.key(), chunkerSeed: seed)
+    }
+
+    /// The blob id of `plaintext`.
+    @inlinable public func blobID(_ plaintext: UnsafeRawBufferPointer) -> Bytes32 {
+        HMACSHA256.mac(key: idKey, plaintext)
+    }
+
+    /// A subkey for one pack or sealed file: HKDF-SHA256(encryptionKey, salt, info).
+    public func subkey(salt: [UInt8], info: String) -> Bytes32 {
+        HMACSHA256.hkdf(ikm: encryptionKey, salt: salt, info: Array(info.utf8))
+    }
+}
+
+/// A key slot file under `keys/`: the master key sealed with a key derived from one password by
+/// scrypt (docs/FORMAT.md, "Key slots").
+public struct KeySlot: Codable, Sendable {
+    public struct KDF: Codable, Sendable {
+        public var name: String
+        public var n: UInt64
+        public var r: UInt64
+        public var p: UInt64
+        public var salt: String
+    }
+
+    struct Payload: Codable {
+        var repository: String
+        var encryptionKey: String
+        var idKey: String
+        var chunkerSeed: String
+    }
+
+    public var version: Int
+    public var created: Date
+    public var host: String
+    public var username: String
+    public var kdf: KDF
+    /// Base64 of the 12-byte GCM nonce.
+    public var nonce: String
+    /// Base64 of the sealed payload (ciphertext then 16-byte tag).
+    public var data: String
+
+    static let aad = Array("vaultline key slot v1".utf8)
+
+    /// scrypt cost used by new slots; `VAULTLINE_SCRYPT_N` lowers it for tests only.
+    public static var defaultN: UInt64 {
+        if let s = ProcessInfo.processInfo.environment["VAULTLINE_SCRYPT_N"], let n = UInt64(s) { return n }
+        return 1 << 15
+    }
+
+    public static func seal(_ key: MasterKey, repositoryID: String, password: [UInt8], n: UInt64 = defaultN) throws -> KeySlot {
+        let salt = try SecureRandom.bytes(32)
+        let kek = try Scrypt.derive(password: password, salt: salt, n: n, r: 8, p: 1)
+        let payload = Payload(
+            repository: repositoryID, encryptionKey: key.encryptionKey.hex, idKey: key.idKey.hex,
+            chunkerSeed: String(key.chunkerSeed))
+        let nonce = try SecureRandom.bytes(12)
+        let sealed = try AESGCM(key: kek).seal(try StoredJSON.encode(payload), nonce: nonce, aad: aad)
+        return KeySlot(
+            version: 1, created: Date(), host: FileSystem.hostName(), username: FileSystem.userName(),
+            kdf: KDF(name: "scrypt", n: n, r: 8, p: 1, salt: Data(salt).base64EncodedString()),
+            nonce: Data(nonce).base64EncodedString(), data: Data(sealed).base64EncodedString())
+    }
+
+    /// The master key, or nil when `password` does not open this slot.
+    public func open(password: [UInt8], repositoryID: String, name: String) throws -> MasterKey? {
+        guard kdf.name == "scrypt", let salt = Data(base64Encoded: kdf.salt),
+              let nonce = Data(base64Encoded: nonce), let sealed = Data(base64Encoded: data)
+        else { throw VaultlineError(.corrupt, "key slot is malformed", object: "keys/\(name)") }
+        let kek = try Scrypt.derive(password: password, salt: Array(salt), n: kdf.n, r: kdf.r, p: kdf.p)
+        guard let plain = Array(sealed).withUnsafeBytes({ AESGCM.openOnce(key: kek, $0, nonce: Array(nonce), aad: Self.aad) })
+        else { return nil }
+        let p = try StoredJSON.decode(Payload.self, from: plain, object: "keys/\(name)")
+        guard p.repository == repositoryID else {
+            throw VaultlineError(.corrupt, "key slot belongs to repository \(p.repository)", object: "keys/\(name)")
+        }
+        guard let ek = Bytes32(hex: p.encryptionKey), let ik = Bytes32(hex: p.idKey), let seed = UInt64(p.chunkerSeed) else {
+            throw VaultlineError(.corrupt, "key slot payload is malformed", object: "keys/\(name)")
+        }
+        return MasterKey(encryptionKey: ek, idKey: ik, chunkerSeed: seed)
+    }
+}
+
+extension AESGCM {
+    /// Opens with a one-off context; nil when the tag does not authenticate.
+    static func openOnce(key: Bytes32, _ sealed: UnsafeRawBufferPointer, nonce: [UInt8], aad: [UInt8]) -> [UInt8]? {
+        guard let c = try? AESGCM(key: key) else { return nil }
+        return c.open(sealed, nonce: nonce, aad: aad)
+    }
+}

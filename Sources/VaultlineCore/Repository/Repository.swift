@@ -1,0 +1,208 @@
+import Foundation
+
+/// An open repository: config, master key, backend and (once loaded) the blob index.
+///
+/// Not thread-safe as a whole; the backup pipeline gives each thread what it needs.
+public final class Repository: @unchecked Sendable {
+    public let backend: any Backend
+    public let config: RepositoryConfig
+    public let key: MasterKey
+    public let chunker: FastCDC
+    /// The key slot that opened the repository.
+    public let keySlot: String
+    public private(set) var index = BlobIndex()
+    public private(set) var indexFiles: [String] = []
+    private var opener: BlobOpener
+
+    public struct InitOptions: Sendable {
+        public var chunker = FastCDC.Parameters.default
+        public var compression = Codec.zstd
+        public var compressionLevel = 3
+        public var packSize = RepositoryConfig.defaultPackSize
+        public var scryptN = KeySlot.defaultN
+        public init() {}
+    }
+
+    private init(backend: any Backend, config: RepositoryConfig, key: MasterKey, keySlot: String) throws {
+        self.backend = backend
+        self.config = config
+        self.key = key
+        self.keySlot = keySlot
+        chunker = try FastCDC(config.chunker, seed: key.chunkerSeed)
+        opener = BlobOpener(key: key)
+    }
+
+    /// Creates a new repository at `path` (a missing or empty directory).
+    public static func initialize(path: String, password: [UInt8], options: InitOptions = InitOptions()) throws -> Repository {
+        guard !password.isEmpty else { throw VaultlineError(.invalidArgument, "the password is empty") }
+        if FileSystem.exists(path + "/config") {
+            throw VaultlineError(.alreadyExists, "a repository already exists here", object: path)
+        }
+        if FileSystem.isDirectory(path), try !FileSystem.list(path).isEmpty {
+            throw VaultlineError(.alreadyExists, "directory is not empty; refusing to create a repository in it", object: path)
+        }
+        _ = try FastCDC(options.chunker)
+        guard options.packSize >= 1 << 20, options.packSize <= 1 << 30 else {
+            throw VaultlineError(.invalidArgument, "pack size must be between 1 MiB and 1 GiB")
+        }
+        let backend = LocalBackend(root: path)
+        try backend.createLayout()
+        let config = RepositoryConfig(
+            id: encodeHex(try SecureRandom.bytes(32)), chunker: options.chunker, compression: options.compression,
+            compressionLevel: options.compressionLevel, packSize: options.packSize)
+        let key = try MasterKey.generate()
+        let slot = try KeySlot.seal(key, repositoryID: config.id, password: password, n: options.scryptN)
+        let slotBytes = try StoredJSON.encode(slot)
+        let slotName = SHA256.hash(slotBytes).hex
+        try backend.writeIfAbsent(.key, slotName, slotBytes)
+        // The config goes last: a directory without it is not (yet) a repository.
+        guard try backend.writeIfAbsent(.config, "config", try StoredJSON.encode(config)) else {
+            throw VaultlineError(.alreadyExists, "a repository was created here concurrently", object: path)
+        }
+        return try Repository(backend: backend, config: config, key: key, keySlot: slotName)
+    }
+
+    /// Opens the repository at `path` with `password`, trying every key slot.
+    public static func open(path: String, password: [UInt8]) throws -> Repository {
+        let backend = LocalBackend(root: path)
+        guard FileSystem.exists(path + "/config") else {
+            throw VaultlineError(.notFound, "no Vaultline repository here (no config file)", object: path)
+        }
+        let config = try StoredJSON.decode(RepositoryConfig.self, from: try backend.read(.config, "config"), object: path + "/config")
+        guard config.version == RepositoryConfig.currentVersion else {
+            throw VaultlineError(.unsupported, "repository format version \(config.version) is not supported", object: path)
+        }
+        let slots = try backend.list(.key).sorted()
+        guard !slots.isEmpty else { throw VaultlineError(.corrupt, "repository has no key slots", object: path + "/keys") }
+        for name in slots {
+            let slot = try loadKeySlot(backend, name)
+            if let key = try slot.open(password: password, repositoryID: config.id, name: name) {
+                return try Repository(backend: backend, config: config, key: key, keySlot: name)
+            }
+        }
+        throw VaultlineError(.wrongPassword, "wrong password: no key slot opens with it (\(slots.count) tried)", object: path)
+    }
+
+    static func loadKeySlot(_ backend: any Backend, _ name: String) throws -> KeySlot {
+        let bytes = try backend.read(.key, name)
+        guard SHA256.hash(bytes).hex == name else {
+            throw VaultlineError(.corrupt, "key slot content does not match its name", object: "keys/\(name)")
+        }
+        return try StoredJSON.decode(KeySlot.self, from: bytes, object: "keys/\(name)")
+    }
+
+    // MARK: Index
+
+    /// Reads every index file into memory.
+    public func loadIndex() throws {
+        let fresh = BlobIndex()
+        let names = try backend.list(.index).sorted()
+        for name in names {
+            for pack in try readIndexFile(name) {
+                fresh.add(pack: pack.id, salt: pack.salt, entries: pack.entries)
+            }
+        }
+        fresh.compact()
+        index = fresh
+        indexFiles = names
+    }
+
+    public func readIndexFile(_ name: String) throws -> [IndexFile.Pack] {
+        let plain = try SealedFile.open(try backend.read(.index, name), kind: .index, key: key, name: name, folder: "index")
+        return try IndexFile.decode(plain, object: "index/\(name)")
+    }
+
+    /// Writes an index file covering `packs`; returns its name.
+    @discardableResult
+    public func writeIndexFile(_ packs: [IndexFile.Pack]) throws -> String {
+        let sealed = try SealedFile.seal(IndexFile.encode(packs), kind: .index, key: key)
+        let name = SHA256.hash(sealed).hex
+        try backend.writeIfAbsent(.index, name, sealed)
+        return name
+    }
+
+    // MARK: Blobs
+
+    /// Reads, authenticates and decompresses a blob.
+    public func readBlob(_ id: Bytes32) throws -> [UInt8] {
+        guard let loc = index.lookup(id) else {
+            throw VaultlineError(.notFound, "blob \(id.hex) is not in the index")
+        }
+        let sealed = try backend.read(.pack, loc.pack.hex, offset: Int64(loc.offset), length: Int(loc.storedLength))
+        return try sealed.withUnsafeBytes {
+            try opener.open(
+                sealed: $0, id: id, salt: loc.salt, offset: loc.offset, codec: loc.codec,
+                rawLength: Int(loc.rawLength), object: "packs/\(loc.pack.hex)")
+        }
+    }
+
+    public func loadTree(_ id: String) throws -> Tree {
+        guard let bid = Bytes32(hex: id) else { throw VaultlineError(.corrupt, "malformed tree id", object: id) }
+        return try Tree.decode(try readBlob(bid), id: id)
+    }
+
+    // MARK: Snapshots
+
+    @discardableResult
+    public func saveSnapshot(_ snapshot: Snapshot) throws -> String {
+        let sealed = try SealedFile.seal(try StoredJSON.encode(snapshot), kind: .snapshot, key: key)
+        let name = SHA256.hash(sealed).hex
+        try backend.writeIfAbsent(.snapshot, name, sealed)
+        return name
+    }
+
+    public func loadSnapshot(_ name: String) throws -> Snapshot {
+        let plain = try SealedFile.open(try backend.read(.snapshot, name), kind: .snapshot, key: key, name: name, folder: "snapshots")
+        return try StoredJSON.decode(Snapshot.self, from: plain, object: "snapshots/\(name)")
+    }
+
+    /// All snapshots, oldest first.
+    public func listSnapshots() throws -> [(id: String, snapshot: Snapshot)] {
+        try backend.list(.snapshot).map { ($0, try loadSnapshot($0)) }.sorted { $0.1.time < $1.1.time }
+    }
+
+    /// Resolves "latest", a full id or a unique prefix of at least 4 hex digits.
+    public func resolveSnapshot(_ ref: String) throws -> String {
+        let names = try backend.list(.snapshot)
+        if ref == "latest" {
+            guard let last = try listSnapshots().last else {
+                throw VaultlineError(.notFound, "the repository has no snapshots")
+            }
+            return last.id
+        }
+        guard ref.count >= 4 else { throw VaultlineError(.invalidArgument, "snapshot id prefix must have at least 4 digits", object: ref) }
+        let matches = names.filter { $0.hasPrefix(ref.lowercased()) }
+        guard matches.count == 1 else {
+            throw VaultlineError(matches.isEmpty ? .notFound : .invalidArgument,
+                                 matches.isEmpty ? "no such snapshot" : "snapshot prefix is ambiguous (\(matches.count) match)", object: ref)
+        }
+        return matches[0]
+    }
+
+    // MARK: Keys
+
+    /// Adds a key slot for another password; returns its name.
+    public func addKey(password: [UInt8], scryptN: UInt64 = KeySlot.defaultN) throws -> String {
+        guard !password.isEmpty else { throw VaultlineError(.invalidArgument, "the password is empty") }
+        let bytes = try StoredJSON.encode(try KeySlot.seal(key, repositoryID: config.id, password: password, n: scryptN))
+        let name = SHA256.hash(bytes).hex
+        try backend.writeIfAbsent(.key, name, bytes)
+        return name
+    }
+
+    public func listKeys() throws -> [(name: String, slot: KeySlot)] {
+        try backend.list(.key).sorted().map { ($0, try Self.loadKeySlot(backend, $0)) }
+    }
+
+    /// Removes a key slot; refuses to remove the one in use or the last one.
+    public func removeKey(_ prefix: String) throws {
+        let matches = try backend.list(.key).filter { $0.hasPrefix(prefix) }
+        guard matches.count == 1 else {
+            throw VaultlineError(matches.isEmpty ? .notFound : .invalidArgument, matches.isEmpty ? "no such key slot" : "key prefix is ambiguous", object: prefix)
+        }
+        guard matches[0] != keySlot else {
+            throw VaultlineError(.invalidArgument, "refusing to remove the key slot this session opened with; open with another password first", object: prefix)
+        }
+        try backend.delete(.key, matches[0])
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+
+/// The repository's `config` file: plain JSON, written once by `init` and never changed
+/// (docs/FORMAT.md, "config"). It holds no secret.
+public struct RepositoryConfig: Codable, Sendable, Equatable {
+    public static let currentVersion = 1
+
+    public var version: Int
+    /// 32 random bytes, hex: binds key slots to this repository.
+    public var id: String
+    public var created: Date
+    public var chunker: FastCDC.Parameters
+    public var compression: Codec
+    public var compressionLevel: Int
+    /// Target size of a pack file in bytes.
+    public var packSize: Int
+
+    public init(id: String, chunker: FastCDC.Parameters, compression: Codec, compressionLevel: Int, packSize: Int) {
+        version = Self.currentVersion
+        self.id = id
+        created = Date()
+        self.chunker = chunker
+        self.compression = compression
+        self.compressionLevel = compressionLevel
+        self.packSize = packSize
+    }
+
+    public static let defaultPackSize = 16 << 20
+}
+
+/// JSON with stable key order and integer-safe dates, used for every JSON structure we store.
+enum StoredJSON {
+    static func encoder() -> JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        e.dateEncodingStrategy = .custom { date, enc in
+            var c = enc.singleValueContainer()
+            try c.encode(iso8601(date))
+        }
+        return e
+    }
+
+    static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .custom { dec in
+            let s = try dec.singleValueContainer().decode(String.self)
+            guard let date = parseISO8601(s) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: dec.codingPath, debugDescription: "bad date \(s)"))
+            }
+            return date
+        }
+        return d
+    }
+
+    static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        do { return Array(try encoder().encode(value)) } catch {
+            throw VaultlineError(.invalidArgument, "cannot encode \(T.self)", cause: error)
+        }
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8], object: String) throws -> T {
+        do { return try decoder().decode(type, from: Data(bytes)) } catch {
+            throw VaultlineError(.corrupt, "cannot decode \(T.self)", object: object, cause: error)
+        }
+    }
+
+    static func iso8601(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: date)
+    }
+
+    static func parseISO8601(_ s: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let d = f.date(from: s) { return d }
+        f.formatOptions = [.withInternetDateTime]
+        return f.date(from: s)
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Restores a snapshot, or a sub-path of it, into a directory: contents byte-identical, with
+/// modes, times and (when running as root) owners.
+///
+/// `SNAPSHOT:/a/b` restores the contents of directory `b` into the target, or file `b` as
+/// `target/b`. Existing files in the target are replaced; symlinks in the target are never
+/// followed.
+/// UTIME_OMIT from <sys/stat.h> ((1 << 30) - 2), which Glibc's module does not export.
+private let utimeOmit = (1 << 30) - 2
+
+public final class Restorer {
+    public struct Stats: Codable, Sendable {
+        public var files: UInt64 = 0
+        public var dirs: UInt64 = 0
+        public var symlinks: UInt64 = 0
+        public var bytes: UInt64 = 0
+        public var durationSeconds: Double = 0
+    }
+
+    let repository: Repository
+    let isRoot = geteuid() == 0
+    public private(set) var stats = Stats()
+    let progress: ((Stats) -> Void)?
+
+    public init(repository: Repository, progress: ((Stats) -> Void)? = nil) {
+        self.repository = repository
+        self.progress = progress
+    }
+
+    /// Finds the node at `path` ("/" or "" for the root) in a snapshot's tree.
+    public func resolve(snapshot: Snapshot, path: String) throws -> (tree: Tree?, node: TreeNode?) {
+        var tree = try repository.loadTree(snapshot.tree)
+        let parts = path.split(separator: "/").map(String.init)
+        var node: TreeNode?
+        for (i, part) in parts.enumerated() {
+            guard let n = tree.node(named: part) else {
+                throw VaultlineError(.notFound, "no such path in the snapshot", object: "/" + parts[0...i].joined(separator: "/"))
+            }
+            node = n
+            if n.kind == .dir, let sub = n.subtree {
+                tree = try repository.loadTree(sub)
+            } else if i != parts.count - 1 {
+                throw VaultlineError(.notFound, "not a directory in the snapshot", object: "/" + parts[0...i].joined(separator: "/"))
+            }
+        }
+        return (node == nil || node?.kind == .dir ? tree : nil, node)
+    }
+
+    public func restore(snapshotID: String, path: String, target: String) throws {
+        let started = Date()
+        try repository.loadIndex()
+        let snapshot = try repository.loadSnapshot(snapshotID)
+        let (tree, node) = try resolve(snapshot: snapshot, path: path)
+        try FileSystem.makeDirectories(target, mode: 0o755)
+        if let tree {
+            try restoreTree(tree, into: target)
+            if let node { try applyMetadata(node, path: target, isLink: false) }
+        } else if let node {
+            try restoreNode(node, into: target)
+        }
+        stats.durationSeconds = Date().timeIntervalSince(started)
+    }
+
+    func restoreTree(_ tree: Tree, into dir: String) throws {
+        for node in tree.nodes {
+            try restoreNode(node, into: dir)
+        }
+    }
+
+    func restoreNode(_ node: TreeNode, into dir: String) throws {
+        guard !node.name.isEmpty, node.name != ".", node.name != "..", !node.name.contains("/") else {
+            throw VaultlineError(.corrupt, "tree holds an unsafe name", object: node.name)
+        }
+        let path = dir + "/" + node.name
+        switch node.kind {
+        case .dir:
+            if mkdir(path, 0o700) != 0 && errno != EEXIST { throw VaultlineError.system("mkdir", object: path) }
+            var st = stat()
+            guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+                throw VaultlineError(.alreadyExists, "exists in the target and is not a directory", object: path)
+            }
+            if let sub = node.subtree { try restoreTree(try repository.loadTree(sub), into: path) }
+            try applyMetadata(node, path: path, isLink: false)
+            stats.dirs += 1
+        case .file:
+            try restoreFile(node, path: path)
+            stats.files += 1
+            progress?(stats)
+        case .symlink:
+            unlink(path)
+            guard symlink(node.linkTarget ?? "", path) == 0 else { throw VaultlineError.system("symlink", object: path) }
+            try applyMetadata(node, path: path, isLink: true)
+            stats.symlinks += 1
+        }
+    }
+
+    func restoreFile(_ node: TreeNode, path: String) throws {
+        // Replace, never write through: an existing symlink at `path` must not redirect the data.
+        unlink(path)
+        let fd = try FileDescriptor(open: path, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600)
+        var written: UInt64 = 0
+        for hex in node.content ?? [] {
+            guard let id = Bytes32(hex: hex) else { throw VaultlineError(.corrupt, "malformed blob id in tree", object: path) }
+            let bytes = try repository.readBlob(id)
+            try fd.write(bytes)
+            written += UInt64(bytes.count)
+        }
+        if let size = node.size, size != written {
+            throw VaultlineError(.corrupt, "restored \(written) bytes where the snapshot records \(size)", object: path)
+        }
+        stats.bytes += written
+        try applyMetadata(node, fd: fd.raw, path: path)
+    }
+
+    func applyMetadata(_ node: TreeNode, fd: Int32, path: String) throws {
+        if isRoot, let uid = node.uid, let gid = node.gid { _ = fchown(fd, uid, gid) }
+        if let mode = node.mode, fchmod(fd, mode_t(mode)) != 0 { throw VaultlineError.system("fchmod", object: path) }
+        var times = timesOf(node)
+        if futimens(fd, &times) != 0 { throw VaultlineError.system("futimens", object: path) }
+    }
+
+    func applyMetadata(_ node: TreeNode, path: String, isLink: Bool) throws {
+        if isRoot, let uid = node.uid, let gid = node.gid { _ = lchown(path, uid, gid) }
+        if !isLink, let mode = node.mode, chmod(path, mode_t(mode)) != 0 { throw VaultlineError.system("chmod", object: path) }
+        var times = timesOf(node)
+        if utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW) != 0 { throw VaultlineError.system("utimensat", object: path) }
+    }
+
+    func timesOf(_ node: TreeNode) -> [timespec] {
+        func ts(_ ns: Int64?) -> timespec {
+            guard let ns else { return timespec(tv_sec: 0, tv_nsec: utimeOmit) }
+            let (q, r) = ns.quotientAndRemainder(dividingBy: 1_000_000_000)
+            return r >= 0 ? timespec(tv_sec: Int(q), tv_nsec: Int(r)) : timespec(tv_sec: Int(q - 1), tv_nsec: Int(r + 1_000_000_000))
+        }
+        return [ts(node.atimeNs ?? node.mtimeNs), ts(node.mtimeNs)]
+    }
+}

@@ -1,0 +1,55 @@
+/// One entry of a directory tree: a file, directory, symlink or a source item (a mail message,
+/// a drive item). Stored as JSON in tree blobs (docs/FORMAT.md, "Trees").
+public struct TreeNode: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        case file, dir, symlink
+    }
+
+    public var name: String
+    public var kind: Kind
+    /// Permission bits (and setuid/setgid/sticky).
+    public var mode: UInt32?
+    /// Modification time, nanoseconds since the Unix epoch.
+    public var mtimeNs: Int64?
+    public var atimeNs: Int64?
+    public var uid: UInt32?
+    public var gid: UInt32?
+    public var inode: UInt64?
+    public var device: UInt64?
+    /// Content size in bytes (files).
+    public var size: UInt64?
+    /// Content blob ids, in order (files).
+    public var content: [String]?
+    /// The tree blob id of a directory.
+    public var subtree: String?
+    public var linkTarget: String?
+    /// Source-specific metadata (Graph ids, e-tags...), opaque to the engine.
+    public var metadata: [String: String]?
+
+    public init(name: String, kind: Kind) {
+        self.name = name
+        self.kind = kind
+    }
+}
+
+/// A directory: nodes sorted by name (byte order), so equal directories encode to equal blobs
+/// and deduplicate.
+public struct Tree: Codable, Sendable, Equatable {
+    public var nodes: [TreeNode]
+
+    public init(nodes: [TreeNode]) {
+        self.nodes = nodes.sorted { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
+    }
+
+    public func encoded() throws -> [UInt8] { try StoredJSON.encode(self) }
+
+    public static func decode(_ bytes: [UInt8], id: String) throws -> Tree {
+        try StoredJSON.decode(Tree.self, from: bytes, object: "tree \(id)")
+    }
+
+    public func node(named name: String) -> TreeNode? {
+        // Nodes are sorted, but names are few per directory; a linear scan is fine for lookups
+        // during restore of a sub-path. Backup builds a dictionary instead.
+        nodes.first { $0.name == name }
+    }
+}
