@@ -41,7 +41,8 @@ let package = Package(
         ),
         .testTarget(
             name: "VaultlineCoreTests",
-            dependencies: ["VaultlineCore"]
+            // The CLI is a dependency so that it is built: crash tests run it as a subprocess.
+            dependencies: ["VaultlineCore", "vaultline"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -33,8 +33,8 @@ public enum HMACSHA256 {
     }
 
     /// HKDF-SHA256 producing one 32-byte key: PRK = HMAC(salt, ikm); OKM = HMAC(PRK, info || 0x01).
-    public static func hkdf(ikm: Bytes32, salt: [UInt8], info: [UInt8]) -> Bytes32 {
-        let prk = mac(keyBytes: salt, ikm.bytes)
+    public static func hkdf(ikm: [UInt8], salt: [UInt8], info: [UInt8]) -> Bytes32 {
+        let prk = mac(keyBytes: salt, ikm)
         return mac(keyBytes: prk.bytes, info + [0x01])
     }
 }

@@ -40,9 +40,9 @@ public final class BlobIndex: @unchecked Sendable {
         var blobCount: UInt32
     }
 
-    private var sorted: [Entry] = []
+    var sorted: [Entry] = []
     private var pending: [Key: Entry] = [:]
-    private var packs: [PackRecord] = []
+    var packs: [PackRecord] = []
     private var packNumbers: [Bytes32: UInt32] = [:]
 
     public init() {}
@@ -132,5 +132,26 @@ public final class BlobIndex: @unchecked Sendable {
             }
             return nil
         }
+    }
+}
+
+extension BlobIndex {
+    /// Totals over the index, by blob type.
+    public struct Totals: Codable, Sendable {
+        public var blobs = 0
+        public var rawBytes: UInt64 = 0
+        public var storedBytes: UInt64 = 0
+    }
+
+    public func totals() -> [BlobType: Totals] {
+        compact()
+        var out: [BlobType: Totals] = [.data: Totals(), .tree: Totals()]
+        for e in sorted {
+            let type = packs[Int(e.pack)].type
+            out[type]!.blobs += 1
+            out[type]!.rawBytes += UInt64(e.rawAndCodec & 0x0fff_ffff)
+            out[type]!.storedBytes += UInt64(e.storedLength)
+        }
+        return out
     }
 }

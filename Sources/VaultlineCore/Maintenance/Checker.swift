@@ -61,8 +61,8 @@ public final class Checker {
         }
         report.packs = onDisk.count
 
-        // Snapshots and the trees they reach.
-        try repository.loadIndex()
+        // Snapshots and the trees they reach, through the index of the readable index files.
+        repository.index = index
         var seenTrees = Set<String>()
         for name in try backend.list(.snapshot).sorted() {
             do {

@@ -21,7 +21,7 @@ public struct MasterKey: Sendable {
 
     /// A subkey for one pack or sealed file: HKDF-SHA256(encryptionKey, salt, info).
     public func subkey(salt: [UInt8], info: String) -> Bytes32 {
-        HMACSHA256.hkdf(ikm: encryptionKey, salt: salt, info: Array(info.utf8))
+        HMACSHA256.hkdf(ikm: encryptionKey.bytes, salt: salt, info: Array(info.utf8))
     }
 }
 

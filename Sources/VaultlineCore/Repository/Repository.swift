@@ -10,7 +10,7 @@ public final class Repository: @unchecked Sendable {
     public let chunker: FastCDC
     /// The key slot that opened the repository.
     public let keySlot: String
-    public private(set) var index = BlobIndex()
+    public internal(set) var index = BlobIndex()
     public private(set) var indexFiles: [String] = []
     private var opener: BlobOpener
 
@@ -64,8 +64,12 @@ public final class Repository: @unchecked Sendable {
 
     /// Opens the repository at `path` with `password`, trying every key slot.
     public static func open(path: String, password: [UInt8]) throws -> Repository {
-        let backend = LocalBackend(root: path)
-        guard FileSystem.exists(path + "/config") else {
+        try open(backend: LocalBackend(root: path), password: password, name: path)
+    }
+
+    /// Opens a repository through any backend (tests inject faults this way).
+    public static func open(backend: any Backend, password: [UInt8], name path: String) throws -> Repository {
+        guard try backend.stat(.config, "config") != nil else {
             throw VaultlineError(.notFound, "no Vaultline repository here (no config file)", object: path)
         }
         let config = try StoredJSON.decode(RepositoryConfig.self, from: try backend.read(.config, "config"), object: path + "/config")
@@ -204,5 +208,14 @@ public final class Repository: @unchecked Sendable {
             throw VaultlineError(.invalidArgument, "refusing to remove the key slot this session opened with; open with another password first", object: prefix)
         }
         try backend.delete(.key, matches[0])
+    }
+}
+
+extension Repository {
+    /// Replaces the key slot this session opened with by one for `newPassword`.
+    public func changePassword(_ newPassword: [UInt8], scryptN: UInt64 = KeySlot.defaultN) throws -> String {
+        let added = try addKey(password: newPassword, scryptN: scryptN)
+        try backend.delete(.key, keySlot)
+        return added
     }
 }

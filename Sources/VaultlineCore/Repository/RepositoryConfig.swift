@@ -18,7 +18,8 @@ public struct RepositoryConfig: Codable, Sendable, Equatable {
     public init(id: String, chunker: FastCDC.Parameters, compression: Codec, compressionLevel: Int, packSize: Int) {
         version = Self.currentVersion
         self.id = id
-        created = Date()
+        // Whole milliseconds: what the stored JSON keeps.
+        created = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 * 1000).rounded(.down) / 1000)
         self.chunker = chunker
         self.compression = compression
         self.compressionLevel = compressionLevel

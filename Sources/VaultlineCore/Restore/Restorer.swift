@@ -136,6 +136,6 @@ public final class Restorer {
             let (q, r) = ns.quotientAndRemainder(dividingBy: 1_000_000_000)
             return r >= 0 ? timespec(tv_sec: Int(q), tv_nsec: Int(r)) : timespec(tv_sec: Int(q - 1), tv_nsec: Int(r + 1_000_000_000))
         }
-        return [ts(node.atimeNs ?? node.mtimeNs), ts(node.mtimeNs)]
+        return [ts(node.mtimeNs), ts(node.mtimeNs)]
     }
 }

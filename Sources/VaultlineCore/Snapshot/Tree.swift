@@ -10,8 +10,9 @@ public struct TreeNode: Codable, Sendable, Equatable {
     /// Permission bits (and setuid/setgid/sticky).
     public var mode: UInt32?
     /// Modification time, nanoseconds since the Unix epoch.
+    /// (Access times are not kept: reading a file changes them, so keeping them would make
+    /// every backup's trees differ and defeat tree deduplication.)
     public var mtimeNs: Int64?
-    public var atimeNs: Int64?
     public var uid: UInt32?
     public var gid: UInt32?
     public var inode: UInt64?

@@ -1,0 +1,33 @@
+import ArgumentParser
+import VaultlineCore
+
+struct Restore: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Restore SNAPSHOT[:PATH] into a directory.")
+
+    @OptionGroup var repository: RepositoryOptions
+
+    @Argument(help: "Snapshot id, prefix or 'latest', optionally followed by :PATH.")
+    var reference: String
+
+    @Option(help: "Directory to restore into (created if missing).")
+    var target: String
+
+    func run() throws {
+        try reporting {
+            let repo = try repository.open()
+            let (ref, path) = splitReference(reference)
+            let line = ProgressLine()
+            let restorer = Restorer(repository: repo) { s in
+                line.update("\(s.files) files, \(formatBytes(s.bytes)) restored")
+            }
+            try restorer.restore(snapshotID: try repo.resolveSnapshot(ref), path: path, target: target)
+            line.done()
+            let s = restorer.stats
+            if repository.json {
+                try printJSON(s)
+            } else {
+                print("restored \(s.files) files, \(s.dirs) dirs, \(s.symlinks) symlinks, \(formatBytes(s.bytes)) into \(target) in \(String(format: "%.2f", s.durationSeconds)) s")
+            }
+        }
+    }
+}

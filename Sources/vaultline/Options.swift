@@ -1,0 +1,112 @@
+import ArgumentParser
+import Foundation
+import VaultlineCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options shared by every command that opens a repository.
+struct RepositoryOptions: ParsableArguments {
+    @Option(name: [.customShort("r"), .long], help: "Repository directory (or VAULTLINE_REPOSITORY).")
+    var repo: String?
+
+    @Option(help: "File holding the password (or VAULTLINE_PASSWORD_FILE / VAULTLINE_PASSWORD).")
+    var passwordFile: String?
+
+    @Flag(help: "Machine-readable JSON output.")
+    var json = false
+
+    var repositoryPath: String {
+        get throws {
+            if let repo { return repo }
+            if let env = ProcessInfo.processInfo.environment["VAULTLINE_REPOSITORY"], !env.isEmpty { return env }
+            throw VaultlineError(.invalidArgument, "no repository given: use --repo or set VAULTLINE_REPOSITORY")
+        }
+    }
+
+    func password() throws -> [UInt8] {
+        try Secrets.read(file: passwordFile, fileVariable: "VAULTLINE_PASSWORD_FILE", variable: "VAULTLINE_PASSWORD", prompt: "repository password: ")
+    }
+
+    func open() throws -> Repository {
+        try Repository.open(path: try repositoryPath, password: try password())
+    }
+}
+
+enum Secrets {
+    /// A secret from a file (first line), an environment variable naming a file, an environment
+    /// variable, or a terminal prompt — never from argv.
+    static func read(file: String?, fileVariable: String, variable: String, prompt: String) throws -> [UInt8] {
+        let env = ProcessInfo.processInfo.environment
+        if let path = file ?? env[fileVariable].flatMap({ $0.isEmpty ? nil : $0 }) {
+            let bytes = try FileSystem.readFile(path)
+            let line = bytes.split(separator: UInt8(ascii: "\n"), maxSplits: 1, omittingEmptySubsequences: false).first ?? []
+            var pw = Array(line)
+            if pw.last == UInt8(ascii: "\r") { pw.removeLast() }
+            guard !pw.isEmpty else { throw VaultlineError(.invalidArgument, "password file is empty", object: path) }
+            return pw
+        }
+        if let pw = env[variable], !pw.isEmpty { return Array(pw.utf8) }
+        if isatty(0) != 0, let p = getpass(prompt) {
+            let pw = Array(String(cString: p).utf8)
+            if !pw.isEmpty { return pw }
+        }
+        throw VaultlineError(.invalidArgument, "no password given: use --password-file, \(fileVariable) or \(variable)")
+    }
+}
+
+/// Runs a command body, turning errors into a message on stderr and a documented exit status.
+func reporting(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let e as VaultlineError {
+        FileHandle.standardError.write(Data("vaultline: error: \(e)\n".utf8))
+        throw ExitCode(exitStatus(for: e.code))
+    }
+}
+
+func exitStatus(for code: VaultlineError.Code) -> Int32 {
+    switch code {
+    case .notFound: 10
+    case .wrongPassword: 11
+    case .locked: 12
+    case .corrupt: 13
+    case .invalidArgument: 64
+    default: 1
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let e = JSONEncoder()
+    e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    e.dateEncodingStrategy = .iso8601
+    print(String(decoding: try e.encode(value), as: UTF8.self))
+}
+
+func formatBytes(_ n: UInt64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var v = Double(n), i = 0
+    while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+    return i == 0 ? "\(n) B" : String(format: "%.2f %@", v, units[i])
+}
+
+/// A one-line progress display on stderr, shown only when stderr is a terminal.
+final class ProgressLine {
+    let enabled = isatty(2) != 0
+    var last = Date.distantPast
+    let started = Date()
+
+    func update(_ text: @autoclosure () -> String) {
+        guard enabled, Date().timeIntervalSince(last) > 0.25 else { return }
+        last = Date()
+        var line = text()
+        if line.count > 110 { line = String(line.prefix(50)) + "…" + String(line.suffix(59)) }
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
+    }
+
+    func done() {
+        if enabled { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+
+    var elapsed: Double { Date().timeIntervalSince(started) }
+}

@@ -1,0 +1,19 @@
+import ArgumentParser
+
+@main
+struct Vaultline: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vaultline",
+        abstract: "Deduplicating, encrypted backup of Microsoft 365 and local data.",
+        discussion: """
+            Repository: --repo or VAULTLINE_REPOSITORY. Password: --password-file, \
+            VAULTLINE_PASSWORD_FILE or VAULTLINE_PASSWORD.
+            Exit status: 0 ok; 1 error; 3 backup finished but some items could not be read; \
+            10 no repository; 11 wrong password; 12 repository locked; 13 damage found; 64 usage.
+            """,
+        version: "0.1.0",
+        subcommands: [
+            Init.self, Backup.self, Snapshots.self, Ls.self, Restore.self, Check.self, Cat.self,
+            Stats.self, Key.self, Repair.self, Unlock.self, Debug.self, Demo.self,
+        ])
+}

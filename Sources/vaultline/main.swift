@@ -1,2 +1,0 @@
-import VaultlineCore
-print("vaultline")

@@ -1,0 +1,90 @@
+import Testing
+@testable import VaultlineCore
+
+@Suite struct RepositoryTests {
+    @Test func initThenOpenWithThePassword() throws {
+        let dir = TemporaryDirectory()
+        let repo = try Fixtures.repository(in: dir)
+        let again = try Repository.open(path: dir.path + "/repo", password: Fixtures.password)
+        #expect(again.config == repo.config)
+        #expect(again.key.idKey == repo.key.idKey)
+        #expect(again.key.chunkerSeed == repo.key.chunkerSeed)
+    }
+
+    @Test func wrongPasswordIsRefused() throws {
+        let dir = TemporaryDirectory()
+        _ = try Fixtures.repository(in: dir)
+        #expect { try Repository.open(path: dir.path + "/repo", password: Array("nope".utf8)) } throws: {
+            ($0 as? VaultlineError)?.code == .wrongPassword
+        }
+    }
+
+    @Test func pathWithoutRepositoryIsNamed() throws {
+        let dir = TemporaryDirectory()
+        #expect { try Repository.open(path: dir.path, password: Fixtures.password) } throws: {
+            let e = $0 as? VaultlineError
+            return e?.code == .notFound && e?.object == dir.path
+        }
+    }
+
+    @Test func initRefusesExistingRepositoryAndNonEmptyDirectory() throws {
+        let dir = TemporaryDirectory()
+        _ = try Fixtures.repository(in: dir)
+        #expect(throws: VaultlineError.self) { try Fixtures.repository(in: dir) }
+        try Fixtures.writeFile(dir.path + "/stuff", [1])
+        #expect(throws: VaultlineError.self) {
+            try Repository.initialize(path: dir.path, password: Fixtures.password, options: Fixtures.options)
+        }
+    }
+
+    @Test func keySlotsAddChangeRemove() throws {
+        let dir = TemporaryDirectory()
+        let repo = try Fixtures.repository(in: dir)
+        let second = try repo.addKey(password: Array("second".utf8), scryptN: 1 << 10)
+        let viaSecond = try Repository.open(path: dir.path + "/repo", password: Array("second".utf8))
+        #expect(viaSecond.keySlot == second)
+        #expect(viaSecond.key.encryptionKey == repo.key.encryptionKey)
+        // The slot in use cannot be removed; another one can.
+        #expect(throws: VaultlineError.self) { try viaSecond.removeKey(second) }
+        try viaSecond.removeKey(repo.keySlot)
+        #expect(throws: VaultlineError.self) { try Repository.open(path: dir.path + "/repo", password: Fixtures.password) }
+        // passwd replaces the slot in use.
+        _ = try viaSecond.changePassword(Array("third".utf8), scryptN: 1 << 10)
+        #expect(throws: VaultlineError.self) { try Repository.open(path: dir.path + "/repo", password: Array("second".utf8)) }
+        #expect(try Repository.open(path: dir.path + "/repo", password: Array("third".utf8)).listKeys().count == 1)
+    }
+
+    @Test func exclusiveLockExcludesOthersAndStaleLocksAreIgnored() throws {
+        let dir = TemporaryDirectory()
+        let repo = try Fixtures.repository(in: dir)
+        let shared = try RepositoryLock.acquire(repo.backend, exclusive: false, command: "test")
+        let shared2 = try RepositoryLock.acquire(repo.backend, exclusive: false, command: "test")
+        #expect { try RepositoryLock.acquire(repo.backend, exclusive: true, command: "prune") } throws: {
+            ($0 as? VaultlineError)?.code == .locked
+        }
+        shared.release()
+        shared2.release()
+        let exclusive = try RepositoryLock.acquire(repo.backend, exclusive: true, command: "prune")
+        #expect(throws: VaultlineError.self) { try RepositoryLock.acquire(repo.backend, exclusive: false, command: "backup") }
+        exclusive.release()
+        // A lock left by a process that no longer exists does not block.
+        let dead = RepositoryLock.Record(exclusive: true, host: FileSystem.hostName(), pid: 999_999_999, time: .now, command: "crashed")
+        try repo.backend.writeIfAbsent(.lock, "deadbeef", try StoredJSON.encode(dead))
+        let after = try RepositoryLock.acquire(repo.backend, exclusive: true, command: "prune")
+        after.release()
+        #expect(try RepositoryLock.removeStale(repo.backend) == ["deadbeef"])
+    }
+
+    @Test func backendRejectsNamesThatEscape() throws {
+        let dir = TemporaryDirectory()
+        let backend = LocalBackend(root: dir.path)
+        try backend.createLayout()
+        for bad in ["../config", "/etc/passwd", String(repeating: "g", count: 64), "ab"] {
+            #expect(throws: VaultlineError.self) { try backend.writeIfAbsent(.index, bad, [1]) }
+        }
+        let name = SHA256.hash([1]).hex
+        #expect(try backend.writeIfAbsent(.index, name, [1]))
+        #expect(try !backend.writeIfAbsent(.index, name, [2]))
+        #expect(try backend.read(.index, name) == [1])
+    }
+}
