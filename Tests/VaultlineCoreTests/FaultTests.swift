@@ -22,6 +22,13 @@ final class DiskFullBackend: Backend, @unchecked Sendable {
         try inner.read(kind, name, offset: offset, length: length)
     }
     func delete(_ kind: FileKind, _ name: String) throws { try inner.delete(kind, name) }
+    func beginWrite(_ kind: FileKind) throws -> any BackendPendingFile {
+        if kind == .pack {
+            let n = count.withLock { $0 += 1; return $0 }
+            if n > packWritesAllowed { throw VaultlineError.system("write", object: inner.root + "/packs", errno: ENOSPC) }
+        }
+        return try inner.beginWrite(kind)
+    }
     func writeIfAbsent(_ kind: FileKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws -> Bool {
         if kind == .pack {
             let n = count.withLock { $0 += 1; return $0 }

@@ -32,6 +32,19 @@ public protocol Backend: Sendable {
     func writeIfAbsent(_ kind: FileKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws -> Bool
     /// Removes a file; a missing file is not an error.
     func delete(_ kind: FileKind, _ name: String) throws
+    /// Starts a file whose name is known only once it is complete (packs are named by the
+    /// hash of their bytes): append to it, then commit it under its name.
+    func beginWrite(_ kind: FileKind) throws -> any BackendPendingFile
+}
+
+/// A file being written through a backend; invisible under its final name until committed.
+public protocol BackendPendingFile: AnyObject, Sendable {
+    func append(_ bytes: UnsafeRawBufferPointer) throws
+    /// Makes the file durable under `name` (fsync, link, fsync of the directory). Returns false
+    /// when a file of that name exists already (the pending file is then discarded).
+    func commit(name: String) throws -> Bool
+    /// Discards the file.
+    func abandon()
 }
 
 extension Backend {

@@ -110,10 +110,72 @@ public struct LocalBackend: Backend {
         return true
     }
 
+    public func beginWrite(_ kind: FileKind) throws -> any BackendPendingFile {
+        try LocalPendingFile(backend: self, kind: kind)
+    }
+
     public func delete(_ kind: FileKind, _ name: String) throws {
         try validate(kind, name)
         let p = path(kind, name)
         if unlink(p) != 0 && errno != ENOENT { throw VaultlineError.system("unlink", object: p) }
         try FileSystem.syncDirectory(directory(kind, name))
+    }
+}
+
+/// A temporary file in the repository (`.tmp-<random>` beside where it will live; hidden from
+/// `list`) that becomes a repository file by link(2), which never replaces an existing name.
+final class LocalPendingFile: BackendPendingFile, @unchecked Sendable {
+    let backend: LocalBackend
+    let kind: FileKind
+    let tmp: String
+    let fd: Int32
+    var done = false
+
+    init(backend: LocalBackend, kind: FileKind) throws {
+        self.backend = backend
+        self.kind = kind
+        // Packs live in packs/xx/: keep the temporary file in packs/ (same file system), and
+        // link it into its subfolder at commit.
+        let dir = kind == .pack ? backend.root + "/packs" : backend.directory(kind, "")
+        tmp = dir + "/.tmp-" + encodeHex(try SecureRandom.bytes(8))
+        let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o400)
+        guard fd >= 0 else { throw VaultlineError.system("open", object: tmp) }
+        self.fd = fd
+    }
+
+    deinit {
+        if !done { abandon() }
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw VaultlineError.system("write", object: tmp)
+            }
+            off += n
+        }
+    }
+
+    func commit(name: String) throws -> Bool {
+        try backend.validate(kind, name)
+        defer { done = true; Glibc.close(fd); unlink(tmp) }
+        guard fsync(fd) == 0 else { throw VaultlineError.system("fsync", object: tmp) }
+        let final = backend.path(kind, name)
+        if link(tmp, final) != 0 {
+            if errno == EEXIST { return false }
+            throw VaultlineError.system("link", object: final)
+        }
+        try FileSystem.syncDirectory(backend.directory(kind, name))
+        return true
+    }
+
+    func abandon() {
+        guard !done else { return }
+        done = true
+        Glibc.close(fd)
+        unlink(tmp)
     }
 }

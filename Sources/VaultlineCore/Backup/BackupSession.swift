@@ -6,8 +6,9 @@ import Foundation
 ///
 /// The caller's thread chunks and deduplicates; compression runs on one worker per core; one
 /// writer thread seals blobs into packs, writes them durably and writes an index file as packs
-/// finish. Queues between stages are bounded, so memory stays bounded whatever the input size:
-/// about (2 × workers + 2 × workers) × max chunk + 2 packs.
+/// finish. Blobs travel in buffers from two fixed pools (inputs: 3 × workers + 1; outputs:
+/// 2 × workers + 1), so memory stays bounded whatever the input size, at about
+/// (5 × workers + 2) × max chunk + 2 packs, and nothing is allocated per blob.
 ///
 /// Call ``finish()`` when done, then ``commit(_:)`` to write the snapshot — last, after
 /// everything it references is durable.
@@ -15,7 +16,7 @@ public final class BackupSession: @unchecked Sendable {
     struct Job: Sendable {
         var id: Bytes32
         var type: BlobType
-        var bytes: [UInt8]
+        var input: PooledBuffer
     }
 
     struct Compressed: Sendable {
@@ -23,7 +24,8 @@ public final class BackupSession: @unchecked Sendable {
         var type: BlobType
         var codec: Codec
         var rawLength: Int
-        var payload: [UInt8]
+        /// From `inputs` when stored raw, from `outputs` when compressed.
+        var payload: PooledBuffer
     }
 
     /// Counters kept by the writer thread.
@@ -42,6 +44,9 @@ public final class BackupSession: @unchecked Sendable {
     public let repository: Repository
     private let compressQueue: BoundedQueue<Job>
     private let writeQueue: BoundedQueue<Compressed>
+    private let flushQueue = BoundedQueue<SealedPack>(capacity: 2)
+    private let inputs: BufferPool
+    private let outputs: BufferPool
     private let group = DispatchGroup()
     private let failure = Locked<VaultlineError?>(nil)
     private let writerStats = Locked(WriterStats())
@@ -57,11 +62,14 @@ public final class BackupSession: @unchecked Sendable {
         self.repository = repository
         self.packsPerIndexFile = packsPerIndexFile
         let n = max(1, workers)
-        compressQueue = BoundedQueue(capacity: 2 * n)
-        writeQueue = BoundedQueue(capacity: 2 * n)
         let config = repository.config
+        // Queues never hold more than the pools own, so only the pools bound memory.
+        inputs = BufferPool(count: 3 * n + 1, capacity: max(config.chunker.maxSize, 1 << 16))
+        let bound = try Compressor(codec: config.compression, level: config.compressionLevel).bound(config.chunker.maxSize)
+        outputs = BufferPool(count: 2 * n + 1, capacity: max(bound, 1 << 16))
+        compressQueue = BoundedQueue(capacity: 4 * n + 2)
+        writeQueue = BoundedQueue(capacity: 6 * n + 2)
         workersLeft = Locked(n)
-        _ = try Compressor(codec: config.compression, level: config.compressionLevel)  // fail early
         for i in 0..<n {
             startThread("vaultline-compress-\(i)") { [self] in
                 do {
@@ -73,6 +81,7 @@ public final class BackupSession: @unchecked Sendable {
             }
         }
         startThread("vaultline-writer") { [self] in writeLoop() }
+        startThread("vaultline-flusher") { [self] in flushLoop() }
     }
 
     private func startThread(_ name: String, _ body: @escaping @Sendable () -> Void) {
@@ -91,8 +100,17 @@ public final class BackupSession: @unchecked Sendable {
     /// Stores one blob unless the repository (or this session) has it already; returns its id.
     @discardableResult
     public func store(_ bytes: [UInt8], type: BlobType) throws -> Bytes32 {
-        let id = bytes.withUnsafeBytes { repository.key.blobID($0) }
-        try submit(id: id, type: type) { bytes }
+        try bytes.withUnsafeBytes { try store($0, type: type) }
+    }
+
+    /// Stores one blob given as raw bytes (at most the chunker's maximum size).
+    @discardableResult
+    public func store(_ bytes: UnsafeRawBufferPointer, type: BlobType) throws -> Bytes32 {
+        guard bytes.count < 1 << 28 else {
+            throw VaultlineError(.invalidArgument, "a \(type) blob of \(bytes.count) bytes exceeds the 256 MiB blob limit")
+        }
+        let id = repository.key.blobID(bytes)
+        try submit(id: id, type: type, bytes: bytes)
         return id
     }
 
@@ -113,7 +131,7 @@ public final class BackupSession: @unchecked Sendable {
             let id = key.blobID(chunk.bytes)
             ids.append(id)
             size += UInt64(chunk.bytes.count)
-            try submit(id: id, type: .data) { Array(chunk.bytes) }
+            try submit(id: id, type: .data, bytes: chunk.bytes)
         }
         return (ids, size)
     }
@@ -123,11 +141,14 @@ public final class BackupSession: @unchecked Sendable {
         try store(try tree.encoded(), type: .tree)
     }
 
-    private func submit(id: Bytes32, type: BlobType, bytes: () -> [UInt8]) throws {
+    private func submit(id: Bytes32, type: BlobType, bytes: UnsafeRawBufferPointer) throws {
         if let error = failure.withLock({ $0 }) { throw error }
         if repository.index.contains(id) || submitted.contains(id) { return }
         submitted.insert(id)
-        compressQueue.push(Job(id: id, type: type, bytes: bytes()))
+        let buffer = inputs.acquire(size: bytes.count)
+        if bytes.count > 0 { buffer.storage.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+        buffer.count = bytes.count
+        compressQueue.push(Job(id: id, type: type, input: buffer))
     }
 
     /// Waits for every blob to be sealed into packs written durably and indexed.
@@ -182,82 +203,97 @@ public final class BackupSession: @unchecked Sendable {
             if workersLeft.withLock({ $0 -= 1; return $0 }) == 0 { writeQueue.close() }
         }
         guard let compressor else {
-            while compressQueue.pop() != nil {}
+            while let job = compressQueue.pop() { inputs.release(job.input) }
             return
         }
-        var scratch = [UInt8](repeating: 0, count: compressor.bound(repository.config.chunker.maxSize))
-        let store = Compressed(id: .zero, type: .data, codec: .none, rawLength: 0, payload: [])
         while let job = compressQueue.pop() {
-            if failed { continue }
-            do {
-                let bound = compressor.bound(job.bytes.count)
-                if scratch.count < bound { scratch = [UInt8](repeating: 0, count: bound) }
-                let n = try job.bytes.withUnsafeBytes { src in
-                    try scratch.withUnsafeMutableBytes { try compressor.compress(src, into: $0) }
+            if failed { inputs.release(job.input); continue }
+            let raw = job.input.count
+            var out = Compressed(id: job.id, type: job.type, codec: .none, rawLength: raw, payload: job.input)
+            if compressor.codec != .none {
+                let target = outputs.acquire(size: compressor.bound(raw))
+                do {
+                    let n = try compressor.compress(job.input.bytes, into: target.storage)
+                    if Double(n) <= Double(raw) * (1 - Self.minimumSaving) {
+                        target.count = n
+                        out.codec = compressor.codec
+                        out.payload = target
+                        inputs.release(job.input)
+                    } else {
+                        outputs.release(target)
+                    }
+                } catch {
+                    outputs.release(target)
+                    inputs.release(job.input)
+                    fail(error)
+                    continue
                 }
-                var out = store
-                out.id = job.id
-                out.type = job.type
-                out.rawLength = job.bytes.count
-                if compressor.codec != .none && Double(n) <= Double(job.bytes.count) * (1 - Self.minimumSaving) {
-                    out.codec = compressor.codec
-                    out.payload = Array(scratch[0..<n])
-                } else {
-                    out.codec = .none
-                    out.payload = job.bytes
-                }
-                writeQueue.push(out)
-            } catch {
-                fail(error)
             }
+            writeQueue.push(out)
         }
     }
 
+    private func releasePayload(_ blob: Compressed) {
+        if blob.codec == .none { inputs.release(blob.payload) } else { outputs.release(blob.payload) }
+    }
+
+    /// Seals compressed blobs into pack files; hands each full pack to the flusher.
     private func writeLoop() {
-        let key = repository.key
+        defer { flushQueue.close() }
+        let key = repository.key, backend = repository.backend
         let size = repository.config.packSize
-        let writers = [BlobType.data: PackWriter(type: .data, key: key, targetSize: size),
-                       BlobType.tree: PackWriter(type: .tree, key: key, targetSize: size)]
-        var unindexed: [IndexFile.Pack] = []
-
-        func finishPack(_ w: PackWriter) throws {
-            let p = try w.finish(to: repository.backend)
-            unindexed.append(IndexFile.Pack(id: p.id, salt: p.salt, entries: p.entries))
-            writerStats.withLock { $0.packs += 1 }
-            if unindexed.count >= packsPerIndexFile { try flushIndex() }
-        }
-        func flushIndex() throws {
-            guard !unindexed.isEmpty else { return }
-            let name = try repository.writeIndexFile(unindexed)
-            writerStats.withLock { $0.indexFiles.append(name) }
-            unindexed.removeAll()
-        }
-
+        let writers = [BlobType.data: PackWriter(type: .data, key: key, backend: backend, targetSize: size),
+                       BlobType.tree: PackWriter(type: .tree, key: key, backend: backend, targetSize: size)]
         while let blob = writeQueue.pop() {
+            defer { releasePayload(blob) }
             if failed { continue }
             do {
                 let w = writers[blob.type]!
-                try blob.payload.withUnsafeBytes {
-                    try w.add(id: blob.id, codec: blob.codec, rawLength: blob.rawLength, payload: $0)
-                }
+                try w.add(id: blob.id, codec: blob.codec, rawLength: blob.rawLength, payload: blob.payload.bytes)
                 writerStats.withLock {
                     $0.newBlobs += 1
                     $0.newRawBytes += UInt64(blob.rawLength)
                     $0.newStoredBytes += UInt64(blob.payload.count + AESGCM.tagSize)
                     if blob.type == .data && blob.codec == .none { $0.newIncompressibleBytes += UInt64(blob.rawLength) }
                 }
-                if w.isFull { try finishPack(w) }
+                if w.isFull { flushQueue.push(try w.seal()) }
             } catch {
                 fail(error)
             }
         }
         guard !failed else { return }
         do {
-            // Data packs before tree packs, and every index entry before the snapshot.
-            for type in [BlobType.data, .tree] where !writers[type]!.isEmpty { try finishPack(writers[type]!) }
-            try flushIndex()
+            // Data packs before tree packs.
+            for type in [BlobType.data, .tree] where !writers[type]!.isEmpty { flushQueue.push(try writers[type]!.seal()) }
         } catch {
             fail(error)
         }
+    }
+
+    /// Makes sealed packs durable, then writes an index file for every few of them (and for the
+    /// rest at the end): an index entry never names a pack that is not durable.
+    private func flushLoop() {
+        var unindexed: [IndexFile.Pack] = []
+        func flushIndex() throws {
+            guard !unindexed.isEmpty else { return }
+            let name = try repository.writeIndexFile(unindexed)
+            writerStats.withLock { $0.indexFiles.append(name) }
+            unindexed.removeAll()
+        }
+        while let sealed = flushQueue.pop() {
+            if failed { sealed.abandon(); continue }
+            do {
+                try sealed.commit()
+                let p = sealed.pack
+                unindexed.append(IndexFile.Pack(id: p.id, salt: p.salt, entries: p.entries))
+                writerStats.withLock { $0.packs += 1 }
+                if unindexed.count >= packsPerIndexFile { try flushIndex() }
+            } catch {
+                sealed.abandon()
+                fail(error)
+            }
+        }
+        guard !failed else { return }
+        do { try flushIndex() } catch { fail(error) }
     }
 }

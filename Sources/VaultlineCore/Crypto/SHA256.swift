@@ -69,7 +69,7 @@ public enum SHA256 {
     }
 
     /// An incremental hasher for data that arrives in pieces (files read from disk).
-    public struct Hasher: ~Copyable {
+    public final class Hasher {
         private let ctx: OpaquePointer
 
         public init() throws {
@@ -83,11 +83,12 @@ public enum SHA256 {
             self.ctx = ctx
         }
 
-        public mutating func update(_ data: UnsafeRawBufferPointer) {
+        public func update(_ data: UnsafeRawBufferPointer) {
             _ = EVP_DigestUpdate(ctx, data.baseAddress, data.count)
         }
 
-        public consuming func finalize() -> Bytes32 {
+        /// The digest; call once.
+        public func finalize() -> Bytes32 {
             var out = Bytes32.zero
             withUnsafeTemporaryAllocation(byteCount: 32, alignment: 8) { buf in
                 var len: UInt32 = 32
