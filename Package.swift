@@ -29,6 +29,7 @@ let package = Package(
                 "CZstd", "CLZ4", "CCrypto",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            exclude: ["README.md"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         .executableTarget(
@@ -37,7 +38,8 @@ let package = Package(
                 "VaultlineCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            exclude: ["README.md"]
         ),
         .testTarget(
             name: "VaultlineCoreTests",

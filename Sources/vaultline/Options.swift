@@ -90,14 +90,19 @@ func formatBytes(_ n: UInt64) -> String {
     return i == 0 ? "\(n) B" : String(format: "%.2f %@", v, units[i])
 }
 
-/// A one-line progress display on stderr, shown only when stderr is a terminal.
-final class ProgressLine {
+/// A one-line progress display on stderr, shown only when stderr is a terminal. Thread-safe:
+/// backup readers report from several threads.
+final class ProgressLine: @unchecked Sendable {
     let enabled = isatty(2) != 0
-    var last = Date.distantPast
+    private let lock = NSLock()
+    private var last = Date.distantPast
     let started = Date()
 
     func update(_ text: @autoclosure () -> String) {
-        guard enabled, Date().timeIntervalSince(last) > 0.25 else { return }
+        guard enabled else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        guard Date().timeIntervalSince(last) > 0.25 else { return }
         last = Date()
         var line = text()
         if line.count > 110 { line = String(line.prefix(50)) + "…" + String(line.suffix(59)) }

@@ -50,9 +50,8 @@ public final class BackupSession: @unchecked Sendable {
     private let group = DispatchGroup()
     private let failure = Locked<VaultlineError?>(nil)
     private let writerStats = Locked(WriterStats())
-    private var submitted = Set<Bytes32>()
-    private var stream: ChunkStream?
-    private var streamSource: (UnsafeMutableRawBufferPointer) throws -> Int = { _ in 0 }
+    private let submitted = Locked(Set<Bytes32>())
+    private var defaultChunker: ContentChunker?
     private var finished = false
     private let workersLeft: Locked<Int>
     /// Index entries flushed every this many packs (and at the end).
@@ -114,26 +113,15 @@ public final class BackupSession: @unchecked Sendable {
         return id
     }
 
+    /// A chunker for one thread: each thread that stores content streams needs its own.
+    public func makeChunker() -> ContentChunker { ContentChunker(session: self) }
+
     /// Chunks a byte stream of any length and stores its chunks; returns the blob ids in order and
     /// the total length. `read` fills the buffer it is given and returns 0 at the end.
+    /// Single-threaded convenience; threads of their own use ``makeChunker()``.
     public func storeStream(read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) throws -> (ids: [Bytes32], size: UInt64) {
-        streamSource = read
-        defer { streamSource = { _ in 0 } }
-        if stream == nil {
-            stream = ChunkStream(chunker: repository.chunker) { [unowned self] in try streamSource($0) }
-        } else {
-            stream!.reset()
-        }
-        var ids: [Bytes32] = []
-        var size: UInt64 = 0
-        let key = repository.key
-        while let chunk = try stream!.next() {
-            let id = key.blobID(chunk.bytes)
-            ids.append(id)
-            size += UInt64(chunk.bytes.count)
-            try submit(id: id, type: .data, bytes: chunk.bytes)
-        }
-        return (ids, size)
+        if defaultChunker == nil { defaultChunker = makeChunker() }
+        return try defaultChunker!.store(read: read)
     }
 
     /// Stores a directory tree; returns its id.
@@ -141,10 +129,12 @@ public final class BackupSession: @unchecked Sendable {
         try store(try tree.encoded(), type: .tree)
     }
 
-    private func submit(id: Bytes32, type: BlobType, bytes: UnsafeRawBufferPointer) throws {
+    /// Thread-safe: the index is only read during a backup, and the set of blobs this session
+    /// has taken is locked.
+    func submit(id: Bytes32, type: BlobType, bytes: UnsafeRawBufferPointer) throws {
         if let error = failure.withLock({ $0 }) { throw error }
-        if repository.index.contains(id) || submitted.contains(id) { return }
-        submitted.insert(id)
+        if repository.index.contains(id) { return }
+        guard submitted.withLock({ $0.insert(id).inserted }) else { return }
         let buffer = inputs.acquire(size: bytes.count)
         if bytes.count > 0 { buffer.storage.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
         buffer.count = bytes.count
@@ -295,5 +285,34 @@ public final class BackupSession: @unchecked Sendable {
         }
         guard !failed else { return }
         do { try flushIndex() } catch { fail(error) }
+    }
+}
+
+/// Cuts content streams into chunks and stores them through a session. One per thread.
+public final class ContentChunker {
+    private let session: BackupSession
+    private var source: (UnsafeMutableRawBufferPointer) throws -> Int = { _ in 0 }
+    private var stream: ChunkStream!
+
+    init(session: BackupSession) {
+        self.session = session
+        stream = ChunkStream(chunker: session.repository.chunker) { [unowned self] in try source($0) }
+    }
+
+    /// Chunks everything `read` yields and stores the chunks; returns their ids and the length.
+    public func store(read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) throws -> (ids: [Bytes32], size: UInt64) {
+        source = read
+        defer { source = { _ in 0 } }
+        stream.reset()
+        var ids: [Bytes32] = []
+        var size: UInt64 = 0
+        let key = session.repository.key
+        while let chunk = try stream.next() {
+            let id = key.blobID(chunk.bytes)
+            ids.append(id)
+            size += UInt64(chunk.bytes.count)
+            try session.submit(id: id, type: .data, bytes: chunk.bytes)
+        }
+        return (ids, size)
     }
 }

@@ -3,16 +3,20 @@ import Foundation
 import Glibc
 #endif
 
+/// O_NOATIME from <fcntl.h> (a GNU extension the Glibc module does not export): 01000000 on Linux.
+private let linuxNoATime: Int32 = 0o1000000
+
 /// Backs up local directories: the engine's own source and our benchmark anchor.
 ///
 /// Each path given becomes one node of the snapshot's root tree, named by its last component.
 /// A file whose size, mtime and inode match its node in the parent snapshot is not read again
 /// (its content list is reused) unless `force` is set. An unreadable item is recorded in the
 /// snapshot's error list and the backup goes on; the snapshot is then marked partial.
-/// O_NOATIME from <fcntl.h> (a GNU extension the Glibc module does not export): 01000000 on Linux.
-private let linuxNoATime: Int32 = 0o1000000
-
-public final class DirectoryBackup {
+///
+/// Threads: the caller walks the directories; files to read go to `readers` threads, each with
+/// its own chunker. A directory's tree is stored by whichever thread completes its last child
+/// (see ``DirectoryState``), so no thread waits at directory boundaries.
+public final class DirectoryBackup: @unchecked Sendable {
     public struct Options: Sendable {
         public var paths: [String]
         public var tags: [String] = []
@@ -21,6 +25,7 @@ public final class DirectoryBackup {
         public var parent: String?
         public var noParent = false
         public var workers = ProcessInfo.processInfo.activeProcessorCount
+        public var readers = ProcessInfo.processInfo.activeProcessorCount
         public init(paths: [String]) { self.paths = paths }
     }
 
@@ -35,13 +40,29 @@ public final class DirectoryBackup {
         public var snapshot: Snapshot
     }
 
+    struct Shared {
+        var stats = Snapshot.Stats()
+        var errors: [Snapshot.ItemError] = []
+        var fatal: (any Error)?
+        var root: Bytes32?
+    }
+
+    struct FileJob: @unchecked Sendable {
+        var path: String
+        var node: TreeNode
+        var directory: DirectoryState
+        var slot: Int
+    }
+
     let repository: Repository
     let options: Options
-    var stats = Snapshot.Stats()
-    var errors: [Snapshot.ItemError] = []
-    let progress: ((Progress) -> Void)?
+    let shared = Locked(Shared())
+    let progress: (@Sendable (Progress) -> Void)?
+    private var session: BackupSession!
+    private let files = BoundedQueue<FileJob>(capacity: 256)
+    private let rootDone = DispatchSemaphore(value: 0)
 
-    public init(repository: Repository, options: Options, progress: ((Progress) -> Void)? = nil) {
+    public init(repository: Repository, options: Options, progress: (@Sendable (Progress) -> Void)? = nil) {
         self.repository = repository
         self.options = options
         self.progress = progress
@@ -65,18 +86,37 @@ public final class DirectoryBackup {
             parentRoot = Dictionary(try repository.loadTree(parent.tree).nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         }
 
-        let session = try BackupSession(repository: repository, workers: options.workers)
-        var rootNodes: [TreeNode] = []
+        session = try BackupSession(repository: repository, workers: options.workers)
+        let readerGroup = DispatchGroup()
+        for i in 0..<max(1, options.readers) {
+            readerGroup.enter()
+            let t = Thread { [self] in
+                readLoop()
+                readerGroup.leave()
+            }
+            t.name = "vaultline-reader-\(i)"
+            t.start()
+        }
         do {
+            let root = DirectoryState(parent: nil, slot: 0, node: nil) { [self] id in
+                shared.withLock { $0.root = id }
+                rootDone.signal()
+            }
             for (path, name) in zip(absolute, names) {
                 var st = stat()
                 guard lstat(path, &st) == 0 else { throw VaultlineError.system("lstat", object: path) }
-                if let node = try backupEntry(path: path, name: name, st: st, parent: parentRoot[name], session: session) {
-                    rootNodes.append(node)
-                }
+                try visit(path: path, name: name, st: st, parent: parentRoot[name], in: root)
             }
-            let root = try session.store(Tree(nodes: rootNodes))
+            try finishEnumerating(root)
+            files.close()
+            rootDone.wait()
+            readerGroup.wait()
+            if let fatal = shared.withLock({ $0.fatal }) { throw fatal }
+            guard let rootID = shared.withLock({ $0.root }) else {
+                throw VaultlineError(.io, "backup ended without a root tree")
+            }
             let written = try session.finish()
+            var (stats, errors) = shared.withLock { ($0.stats, $0.errors) }
             stats.newBlobs = written.newBlobs
             stats.newRawBytes = written.newRawBytes
             stats.newStoredBytes = written.newStoredBytes
@@ -84,12 +124,15 @@ public final class DirectoryBackup {
             stats.durationSeconds = Date().timeIntervalSince(started)
             var snapshot = Snapshot(
                 time: started, sourceKind: "local", paths: absolute, tags: options.tags, parent: parentID,
-                tree: root.hex, stats: stats)
-            snapshot.errors = errors
+                tree: rootID.hex, stats: stats)
+            snapshot.errors = errors.sorted { $0.path < $1.path }
             snapshot.partial = !errors.isEmpty
             let id = try session.commit(snapshot)
             return Result(snapshotID: id, snapshot: snapshot)
         } catch {
+            fail(error)
+            files.close()
+            readerGroup.wait()
             session.abort()
             throw error
         }
@@ -108,8 +151,20 @@ public final class DirectoryBackup {
         }?.id
     }
 
-    /// Backs up one directory entry; nil for kinds not backed up (sockets, devices, fifos).
-    func backupEntry(path: String, name: String, st: stat, parent: TreeNode?, session: BackupSession) throws -> TreeNode? {
+    func fail(_ error: any Error) {
+        shared.withLock { if $0.fatal == nil { $0.fatal = error } }
+        rootDone.signal()
+    }
+
+    func recordError(_ path: String, _ message: String) {
+        shared.withLock { $0.errors.append(.init(path: path, message: message)) }
+    }
+
+    // MARK: Walking (caller's thread)
+
+    /// Visits one directory entry and fills its slot in `dir` (now, or later by a reader).
+    func visit(path: String, name: String, st: stat, parent: TreeNode?, in dir: DirectoryState) throws {
+        if shared.withLock({ $0.fatal != nil }) { throw shared.withLock { $0.fatal! } }
         var node = TreeNode(name: name, kind: .file)
         node.mode = UInt32(st.st_mode & 0o7777)
         node.mtimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
@@ -120,79 +175,177 @@ public final class DirectoryBackup {
         switch st.st_mode & S_IFMT {
         case S_IFREG:
             node.size = UInt64(st.st_size)
-            stats.files += 1
-            stats.totalBytes += UInt64(st.st_size)
+            shared.withLock { $0.stats.files += 1; $0.stats.totalBytes += UInt64(st.st_size) }
+            let slot = dir.reserve()
             if !options.force, let p = parent, p.kind == .file, p.size == node.size, p.mtimeNs == node.mtimeNs,
                p.inode == node.inode, let content = p.content,
                content.allSatisfy({ Bytes32(hex: $0).map(repository.index.contains) ?? false })
             {
                 node.content = content
-                return node
+                try complete(dir, slot: slot, node: node)
+            } else {
+                files.push(FileJob(path: path, node: node, directory: dir, slot: slot))
             }
-            do {
-                node.content = try readFile(path: path, session: session).map(\.hex)
-            } catch let e as VaultlineError where e.code == .io || e.code == .notFound {
-                errors.append(.init(path: path, message: e.description))
-                return nil
-            }
-            return node
         case S_IFDIR:
             node.kind = .dir
-            stats.dirs += 1
-            node.subtree = try backupDirectory(path: path, parent: parent?.kind == .dir ? parent?.subtree : nil, session: session).hex
-            return node
+            shared.withLock { $0.stats.dirs += 1 }
+            let slot = dir.reserve()
+            let child = DirectoryState(parent: dir, slot: slot, node: node) { _ in }
+            try walkDirectory(path: path, parentTree: parent?.kind == .dir ? parent?.subtree : nil, into: child)
+            try finishEnumerating(child)
         case S_IFLNK:
             node.kind = .symlink
-            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            let n = readlink(path, &buf, buf.count - 1)
-            guard n >= 0 else {
-                errors.append(.init(path: path, message: VaultlineError.system("readlink", object: path).description))
-                return nil
+            var buf = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = buf.withUnsafeMutableBufferPointer {
+                readlink(path, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), $0.count - 1)
             }
-            node.linkTarget = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            return node
+            guard n >= 0 else {
+                recordError(path, VaultlineError.system("readlink", object: path).description)
+                return
+            }
+            node.linkTarget = String(decoding: buf[0..<n], as: UTF8.self)
+            try complete(dir, slot: dir.reserve(), node: node)
         default:
-            return nil
+            return  // sockets, fifos and devices are not backed up
         }
     }
 
-    func backupDirectory(path: String, parent: String?, session: BackupSession) throws -> Bytes32 {
+    func walkDirectory(path: String, parentTree: String?, into dir: DirectoryState) throws {
         var parentNodes: [String: TreeNode] = [:]
-        if let parent, let tree = try? repository.loadTree(parent) {
+        if let parentTree, let tree = try? repository.loadTree(parentTree) {
             parentNodes = Dictionary(tree.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         }
-        var nodes: [TreeNode] = []
         let names: [String]
         do {
             names = try FileSystem.list(path).sorted()
         } catch let e as VaultlineError {
-            errors.append(.init(path: path, message: e.description))
-            return try session.store(Tree(nodes: []))
+            recordError(path, e.description)
+            return
         }
         for name in names {
             let child = path == "/" ? "/" + name : path + "/" + name
             var st = stat()
             guard lstat(child, &st) == 0 else {
-                errors.append(.init(path: child, message: VaultlineError.system("lstat", object: child).description))
+                recordError(child, VaultlineError.system("lstat", object: child).description)
                 continue
             }
-            if let node = try backupEntry(path: child, name: name, st: st, parent: parentNodes[name], session: session) {
-                nodes.append(node)
+            try visit(path: child, name: name, st: st, parent: parentNodes[name], in: dir)
+        }
+    }
+
+    // MARK: Completion (any thread)
+
+    func finishEnumerating(_ dir: DirectoryState) throws {
+        if let nodes = dir.finishEnumerating() { try storeTree(of: dir, nodes) }
+    }
+
+    func complete(_ dir: DirectoryState, slot: Int, node: TreeNode?) throws {
+        if let nodes = dir.complete(slot: slot, node: node) { try storeTree(of: dir, nodes) }
+    }
+
+    /// Stores a finished directory's tree and completes its slot in the parent, upwards.
+    func storeTree(of dir: DirectoryState, _ nodes: [TreeNode]) throws {
+        let id = try session.store(Tree(nodes: nodes))
+        if let parent = dir.parent, var node = dir.node {
+            node.subtree = id.hex
+            try complete(parent, slot: dir.slot, node: node)
+        } else {
+            dir.onRoot(id)
+        }
+    }
+
+    // MARK: Readers
+
+    private func readLoop() {
+        let chunker = session.makeChunker()
+        while let job = files.pop() {
+            if shared.withLock({ $0.fatal != nil }) { continue }
+            var node: TreeNode? = job.node
+            do {
+                let (ids, size) = try read(job.path, with: chunker)
+                node!.content = ids.map(\.hex)
+                let p = shared.withLock { s -> Progress in
+                    s.stats.filesRead += 1
+                    s.stats.bytesRead += size
+                    return Progress(files: s.stats.filesRead, bytes: s.stats.bytesRead, currentPath: job.path)
+                }
+                progress?(p)
+            } catch let e as VaultlineError where e.code == .io || e.code == .notFound {
+                recordError(job.path, e.description)
+                node = nil
+            } catch {
+                fail(error)
+                continue
+            }
+            do {
+                try complete(job.directory, slot: job.slot, node: node)
+            } catch {
+                fail(error)
             }
         }
-        return try session.store(Tree(nodes: nodes))
     }
 
     /// Streams a file through the chunker into the session.
-    func readFile(path: String, session: BackupSession) throws -> [Bytes32] {
+    func read(_ path: String, with chunker: ContentChunker) throws -> (ids: [Bytes32], size: UInt64) {
         // O_NOATIME (allowed for the file's owner and root) keeps the backup from touching atimes.
         let file = try (try? FileDescriptor(open: path, flags: O_RDONLY | O_NOFOLLOW | linuxNoATime))
             ?? FileDescriptor(open: path, flags: O_RDONLY | O_NOFOLLOW)
         posix_fadvise(file.raw, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
-        let (ids, size) = try session.storeStream { buf in try file.readSome(into: buf) }
-        stats.filesRead += 1
-        stats.bytesRead += size
-        progress?(Progress(files: stats.files, bytes: stats.bytesRead, currentPath: path))
-        return ids
+        let fd = file.raw
+        return try withExtendedLifetime(file) {
+            try chunker.store { buf in
+                while true {
+                    let n = Glibc.read(fd, buf.baseAddress, buf.count)
+                    if n >= 0 { return n }
+                    if errno != EINTR { throw VaultlineError.system("read", object: path) }
+                }
+            }
+        }
+    }
+}
+
+/// A directory being backed up: one slot per child, filled by the walker or by readers. When
+/// the walker has enumerated it and every slot is filled, the thread that filled the last one
+/// receives the nodes and stores the tree.
+final class DirectoryState: @unchecked Sendable {
+    let parent: DirectoryState?
+    let slot: Int
+    /// This directory's own node (nil for the snapshot root).
+    let node: TreeNode?
+    let onRoot: @Sendable (Bytes32) -> Void
+    private let lock = NSLock()
+    private var nodes: [TreeNode?] = []
+    private var pending = 0
+    private var enumerated = false
+
+    init(parent: DirectoryState?, slot: Int, node: TreeNode?, onRoot: @escaping @Sendable (Bytes32) -> Void) {
+        self.parent = parent
+        self.slot = slot
+        self.node = node
+        self.onRoot = onRoot
+    }
+
+    func reserve() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        nodes.append(nil)
+        pending += 1
+        return nodes.count - 1
+    }
+
+    /// Fills a slot (nil: the child is left out); returns the nodes when the directory is done.
+    func complete(slot: Int, node: TreeNode?) -> [TreeNode]? {
+        lock.lock()
+        defer { lock.unlock() }
+        nodes[slot] = node
+        pending -= 1
+        return enumerated && pending == 0 ? nodes.compactMap { $0 } : nil
+    }
+
+    func finishEnumerating() -> [TreeNode]? {
+        lock.lock()
+        defer { lock.unlock() }
+        enumerated = true
+        return pending == 0 ? nodes.compactMap { $0 } : nil
     }
 }

@@ -129,6 +129,11 @@ public final class Repository: @unchecked Sendable {
 
     /// Reads, authenticates and decompresses a blob.
     public func readBlob(_ id: Bytes32) throws -> [UInt8] {
+        try readBlob(id, using: opener)
+    }
+
+    /// Thread-safe form: each thread passes its own opener (the index must not change meanwhile).
+    public func readBlob(_ id: Bytes32, using opener: BlobOpener) throws -> [UInt8] {
         guard let loc = index.lookup(id) else {
             throw VaultlineError(.notFound, "blob \(id.hex) is not in the index")
         }

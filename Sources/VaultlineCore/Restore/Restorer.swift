@@ -12,7 +12,7 @@ import Glibc
 /// UTIME_OMIT from <sys/stat.h> ((1 << 30) - 2), which Glibc's module does not export.
 private let utimeOmit = (1 << 30) - 2
 
-public final class Restorer {
+public final class Restorer: @unchecked Sendable {
     public struct Stats: Codable, Sendable {
         public var files: UInt64 = 0
         public var dirs: UInt64 = 0
@@ -21,13 +21,24 @@ public final class Restorer {
         public var durationSeconds: Double = 0
     }
 
+    struct FileJob: Sendable {
+        var node: TreeNode
+        var path: String
+    }
+
     let repository: Repository
     let isRoot = geteuid() == 0
-    public private(set) var stats = Stats()
-    let progress: ((Stats) -> Void)?
+    let threads: Int
+    private let shared = Locked((stats: Stats(), error: (any Error)?.none))
+    public var stats: Stats { shared.withLock { $0.stats } }
+    let progress: (@Sendable (Stats) -> Void)?
+    private var files = BoundedQueue<FileJob>(capacity: 256)
+    /// Directories whose metadata is applied last, deepest first (writing files changes mtimes).
+    private var directories: [(node: TreeNode, path: String)] = []
 
-    public init(repository: Repository, progress: ((Stats) -> Void)? = nil) {
+    public init(repository: Repository, threads: Int = ProcessInfo.processInfo.activeProcessorCount, progress: (@Sendable (Stats) -> Void)? = nil) {
         self.repository = repository
+        self.threads = max(1, threads)
         self.progress = progress
     }
 
@@ -56,13 +67,51 @@ public final class Restorer {
         let snapshot = try repository.loadSnapshot(snapshotID)
         let (tree, node) = try resolve(snapshot: snapshot, path: path)
         try FileSystem.makeDirectories(target, mode: 0o755)
-        if let tree {
-            try restoreTree(tree, into: target)
-            if let node { try applyMetadata(node, path: target, isLink: false) }
-        } else if let node {
-            try restoreNode(node, into: target)
+        files = BoundedQueue(capacity: 256)
+        directories = []
+        let group = DispatchGroup()
+        for i in 0..<threads {
+            group.enter()
+            let t = Thread { [self] in
+                writeLoop()
+                group.leave()
+            }
+            t.name = "vaultline-restore-\(i)"
+            t.start()
         }
-        stats.durationSeconds = Date().timeIntervalSince(started)
+        do {
+            if let tree {
+                try restoreTree(tree, into: target)
+                if let node { directories.append((node, target)) }
+            } else if let node {
+                try restoreNode(node, into: target)
+            }
+        } catch {
+            shared.withLock { if $0.error == nil { $0.error = error } }
+        }
+        files.close()
+        group.wait()
+        if let error = shared.withLock({ $0.error }) { throw error }
+        for (node, path) in directories.reversed() { try applyMetadata(node, path: path, isLink: false) }
+        shared.withLock { $0.stats.durationSeconds = Date().timeIntervalSince(started) }
+    }
+
+    private func writeLoop() {
+        let opener = BlobOpener(key: repository.key)
+        while let job = files.pop() {
+            if shared.withLock({ $0.error != nil }) { continue }
+            do {
+                let written = try restoreFile(job.node, path: job.path, opener: opener)
+                let s = shared.withLock { s -> Stats in
+                    s.stats.files += 1
+                    s.stats.bytes += written
+                    return s.stats
+                }
+                progress?(s)
+            } catch {
+                shared.withLock { if $0.error == nil { $0.error = error } }
+            }
+        }
     }
 
     func restoreTree(_ tree: Tree, into dir: String) throws {
@@ -76,6 +125,7 @@ public final class Restorer {
             throw VaultlineError(.corrupt, "tree holds an unsafe name", object: node.name)
         }
         let path = dir + "/" + node.name
+        if shared.withLock({ $0.error != nil }) { return }
         switch node.kind {
         case .dir:
             if mkdir(path, 0o700) != 0 && errno != EEXIST { throw VaultlineError.system("mkdir", object: path) }
@@ -84,36 +134,34 @@ public final class Restorer {
                 throw VaultlineError(.alreadyExists, "exists in the target and is not a directory", object: path)
             }
             if let sub = node.subtree { try restoreTree(try repository.loadTree(sub), into: path) }
-            try applyMetadata(node, path: path, isLink: false)
-            stats.dirs += 1
+            directories.append((node, path))
+            shared.withLock { $0.stats.dirs += 1 }
         case .file:
-            try restoreFile(node, path: path)
-            stats.files += 1
-            progress?(stats)
+            files.push(FileJob(node: node, path: path))
         case .symlink:
             unlink(path)
             guard symlink(node.linkTarget ?? "", path) == 0 else { throw VaultlineError.system("symlink", object: path) }
             try applyMetadata(node, path: path, isLink: true)
-            stats.symlinks += 1
+            shared.withLock { $0.stats.symlinks += 1 }
         }
     }
 
-    func restoreFile(_ node: TreeNode, path: String) throws {
+    func restoreFile(_ node: TreeNode, path: String, opener: BlobOpener) throws -> UInt64 {
         // Replace, never write through: an existing symlink at `path` must not redirect the data.
         unlink(path)
         let fd = try FileDescriptor(open: path, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600)
         var written: UInt64 = 0
         for hex in node.content ?? [] {
             guard let id = Bytes32(hex: hex) else { throw VaultlineError(.corrupt, "malformed blob id in tree", object: path) }
-            let bytes = try repository.readBlob(id)
+            let bytes = try repository.readBlob(id, using: opener)
             try fd.write(bytes)
             written += UInt64(bytes.count)
         }
         if let size = node.size, size != written {
             throw VaultlineError(.corrupt, "restored \(written) bytes where the snapshot records \(size)", object: path)
         }
-        stats.bytes += written
         try applyMetadata(node, fd: fd.raw, path: path)
+        return written
     }
 
     func applyMetadata(_ node: TreeNode, fd: Int32, path: String) throws {

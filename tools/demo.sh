@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The README's main-job command: installs what is missing, builds, and runs `vaultline demo`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/setup.sh
+swift build -c release --product vaultline
+exec .build/release/vaultline demo "$@"
