@@ -23,7 +23,9 @@ import Testing
             let es = Self.entries(3000, rng: &rng)
             index.add(pack: pack, salt: .zero, entries: es)
             all += es.map { (pack, $0) }
+            if p == 24 { index.compact() }  // exercise the merge path too
         }
+        index.compact()
         #expect(index.count == 150_000)
         for (pack, e) in all.shuffled(using: &rng).prefix(5000) {
             let loc = index.lookup(e.id)

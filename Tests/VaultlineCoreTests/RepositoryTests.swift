@@ -75,6 +75,18 @@ import Testing
         #expect(try RepositoryLock.removeStale(repo.backend) == ["deadbeef"])
     }
 
+    @Test func refreshedLockKeepsOneFileWithAFreshTime() throws {
+        let dir = TemporaryDirectory()
+        let repo = try Fixtures.repository(in: dir)
+        let lock = try RepositoryLock.acquire(repo.backend, exclusive: false, command: "backup")
+        let first = lock.name
+        lock.refresh()
+        #expect(lock.name != first)
+        #expect(try repo.backend.list(.lock) == [lock.name])
+        lock.release()
+        #expect(try repo.backend.list(.lock).isEmpty)
+    }
+
     @Test func backendRejectsNamesThatEscape() throws {
         let dir = TemporaryDirectory()
         let backend = LocalBackend(root: dir.path)

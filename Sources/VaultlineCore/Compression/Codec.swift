@@ -38,6 +38,17 @@ public final class Compressor {
         if codec == .zstd {
             guard let c = ZSTD_createCCtx() else { throw VaultlineError(.compression, "ZSTD_createCCtx failed") }
             cctx = c
+            guard vl_zstd_is_error(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, Int32(level))) == 0 else {
+                ZSTD_freeCCtx(c)
+                throw VaultlineError(.invalidArgument, "zstd level \(level) is not valid")
+            }
+            if level <= 3 {
+                // Level 3's strategy and search, with match tables sized for ~1 MiB blobs: hash 2^16,
+                // chain 2^15 (384 KiB instead of 768 KiB, which overflows a 1 MiB L2). Measured on the
+                // toolchain's binaries in 1 MiB blocks: 11% faster, 1.1% larger (docs/FORMAT.md §5).
+                _ = ZSTD_CCtx_setParameter(c, ZSTD_c_hashLog, 16)
+                _ = ZSTD_CCtx_setParameter(c, ZSTD_c_chainLog, 15)
+            }
         } else {
             cctx = nil
         }
@@ -61,7 +72,7 @@ public final class Compressor {
             if src.count > 0 { dst.baseAddress!.copyMemory(from: src.baseAddress!, byteCount: src.count) }
             return src.count
         case .zstd:
-            let n = ZSTD_compressCCtx(cctx, dst.baseAddress, dst.count, src.baseAddress, src.count, level)
+            let n = ZSTD_compress2(cctx, dst.baseAddress, dst.count, src.baseAddress, src.count)
             if vl_zstd_is_error(n) != 0 {
                 throw VaultlineError(.compression, "zstd: \(String(cString: ZSTD_getErrorName(n)))")
             }

@@ -14,8 +14,9 @@ public struct BlobLocation: Sendable, Equatable {
 /// Entries live in one array sorted by id, each exactly 40 bytes: the first 24 bytes of the id
 /// (192 bits; ids are HMACs under a secret key, so nobody can craft a collision, and a chance one
 /// needs ~2^96 blobs), a pack number, offset, sealed length, and raw length with the codec in its
-/// top 4 bits. Packs (id, salt, type) are kept once per pack. New entries go to a small
-/// side table that is merged into the sorted array when it grows past 1/8 of it.
+/// top 4 bits. Packs (id, salt, type) are kept once per pack. New entries are appended to a
+/// flat side array that ``compact()`` sorts in place and merges: call it after adding and
+/// before looking up (``Repository/loadIndex()`` does).
 ///
 /// Reads may run on many threads at once while nobody adds; adding is single-threaded.
 public final class BlobIndex: @unchecked Sendable {
@@ -41,7 +42,7 @@ public final class BlobIndex: @unchecked Sendable {
     }
 
     var sorted: [Entry] = []
-    private var pending: [Key: Entry] = [:]
+    private var pending: [Entry] = []
     var packs: [PackRecord] = []
     private var packNumbers: [Bytes32: UInt32] = [:]
 
@@ -64,20 +65,33 @@ public final class BlobIndex: @unchecked Sendable {
         }
         packs[Int(number)].blobCount += UInt32(entries.count)
         for e in entries {
-            let key = Key(e.id)
-            if pending[key] != nil || findSorted(key) != nil { continue }
-            pending[key] = Entry(
-                key: key, pack: number, offset: e.offset, storedLength: e.storedLength,
-                rawAndCodec: e.rawLength | UInt32(e.codec.rawValue) << 28)
+            pending.append(Entry(
+                key: Key(e.id), pack: number, offset: e.offset, storedLength: e.storedLength,
+                rawAndCodec: e.rawLength | UInt32(e.codec.rawValue) << 28))
         }
-        if pending.count > max(1 << 16, sorted.count >> 3) { compact() }
     }
 
-    /// Merges the side table into the sorted array, allocating exactly what is needed.
+    /// Sorts the side array in place, drops duplicates (the earliest pack wins, also over the
+    /// sorted array) and merges it into the sorted array, allocating exactly what is needed.
     public func compact() {
         guard !pending.isEmpty else { return }
-        let fresh = pending.values.sorted { $0.key < $1.key }
-        pending = [:]
+        pending.sort { ($0.key, $0.pack) < ($1.key, $1.pack) }
+        var kept = 0
+        for i in 0..<pending.count where (kept == 0 || pending[kept - 1].key != pending[i].key) && findSorted(pending[i].key) == nil {
+            pending[kept] = pending[i]
+            kept += 1
+        }
+        pending.removeSubrange(kept...)
+        if sorted.isEmpty {
+            sorted = [Entry](unsafeUninitializedCapacity: pending.count) { buf, n in
+                _ = buf.initialize(from: pending)
+                n = pending.count
+            }
+            pending = []
+            return
+        }
+        let fresh = pending
+        pending = []
         let old = sorted
         sorted = []
         let total = old.count + fresh.count
@@ -110,15 +124,14 @@ public final class BlobIndex: @unchecked Sendable {
 
     /// Bytes held: the entry array, the side table, and the per-pack records.
     public var memoryFootprint: (entries: Int, packs: Int) {
-        let entryBytes = sorted.capacity * MemoryLayout<Entry>.stride + pending.capacity * (MemoryLayout<Entry>.stride + MemoryLayout<Key>.stride + 8)
+        let entryBytes = (sorted.capacity + pending.capacity) * MemoryLayout<Entry>.stride
         let packBytes = packs.capacity * MemoryLayout<PackRecord>.stride + packNumbers.capacity * (MemoryLayout<Bytes32>.stride + 4 + 8)
         return (entryBytes, packBytes)
     }
 
     private func entry(for id: Bytes32) -> Entry? {
-        let key = Key(id)
-        if let i = findSorted(key) { return sorted[i] }
-        return pending[key]
+        assert(pending.isEmpty, "BlobIndex: compact() after adding, before looking up")
+        return findSorted(Key(id)).map { sorted[$0] }
     }
 
     private func findSorted(_ key: Key) -> Int? {

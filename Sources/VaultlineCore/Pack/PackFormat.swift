@@ -19,6 +19,15 @@ public struct PackEntry: Sendable, Equatable {
 
     public static let encodedSize = 46
 
+    public init(type: BlobType, codec: Codec, id: Bytes32, offset: UInt32, storedLength: UInt32, rawLength: UInt32) {
+        self.type = type
+        self.codec = codec
+        self.id = id
+        self.offset = offset
+        self.storedLength = storedLength
+        self.rawLength = rawLength
+    }
+
     func encode(into out: inout [UInt8]) {
         out.append(type.rawValue)
         out.append(codec.rawValue)

@@ -109,6 +109,7 @@ public final class Repository: @unchecked Sendable {
         fresh.compact()
         index = fresh
         indexFiles = names
+        Memory.returnFreedToSystem()
     }
 
     public func readIndexFile(_ name: String) throws -> [IndexFile.Pack] {

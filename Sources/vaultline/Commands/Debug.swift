@@ -3,7 +3,7 @@ import Foundation
 import VaultlineCore
 
 struct Debug: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Tools for debugging.", subcommands: [Chunk.self])
+    static let configuration = CommandConfiguration(abstract: "Tools for debugging.", subcommands: [Chunk.self, IndexMemory.self])
 
     struct Chunk: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -48,6 +48,54 @@ struct Debug: ParsableCommand {
             let (digits, mult) = u.hasSuffix("K") ? (u.dropLast(), 1024) : u.hasSuffix("M") ? (u.dropLast(), 1 << 20) : (Substring(u), 1)
             guard let n = Int(digits) else { throw VaultlineError(.invalidArgument, "bad size \(s)") }
             return n * mult
+        }
+    }
+
+    struct IndexMemory: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "index-memory",
+            abstract: "Measure the in-memory index: bytes per blob for N synthetic blobs (RSS and accounted).")
+
+        @Option(help: "Number of blobs.") var blobs = 1_000_000
+        @Option(help: "Blobs per pack (mail-sized blobs in 16 MiB packs: ~200).") var perPack = 200
+
+        struct Output: Encodable {
+            var blobs: Int
+            var packs: Int
+            var accountedEntryBytesPerBlob: Double
+            var accountedTotalBytesPerBlob: Double
+            var residentGrowthBytesPerBlob: Double
+        }
+
+        func run() throws {
+            var rng = SplitMix64(seed: 1)
+            let before = Memory.residentBytes()
+            let index = BlobIndex()
+            var entries: [PackEntry] = []
+            entries.reserveCapacity(perPack)
+            var made = 0, pack: UInt64 = 0
+            while made < blobs {
+                entries.removeAll(keepingCapacity: true)
+                for i in 0..<min(perPack, blobs - made) {
+                    entries.append(PackEntry(type: .data, codec: .zstd, id: Bytes32(a: rng.next(), b: rng.next(), c: rng.next(), d: rng.next()),
+                                             offset: UInt32(i * 1000), storedLength: 900, rawLength: 1000))
+                }
+                made += entries.count
+                index.add(pack: Bytes32(a: pack, b: 1, c: 2, d: 3), salt: Bytes32(a: pack, b: 0, c: 0, d: 0), entries: entries)
+                pack += 1
+            }
+            index.compact()
+            entries = []
+            Memory.returnFreedToSystem()
+            let after = Memory.residentBytes()
+            let m = index.memoryFootprint
+            let out = Output(
+                blobs: index.count, packs: index.packCount,
+                accountedEntryBytesPerBlob: Double(m.entries) / Double(index.count),
+                accountedTotalBytesPerBlob: Double(m.entries + m.packs) / Double(index.count),
+                residentGrowthBytesPerBlob: Double(after - before) / Double(index.count))
+            try printJSON(out)
+            withExtendedLifetime(index) {}
         }
     }
 }
