@@ -9,6 +9,12 @@ public struct MasterKey: Sendable {
     /// Seeds the FastCDC Gear table so chunk boundaries do not reveal known content.
     public var chunkerSeed: UInt64
 
+    public init(encryptionKey: Bytes32, idKey: Bytes32, chunkerSeed: UInt64) {
+        self.encryptionKey = encryptionKey
+        self.idKey = idKey
+        self.chunkerSeed = chunkerSeed
+    }
+
     public static func generate() throws -> MasterKey {
         let seed = try SecureRandom.bytes(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
         return MasterKey(encryptionKey: try SecureRandom.key(), idKey: try SecureRandom.key(), chunkerSeed: seed)
