@@ -7,10 +7,18 @@ let package = Package(
     products: [
         .executable(name: "vaultline", targets: ["vaultline"]),
         .library(name: "VaultlineCore", targets: ["VaultlineCore"]),
+        .library(name: "VaultlineReplication", targets: ["VaultlineReplication"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.30.0"),
+        // Issues the site CA and certificates and reads the role from a peer's certificate:
+        // a maintained X.509 library beats hand-driving libcrypto's X509 API.
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.10.0"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // C libraries, wrapped only by VaultlineCore (nothing else sees a C type).
@@ -32,19 +40,39 @@ let package = Package(
             exclude: ["README.md"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
+        .target(
+            name: "VaultlineReplication",
+            dependencies: [
+                "VaultlineCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"]
+        ),
         .executableTarget(
             name: "vaultline",
             dependencies: [
-                "VaultlineCore",
+                "VaultlineCore", "VaultlineReplication",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["README.md"]
         ),
         .testTarget(
-            name: "VaultlineCoreTests",
+            name: "VaultlineTests",
             // The CLI is a dependency so that it is built: crash tests run it as a subprocess.
-            dependencies: ["VaultlineCore", "vaultline"]
+            dependencies: [
+                "VaultlineCore", "VaultlineReplication", "vaultline",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

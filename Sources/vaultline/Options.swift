@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import VaultlineCore
+import VaultlineReplication
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -59,9 +60,34 @@ enum Secrets {
 func reporting(_ body: () throws -> Void) throws {
     do {
         try body()
-    } catch let e as VaultlineError {
+    } catch {
+        throw report(error)
+    }
+}
+
+func reporting(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch {
+        throw report(error)
+    }
+}
+
+private func report(_ error: any Error) -> any Error {
+    switch error {
+    case let e as VaultlineError:
         FileHandle.standardError.write(Data("vaultline: error: \(e)\n".utf8))
-        throw ExitCode(exitStatus(for: e.code))
+        return ExitCode(exitStatus(for: e.code))
+    case let e as ReplicationError:
+        FileHandle.standardError.write(Data("vaultline: error: \(e)\n".utf8))
+        switch e.code {
+        case .notFound: return ExitCode(10)
+        case .damagedSource, .hashMismatch: return ExitCode(13)
+        case .malformed where !e.fromPeer: return ExitCode(64)
+        default: return ExitCode(1)
+        }
+    default:
+        return error
     }
 }
 

@@ -1,7 +1,7 @@
 import ArgumentParser
 
 @main
-struct Vaultline: ParsableCommand {
+struct Vaultline: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vaultline",
         abstract: "Deduplicating, encrypted backup of Microsoft 365 and local data.",
@@ -15,5 +15,6 @@ struct Vaultline: ParsableCommand {
         subcommands: [
             Init.self, Backup.self, Snapshots.self, Ls.self, Restore.self, Check.self, Cat.self,
             Stats.self, Key.self, Repair.self, Unlock.self, Debug.self, Demo.self,
+            Site.self, Replica.self, Replicate.self,
         ])
 }

@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import NIOPosix
+import Synchronization
+import VaultlineCore
+
+/// Streams a file as DATA frames of at most one chunk, reading on a thread pool so that a
+/// slow disk never blocks an event loop or the task pool. Back-pressure comes from the
+/// outbound writer, which suspends while the channel is not writable.
+enum FileStreamer {
+    /// Sends `path` from `offset` to its end. With `announce`, a FILE frame with the total
+    /// size goes first (the GET answer). Returns the number of payload bytes sent.
+    @discardableResult
+    static func stream(
+        path: String, from offset: Int64, requestID: UInt32, allocator: ByteBufferAllocator, threadPool: NIOThreadPool,
+        outbound: NIOAsyncChannelOutboundWriter<Frame>, announce: Bool = true, expectedSize: Int64? = nil,
+        limiter: RateLimiter? = nil, sent: (@Sendable (Int) -> Void)? = nil
+    ) async throws -> Int64 {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw IncomingFile.systemError("open", path) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw IncomingFile.systemError("fstat", path) }
+        let size = Int64(st.st_size)
+        if let expectedSize, expectedSize != size {
+            throw ReplicationError(.damagedSource, "file is \(size) bytes, expected \(expectedSize)", object: path)
+        }
+        guard offset >= 0, offset <= size else {
+            throw ReplicationError(.malformed, "offset \(offset) is past the end (\(size) bytes)", object: path)
+        }
+        if announce { try await outbound.write(.u64(.file, UInt64(size), requestID: requestID)) }
+        var at = offset
+        let raw = Int(fd)
+        while at < size {
+            let count = Int(min(Int64(ProtocolLimits.chunkSize), size - at))
+            if let limiter { await limiter.take(count) }
+            let position = at
+            let payload: ByteBuffer = try await threadPool.runIfActive {
+                var b = allocator.buffer(capacity: 8 + count)
+                b.writeInteger(UInt64(position))
+                try b.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { dst in
+                    var done = 0
+                    while done < count {
+                        let n = pread(Int32(raw), dst.baseAddress! + done, count - done, off_t(position) + off_t(done))
+                        if n < 0 && errno == EINTR { continue }
+                        if n < 0 { throw IncomingFile.systemError("read", path) }
+                        if n == 0 { throw ReplicationError(.damagedSource, "file shrank while being sent", object: path) }
+                        done += n
+                    }
+                    return count
+                }
+                return b
+            }
+            try await outbound.write(Frame(.data, requestID: requestID, payload: payload))
+            sent?(count)
+            at += Int64(count)
+        }
+        return size - offset
+    }
+}
+
+/// A token bucket over bytes per second with one second of burst (`--limit-rate`).
+final class RateLimiter: Sendable {
+    let bytesPerSecond: Double
+    private let state: Mutex<(tokens: Double, last: UInt64)>
+
+    init(bytesPerSecond: Double) {
+        self.bytesPerSecond = bytesPerSecond
+        state = Mutex((bytesPerSecond, MonotonicClock.nanoseconds()))
+    }
+
+    /// Waits until `count` bytes may be sent.
+    func take(_ count: Int) async {
+        let wait: Double = state.withLock { s in
+            let now = MonotonicClock.nanoseconds()
+            s.tokens = min(bytesPerSecond, s.tokens + Double(now - s.last) / 1e9 * bytesPerSecond)
+            s.last = now
+            s.tokens -= Double(count)
+            return s.tokens >= 0 ? 0 : -s.tokens / bytesPerSecond
+        }
+        if wait > 0 { try? await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
+    }
+}
+
+enum MonotonicClock {
+    static func nanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}

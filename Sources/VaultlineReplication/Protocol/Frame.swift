@@ -1,0 +1,97 @@
+import NIOCore
+
+/// One protocol frame (docs/PROTOCOL.md, "Frames"): a type, the request id it belongs to, and
+/// a payload whose layout depends on the type.
+public struct Frame: Sendable {
+    public var type: FrameType
+    public var requestID: UInt32
+    public var payload: ByteBuffer
+
+    public init(_ type: FrameType, requestID: UInt32, payload: ByteBuffer = ByteBuffer()) {
+        self.type = type
+        self.requestID = requestID
+        self.payload = payload
+    }
+}
+
+public enum FrameType: UInt8, Sendable {
+    case hello = 0x01
+    case welcome = 0x02
+    case error = 0x03
+    case summary = 0x10
+    case summaryReply = 0x11
+    case list = 0x12
+    case listReply = 0x13
+    case offer = 0x20
+    case accept = 0x21
+    case have = 0x22
+    case data = 0x23
+    case durable = 0x25
+    case get = 0x30
+    case file = 0x31
+}
+
+/// Protocol constants of version 1.
+public enum ProtocolLimits {
+    public static let version: UInt16 = 1
+    /// Largest DATA payload.
+    public static let chunkSize = 1 << 20
+    /// Largest value of a frame's length field: a chunk plus room for headers.
+    public static let maxFrameLength = (1 << 20) + 4096
+    public static let maxTransfers: UInt16 = 16
+    public static let maxListLimit: UInt32 = 32_768
+    public static let headerSize = 9
+}
+
+/// Splits the byte stream into frames, refusing an oversized length before allocating for it.
+struct FrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = Frame
+    let maxLength: Int
+
+    init(maxLength: Int = ProtocolLimits.maxFrameLength) { self.maxLength = maxLength }
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
+        guard length <= maxLength else {
+            throw ReplicationError(.frameTooLarge, "frame of \(length) bytes is larger than the maximum \(maxLength)")
+        }
+        guard length >= 5 else { throw ReplicationError(.malformed, "frame length \(length) is below 5") }
+        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 4)
+        let rawType = buffer.readInteger(as: UInt8.self) ?? 0
+        let requestID = buffer.readInteger(as: UInt32.self) ?? 0
+        // A slice shares storage with the cumulation buffer: no copy of a 1 MiB payload.
+        let payload = buffer.readSlice(length: Int(length) - 5) ?? ByteBuffer()
+        guard let type = FrameType(rawValue: rawType) else {
+            throw ReplicationError(.unknownType, "unknown frame type 0x\(String(rawType, radix: 16))")
+        }
+        context.fireChannelRead(Self.wrapInboundOut(Frame(type, requestID: requestID, payload: payload)))
+        return .continue
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        // A partial frame at the end of the stream is dropped: only whole frames count.
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        return .needMoreData
+    }
+}
+
+/// Writes the 9-byte header and the payload as two buffers, so the payload is not copied.
+final class FrameEncoder: ChannelOutboundHandler, Sendable {
+    typealias OutboundIn = Frame
+    typealias OutboundOut = ByteBuffer
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let frame = Self.unwrapOutboundIn(data)
+        var header = context.channel.allocator.buffer(capacity: ProtocolLimits.headerSize)
+        header.writeInteger(UInt32(5 + frame.payload.readableBytes))
+        header.writeInteger(frame.type.rawValue)
+        header.writeInteger(frame.requestID)
+        if frame.payload.readableBytes == 0 {
+            context.write(Self.wrapOutboundOut(header), promise: promise)
+        } else {
+            context.write(Self.wrapOutboundOut(header), promise: nil)
+            context.write(Self.wrapOutboundOut(frame.payload), promise: promise)
+        }
+    }
+}

@@ -1,0 +1,120 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import VaultlineCore
+
+/// A file being received: appended to `incoming/<kind>-<name>.partial`, hashed back from the
+/// disk when complete, and committed under its final name only when the hash matches
+/// (docs/PROTOCOL.md, "Transfer").
+final class IncomingFile: @unchecked Sendable {
+    // @unchecked: used by one connection task at a time (the repository's `active` set
+    // guarantees one IncomingFile per name), and handed to the commit thread only after the
+    // last append.
+    let repository: ReplicaRepository
+    let ref: FileRef
+    let size: Int64
+    let path: String
+    private(set) var offset: Int64
+    private var fd: Int32
+
+    init(repository: ReplicaRepository, ref: FileRef, size: Int64) throws {
+        self.repository = repository
+        self.ref = ref
+        self.size = size
+        path = repository.partialPath(ref)
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw Self.systemError("open", path) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = Self.systemError("fstat", path)
+            close(fd)
+            throw e
+        }
+        offset = Int64(st.st_size)
+        if offset > size {
+            // Not a prefix of this file (a partial from a bug or a damaged disk): start again.
+            _ = ftruncate(fd, 0)
+            offset = 0
+        }
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    var isComplete: Bool { offset == size }
+
+    /// Appends one DATA payload that starts at `at`.
+    func append(_ data: ByteBuffer, at: Int64) throws {
+        guard at == offset else {
+            throw ReplicationError(.malformed, "DATA at offset \(at), expected \(offset)", object: ref.description)
+        }
+        guard at + Int64(data.readableBytes) <= size else {
+            throw ReplicationError(.malformed, "DATA past the offered size \(size)", object: ref.description)
+        }
+        let before = offset
+        try data.withUnsafeReadableBytes { buf in
+            var done = 0
+            while done < buf.count {
+                let n = pwrite(fd, buf.baseAddress! + done, buf.count - done, off_t(offset) + off_t(done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    let e = Self.systemError("write", path)
+                    // Only whole frames stay in a partial file: the resume offset is exact.
+                    _ = ftruncate(fd, off_t(before))
+                    throw e
+                }
+                done += n
+            }
+        }
+        offset += Int64(data.readableBytes)
+        repository.appendedBytes.add(Int64(data.readableBytes), ordering: .relaxed)
+    }
+
+    /// Makes the file durable under its name. Blocking (fsync, a read of the whole file):
+    /// run it off the event loop. Throws `hashMismatch` (and removes the partial file) when
+    /// the bytes on disk do not hash to the name.
+    func commit() throws {
+        precondition(isComplete)
+        guard fsync(fd) == 0 else { throw Self.systemError("fsync", path) }
+        close(fd)
+        fd = -1
+        let digest = try Self.hashFile(path)
+        guard digest == ref.name else {
+            unlink(path)
+            throw ReplicationError(.hashMismatch, "received bytes hash to \(digest.hex)", object: ref.description)
+        }
+        let final = repository.path(ref)
+        guard chmod(path, 0o400) == 0 else { throw Self.systemError("chmod", path) }
+        if link(path, final) != 0 && errno != EEXIST { throw Self.systemError("link", final) }
+        // EEXIST: the same name is the same content; nothing is replaced.
+        let dir = String(final[..<(final.lastIndex(of: "/") ?? final.endIndex)])
+        do { try FileSystem.syncDirectory(dir) } catch { throw ReplicationError(.io, "cannot sync the folder", object: dir, cause: error) }
+        unlink(path)
+        repository.didCommit(ref)
+    }
+
+    /// SHA-256 of a file as it is on disk.
+    static func hashFile(_ path: String) throws -> Bytes32 {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw systemError("open", path) }
+        defer { close(fd) }
+        let hasher = try VaultlineCore.SHA256.Hasher()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw systemError("read", path)
+            }
+            if n == 0 { break }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+        return hasher.finalize()
+    }
+
+    static func systemError(_ call: String, _ path: String) -> ReplicationError {
+        let e = VaultlineError.system(call, object: path)
+        return ReplicationError(e.code == .noSpace ? .noSpace : .io, e.message, object: path, cause: e)
+    }
+}

@@ -1,0 +1,143 @@
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// The site-B daemon (`vaultline replica serve`): accepts replication connections over mutual
+/// TLS and stores what primaries push into a ``ReplicaStore``. Many peers at once; each
+/// connection is served by its own task.
+public final class ReplicaServer: Sendable {
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        public var identity: SiteIdentity
+        public var root: String
+        public var serverName: String
+
+        public init(host: String, port: Int, identity: SiteIdentity, root: String, serverName: String) {
+            self.host = host
+            self.port = port
+            self.identity = identity
+            self.root = root
+            self.serverName = serverName
+        }
+    }
+
+    let configuration: Configuration
+    let store: ReplicaStore
+    let logger: Logger
+    let group: MultiThreadedEventLoopGroup
+    let threadPool: NIOThreadPool
+    private let state = Mutex(ServerState())
+
+    private struct ServerState {
+        var listener: (any Channel)?
+        var connections: [ObjectIdentifier: any Channel] = [:]
+        var shuttingDown = false
+        var boundPort: Int?
+    }
+
+    public init(configuration: Configuration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        store = try ReplicaStore(root: configuration.root)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        threadPool = NIOThreadPool(numberOfThreads: 4)
+        threadPool.start()
+    }
+
+    deinit {
+        group.shutdownGracefully { _ in }
+        threadPool.shutdownGracefully { _ in }
+    }
+
+    /// The port it listens on, once bound (useful with port 0).
+    public var port: Int? { state.withLock { $0.boundPort } }
+
+    public var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
+
+    /// Listens and serves until ``shutdown()``; `onListening` gets the bound port.
+    public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
+        let ssl = try configuration.identity.serverContext()
+        let listener = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: configuration.host, port: configuration.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(NIOSSLServerHandler(context: ssl))
+                    try sync.addHandler(ByteToMessageHandler(FrameDecoder()))
+                    try sync.addHandler(FrameEncoder())
+                    return try NIOAsyncChannel<Frame, Frame>(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
+                }
+            }
+        let port = listener.channel.localAddress?.port ?? configuration.port
+        let stopNow = state.withLock { s -> Bool in
+            s.listener = listener.channel
+            s.boundPort = port
+            return s.shuttingDown
+        }
+        if stopNow { try? await listener.channel.close() }
+        logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "root": "\(configuration.root)"])
+        onListening(port)
+        try await listener.executeThenClose { inbound in
+            await withDiscardingTaskGroup { group in
+                do {
+                    for try await connection in inbound {
+                        group.addTask { await self.serve(connection) }
+                    }
+                } catch {
+                    self.logger.error("accept failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        logger.info("stopped")
+    }
+
+    /// Stops accepting, closes every connection (partial files stay, resumable), and makes
+    /// ``run(onListening:)`` return once the connections have ended.
+    public func shutdown() {
+        let (listener, connections) = state.withLock { s in
+            s.shuttingDown = true
+            return (s.listener, Array(s.connections.values))
+        }
+        logger.info("shutting down", metadata: ["connections": "\(connections.count)"])
+        listener?.close(promise: nil)
+        for c in connections { c.close(promise: nil) }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<Frame, Frame>) async {
+        let channel = connection.channel
+        let key = ObjectIdentifier(channel)
+        let refused = state.withLock { s -> Bool in
+            if s.shuttingDown { return true }
+            s.connections[key] = channel
+            return false
+        }
+        defer { _ = state.withLock { $0.connections.removeValue(forKey: key) } }
+        var log = logger
+        log[metadataKey: "peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
+        if refused {
+            try? await channel.close()
+            return
+        }
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                let session = ReceiverSession(server: self, channel: channel, outbound: outbound, logger: log)
+                try await session.run(inbound)
+            }
+        } catch let error as NIOSSLError {
+            if case .handshakeFailed = error {
+                log.warning("TLS handshake refused", metadata: ["error": "\(error)"])
+            } else {
+                log.info("connection ended", metadata: ["error": "\(error)"])
+            }
+        } catch {
+            log.info("connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,199 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import VaultlineCore
+
+/// One replication pass (`vaultline replicate`): exchange inventories, push what the receiver
+/// lacks in the order config/keys → packs → index → snapshots, each kind only after every file
+/// of the kinds before it is durable. A cut connection is retried (the receiver resumes each
+/// file from its partial copy) until `retries` consecutive attempts fail.
+public final class ReplicationSender: Sendable {
+    public struct Options: Sendable {
+        public var host: String
+        public var port: Int
+        public var identity: SiteIdentity
+        public var transfers: Int = 4
+        /// Bytes per second for DATA, or nil for no limit.
+        public var limitRate: Double?
+        /// Consecutive failed connection attempts before the pass gives up.
+        public var retries: Int = 8
+        public var clientName: String = FileSystem.hostName()
+
+        public init(host: String, port: Int, identity: SiteIdentity) {
+            self.host = host
+            self.port = port
+            self.identity = identity
+        }
+    }
+
+    /// What a pass did (also its `--json` output).
+    public struct Summary: Sendable, Codable {
+        public var filesSent = 0
+        /// Payload bytes sent in DATA frames, resends included.
+        public var bytesSent: Int64 = 0
+        /// Bytes of files whose transfer resumed from a partial copy at the receiver.
+        public var bytesResumed: Int64 = 0
+        /// Files the receiver had already (by inventory or HAVE).
+        public var filesPresent = 0
+        public var filesAcknowledgedHave = 0
+        public var hashMismatchesResent = 0
+        public var reconnects = 0
+        public var seconds = 0.0
+        public var mibPerSecond: Double { seconds > 0 ? Double(bytesSent) / 1_048_576 / seconds : 0 }
+
+        enum CodingKeys: String, CodingKey {
+            case filesSent, bytesSent, bytesResumed, filesPresent, filesAcknowledgedHave, hashMismatchesResent, reconnects, seconds
+        }
+    }
+
+    let repositoryPath: String
+    let options: Options
+    let logger: Logger
+    let group: MultiThreadedEventLoopGroup
+    let threadPool: NIOThreadPool
+    private let summary = SummaryBox()
+    /// Called with the payload bytes of each DATA frame sent (progress line).
+    let progress: @Sendable (Int) -> Void
+
+    public init(repositoryPath: String, options: Options, logger: Logger, progress: @escaping @Sendable (Int) -> Void = { _ in }) {
+        self.repositoryPath = repositoryPath
+        self.options = options
+        self.logger = logger
+        self.progress = progress
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+    }
+
+    deinit {
+        group.shutdownGracefully { _ in }
+        threadPool.shutdownGracefully { _ in }
+    }
+
+    public func run() async throws -> Summary {
+        let start = MonotonicClock.nanoseconds()
+        let limiter = options.limitRate.map { RateLimiter(bytesPerSecond: $0) }
+        var failures = 0
+        while true {
+            let before = summary.withLock { ($0.bytesSent, $0.filesSent, $0.filesAcknowledgedHave) }
+            do {
+                try await pass(limiter: limiter)
+                break
+            } catch let error as ReplicationError where Self.isRetryable(error) && failures < options.retries {
+                // Consecutive failures: an attempt that moved data starts the count again.
+                let after = summary.withLock { ($0.bytesSent, $0.filesSent, $0.filesAcknowledgedHave) }
+                failures = after == before ? failures + 1 : 1
+                summary.withLock { $0.reconnects += 1 }
+                let delay = min(5.0, 0.05 * Double(1 << min(failures, 7)))
+                logger.warning("connection failed; retrying", metadata: ["error": "\(error)", "attempt": "\(failures)", "delay": "\(delay)"])
+                try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+            }
+        }
+        return summary.withLock { s in
+            s.seconds = Double(MonotonicClock.nanoseconds() - start) / 1e9
+            return s
+        }
+    }
+
+    /// The running totals, shared with the per-frame progress callback.
+    final class SummaryBox: Sendable {
+        private let value = Mutex(Summary())
+        func withLock<R>(_ body: (inout Summary) -> R) -> R { value.withLock { body(&$0) } }
+    }
+
+    static func isRetryable(_ e: ReplicationError) -> Bool {
+        switch e.code {
+        case .connection, .busy, .shuttingDown, .noSpace: true
+        default: false
+        }
+    }
+
+    private func pass(limiter: RateLimiter?) async throws {
+        // The inventory is read again on every attempt: a new backup may have added files.
+        let local = try LocalInventory(repositoryPath: repositoryPath)
+        try await ReplicaConnection.with(
+            host: options.host, port: options.port, identity: options.identity, repositoryID: local.repositoryID,
+            clientName: options.clientName, group: group
+        ) { connection in
+            guard connection.welcome.role.mayPush else {
+                throw ReplicationError(.forbidden, "this certificate's role (\(connection.welcome.role)) may not push")
+            }
+            let width = max(1, min(self.options.transfers, Int(connection.welcome.maxTransfers)))
+            for phase in ReplicatedKind.pushOrder {
+                var missing: [FileRef] = []
+                for kind in phase {
+                    let names = try await local.missing(kind, at: connection)
+                    self.summary.withLock { $0.filesPresent += (local.names[kind]?.count ?? 0) - names.count }
+                    missing += names.map { FileRef(kind, $0) }
+                }
+                if !missing.isEmpty {
+                    self.logger.info("sending", metadata: ["kind": "\(phase)", "files": "\(missing.count)"])
+                }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    var queue = missing.makeIterator()
+                    for _ in 0..<width {
+                        guard let ref = queue.next() else { break }
+                        group.addTask { try await self.push(ref, from: local, over: connection, limiter: limiter) }
+                    }
+                    while try await group.next() != nil {
+                        guard let ref = queue.next() else { continue }
+                        group.addTask { try await self.push(ref, from: local, over: connection, limiter: limiter) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one file; a hash mismatch at the receiver is retried once from the start.
+    private func push(_ ref: FileRef, from local: LocalInventory, over connection: ReplicaConnection, limiter: RateLimiter?) async throws {
+        let size = try local.size(ref)
+        let path = local.path(ref)
+        for attempt in 0..<2 {
+            let id = connection.makeRequestID()
+            let answers = try await connection.send(.offer(ref, size: size, requestID: id))
+            defer { connection.finish(id) }
+            var it = answers.makeAsyncIterator()
+            guard let first = try await it.next() else { throw ReplicationError(.connection, "connection closed", object: ref.description) }
+            switch first.type {
+            case .have:
+                summary.withLock { $0.filesAcknowledgedHave += 1 }
+                return
+            case .accept:
+                break
+            case .error:
+                var e = first.decodeError()
+                e.object = ref.description
+                throw e
+            default:
+                throw ReplicationError(.malformed, "unexpected \(first.type) answer to OFFER", object: ref.description)
+            }
+            let offset = Int64(try first.decodeU64())
+            if offset > 0 { summary.withLock { $0.bytesResumed += offset } }
+            let progress = self.progress, summary = self.summary
+            try await FileStreamer.stream(
+                path: path, from: offset, requestID: id, allocator: connection.allocator, threadPool: threadPool,
+                outbound: connection.outbound, announce: false, expectedSize: size, limiter: limiter
+            ) { n in
+                summary.withLock { $0.bytesSent += Int64(n) }
+                progress(n)
+            }
+            guard let last = try await it.next() else { throw ReplicationError(.connection, "connection closed before DURABLE", object: ref.description) }
+            if last.type == .durable {
+                summary.withLock { $0.filesSent += 1 }
+                return
+            }
+            var e = last.type == .error ? last.decodeError() : ReplicationError(.malformed, "unexpected \(last.type) answer", fromPeer: true)
+            e.object = ref.description
+            if e.code == .hashMismatch && attempt == 0 {
+                logger.warning("the receiver's copy did not hash to its name; sending it again", metadata: ["file": "\(ref)"])
+                summary.withLock { $0.hashMismatchesResent += 1 }
+                continue
+            }
+            if e.code == .hashMismatch {
+                throw ReplicationError(.damagedSource, "sent twice and neither copy hashed to its name: the file is damaged at this site", object: path)
+            }
+            throw e
+        }
+    }
+}

@@ -1,0 +1,183 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import VaultlineCore
+@testable import VaultlineReplication
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Replication") struct ReplicationTests {
+    @Test(.timeLimit(.minutes(2)))
+    func replicaHoldsTheSameFilesAndRestores() async throws {
+        let dir = TemporaryDirectory()
+        let repo = try ReplicationFixtures.siteA(in: dir)
+        let receiver = try await RunningReceiver(root: dir.path + "/site-b")
+        let summary = try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port)
+        let siteA = try ReplicationFixtures.files(dir.path + "/repo")
+        let replicaPath = dir.path + "/site-b/" + repo.config.id
+        #expect(try ReplicationFixtures.files(replicaPath) == siteA)
+        #expect(summary.filesSent == siteA.count)
+
+        // Nothing to do the second time; a new backup sends only its new files.
+        let again = try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port)
+        #expect(again.filesSent == 0 && again.bytesSent == 0)
+        var rng = SplitMix64(seed: 99)
+        try Fixtures.writeFile(dir.path + "/src/new.bin", rng.bytes(300_000))
+        _ = try Fixtures.backup(repo, [dir.path + "/src"])
+        let incremental = try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port)
+        let added = try ReplicationFixtures.files(dir.path + "/repo").count - siteA.count
+        #expect(incremental.filesSent == added)
+        await receiver.stop()
+
+        // Disaster recovery: site B's copy opens with the password, checks, and restores.
+        let replica = try Repository.open(path: replicaPath, password: Fixtures.password)
+        #expect(try Checker(repository: replica).run(readData: true).ok)
+        let latest = try replica.resolveSnapshot("latest")
+        try Restorer(repository: replica).restore(snapshotID: latest, path: "/", target: dir.path + "/out")
+        try DirectoryComparison.compare(dir.path + "/src", dir.path + "/out/src")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func peersFromAnotherCAAreRefusedBeforeAnyFrame() async throws {
+        let dir = TemporaryDirectory()
+        _ = try ReplicationFixtures.siteA(in: dir)
+        let receiver = try await RunningReceiver(root: dir.path + "/site-b")
+        defer { Task { await receiver.stop() } }
+        await #expect(throws: ReplicationError.self) {
+            try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port) {
+                $0.identity = TestSites.shared.foreignPrimary
+                $0.retries = 0
+            }
+        }
+        #expect(try FileSystem.list(dir.path + "/site-b").isEmpty)
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func rolesLimitWhatAPeerMayDo() async throws {
+        let dir = TemporaryDirectory()
+        let repo = try ReplicationFixtures.siteA(in: dir)
+        let receiver = try await RunningReceiver(root: dir.path + "/site-b")
+        // A monitor may not create a replica, nor push into one.
+        await #expect { try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port) { $0.identity = TestSites.shared.monitor; $0.retries = 0 } } throws: {
+            ($0 as? ReplicationError)?.code == .notFound
+        }
+        _ = try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port)
+        await #expect { try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port) { $0.identity = TestSites.shared.monitor; $0.retries = 0 } } throws: {
+            ($0 as? ReplicationError)?.code == .forbidden
+        }
+        // A replica-role peer may read a file back, verified by its hash.
+        let pack = try #require(try repo.backend.list(.pack).first)
+        let bytes = try await ReplicaReader.fetch(
+            FileRef(.pack, try #require(Bytes32(hex: pack))), repositoryID: repo.config.id,
+            host: "127.0.0.1", port: receiver.port, identity: TestSites.shared.replica)
+        #expect(bytes == (try repo.backend.read(.pack, pack)))
+        await receiver.stop()
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func cutConnectionsConvergeAndResumeWithoutResendingWholeFiles() async throws {
+        let dir = TemporaryDirectory()
+        let repo = try ReplicationFixtures.siteA(in: dir, seed: 5, scale: 6)
+        let siteA = try ReplicationFixtures.files(dir.path + "/repo")
+        let inventory = try LocalInventory(repositoryPath: dir.path + "/repo")
+        var total: Int64 = 0
+        for (kind, names) in inventory.names { for n in names { total += try inventory.size(FileRef(kind, n)) } }
+        let receiver = try await RunningReceiver(root: dir.path + "/site-b")
+        let trials = Int(ProcessInfo.processInfo.environment["VAULTLINE_CUT_TRIALS"] ?? "") ?? 50
+        let seed = UInt64(time(nil))
+        // Cuts average half a trial's share of the data: more than `trials` connections are needed.
+        let span = UInt64(max(1, total / Int64(trials)))
+        // Connection i < trials is cut after a random number of client-to-server bytes.
+        let proxy = try FaultProxy(upstreamPort: receiver.port) { i in
+            var rng = SplitMix64(seed: seed &+ UInt64(i))
+            return i < trials ? .init(cutAfter: 200 + Int(rng.next() % span)) : .init()
+        }
+        var passes = 0
+        while true {
+            passes += 1
+            do {
+                _ = try await ReplicationFixtures.replicate(dir.path + "/repo", port: proxy.port) { $0.retries = 1_000; $0.transfers = 1 }
+                break
+            } catch {
+                #expect(passes < 5, "replication failed: \(error)")
+                if passes >= 5 { break }
+            }
+        }
+        #expect(proxy.connectionCount > trials)
+        let replicaPath = dir.path + "/site-b/" + repo.config.id
+        #expect(try ReplicationFixtures.files(replicaPath) == siteA)
+        // Resume: the receiver appended every byte exactly once, whatever the cuts.
+        let replica = try receiver.server.store.repository(id: repo.config.id, create: false)
+        #expect(replica.appendedBytes.load(ordering: .relaxed) == total)
+        #expect(try FileSystem.list(replicaPath + "/incoming").isEmpty)
+        proxy.stop()
+        await receiver.stop()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func bytesAlteredOnTheReceiversDiskAreCaughtAndSentAgain() async throws {
+        let dir = TemporaryDirectory()
+        let repo = try ReplicationFixtures.siteA(in: dir, seed: 8)
+        let receiver = try await RunningReceiver(root: dir.path + "/site-b")
+        // Slow enough that the partial file can be altered while it is being received.
+        let proxy = try FaultProxy(upstreamPort: receiver.port) { _ in .init(bytesPerSecond: 2_000_000) }
+        let incoming = dir.path + "/site-b/" + repo.config.id + "/incoming"
+        let finished = Atomic<Bool>(false)
+        let corrupter = Task.detached { () -> Bool in
+            // Polls until it has altered one partial pack, or the replication is over.
+            while !finished.load(ordering: .relaxed) {
+                if let name = (try? FileSystem.list(incoming))?.first(where: { $0.hasPrefix("packs-") }) {
+                    let fd = open(incoming + "/" + name, O_RDWR)
+                    if fd >= 0 {
+                        defer { close(fd) }
+                        var st = stat()
+                        if fstat(fd, &st) == 0 && st.st_size > 16 {
+                            var byte: UInt8 = 0
+                            _ = pread(fd, &byte, 1, 0)
+                            byte ^= 0xff
+                            _ = pwrite(fd, &byte, 1, 0)
+                            return true
+                        }
+                    }
+                }
+                usleep(2_000)
+            }
+            return false
+        }
+        let summary = try await ReplicationFixtures.replicate(dir.path + "/repo", port: proxy.port) { $0.transfers = 1 }
+        finished.store(true, ordering: .relaxed)
+        #expect(await corrupter.value)
+        #expect(summary.hashMismatchesResent >= 1)
+        #expect(try ReplicationFixtures.files(dir.path + "/site-b/" + repo.config.id) == ReplicationFixtures.files(dir.path + "/repo"))
+        proxy.stop()
+        await receiver.stop()
+    }
+
+    @Test(.enabled(if: geteuid() == 0), .timeLimit(.minutes(2)))
+    func aFullDiskAtSiteBIsReportedAndReplicationResumesWhenSpaceReturns() async throws {
+        let dir = TemporaryDirectory()
+        let repo = try Fixtures.repository(in: dir)
+        try FileSystem.makeDirectories(dir.path + "/src")
+        var rng = SplitMix64(seed: 21)
+        try Fixtures.writeFile(dir.path + "/src/random.bin", rng.bytes(8_000_000))
+        _ = try Fixtures.backup(repo, [dir.path + "/src"])
+        let mnt = dir.path + "/site-b"
+        try FileSystem.makeDirectories(mnt)
+        guard FaultTests.shell("mount -t tmpfs -o size=3m vaultline-test \(mnt)") == 0 else { return }
+        defer { _ = FaultTests.shell("umount -l \(mnt)") }
+        let receiver = try await RunningReceiver(root: mnt)
+        await #expect { try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port) { $0.retries = 1 } } throws: {
+            ($0 as? ReplicationError)?.code == .noSpace
+        }
+        // Nothing half-committed: every file under its final name hashes to that name.
+        let replicaPath = mnt + "/" + repo.config.id
+        let siteA = try ReplicationFixtures.files(dir.path + "/repo")
+        for (path, hash) in try ReplicationFixtures.files(replicaPath) { #expect(siteA[path] == hash, "\(path)") }
+        #expect(try LocalBackend(root: replicaPath).list(.snapshot).isEmpty)
+        #expect(FaultTests.shell("mount -o remount,size=64m \(mnt)") == 0)
+        _ = try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port)
+        #expect(try ReplicationFixtures.files(replicaPath) == siteA)
+        await receiver.stop()
+    }
+}

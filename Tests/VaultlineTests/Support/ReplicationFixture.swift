@@ -1,0 +1,96 @@
+import Foundation
+import Logging
+@testable import VaultlineCore
+@testable import VaultlineReplication
+
+/// A site CA with one certificate per role, and a foreign CA's primary certificate.
+struct TestSites: Sendable {
+    let ca: SiteCertificates.Issued
+    let primary: SiteIdentity
+    let replica: SiteIdentity
+    let monitor: SiteIdentity
+    let foreignPrimary: SiteIdentity
+
+    static let shared: TestSites = {
+        do { return try TestSites() } catch { fatalError("cannot make test certificates: \(error)") }
+    }()
+
+    init() throws {
+        ca = try SiteCertificates.makeCA(name: "test site CA")
+        func identity(_ role: SiteRole, ca: SiteCertificates.Issued) throws -> SiteIdentity {
+            let c = try SiteCertificates.issue(caCertificatePEM: ca.certificatePEM, caKeyPEM: ca.privateKeyPEM, name: "site-\(role)", role: role, hosts: ["127.0.0.1"])
+            return try SiteIdentity(certificatePEM: c.certificatePEM, keyPEM: c.privateKeyPEM, caPEM: ca.certificatePEM)
+        }
+        primary = try identity(.primary, ca: ca)
+        replica = try identity(.replica, ca: ca)
+        monitor = try identity(.monitor, ca: ca)
+        let other = try SiteCertificates.makeCA(name: "another CA")
+        foreignPrimary = try identity(.primary, ca: other)
+    }
+}
+
+/// A receiver on a loopback port, stopped by ``stop()``.
+final class RunningReceiver: @unchecked Sendable {
+    let server: ReplicaServer
+    let task: Task<Void, any Error>
+    let port: Int
+    let root: String
+
+    init(root: String, identity: SiteIdentity = TestSites.shared.replica) async throws {
+        var logger = Logger(label: "test.receiver")
+        logger.logLevel = ProcessInfo.processInfo.environment["VAULTLINE_TEST_LOG"] != nil ? .debug : .critical
+        self.root = root
+        server = try ReplicaServer(
+            configuration: .init(host: "127.0.0.1", port: 0, identity: identity, root: root, serverName: "test-site-b"),
+            logger: logger)
+        let (stream, continuation) = AsyncStream<Int>.makeStream()
+        let server = self.server
+        task = Task { try await server.run { continuation.yield($0); continuation.finish() } }
+        var it = stream.makeAsyncIterator()
+        guard let port = await it.next() else { throw ReplicationError(.connection, "receiver did not start") }
+        self.port = port
+    }
+
+    func stop() async {
+        server.shutdown()
+        _ = try? await task.value
+    }
+}
+
+enum ReplicationFixtures {
+    static func options(port: Int, identity: SiteIdentity = TestSites.shared.primary) -> ReplicationSender.Options {
+        var o = ReplicationSender.Options(host: "127.0.0.1", port: port, identity: identity)
+        o.retries = 3
+        o.clientName = "test-site-a"
+        return o
+    }
+
+    static func replicate(_ repoPath: String, port: Int, configure: (inout ReplicationSender.Options) -> Void = { _ in }) async throws -> ReplicationSender.Summary {
+        var o = options(port: port)
+        configure(&o)
+        var logger = Logger(label: "test.sender")
+        logger.logLevel = ProcessInfo.processInfo.environment["VAULTLINE_TEST_LOG"] != nil ? .debug : .critical
+        return try await ReplicationSender(repositoryPath: repoPath, options: o, logger: logger).run()
+    }
+
+    /// Every replicated file of a repository folder: relative path → SHA-256 (locks and
+    /// the receiver's `incoming/` excluded).
+    static func files(_ root: String) throws -> [String: Bytes32] {
+        var out: [String: Bytes32] = [:]
+        let backend = LocalBackend(root: root)
+        for kind in FileKind.allCases where kind != .lock {
+            for name in try backend.list(kind) {
+                out[kind == .config ? "config" : "\(kind.rawValue)/\(name)"] = SHA256.hash(try backend.read(kind, name))
+            }
+        }
+        return out
+    }
+
+    /// A site-A repository with a backed-up tree.
+    static func siteA(in dir: TemporaryDirectory, seed: UInt64 = 1, scale: Int = 1) throws -> Repository {
+        let repo = try Fixtures.repository(in: dir)
+        try Fixtures.makeTree(at: dir.path + "/src", seed: seed, scale: scale)
+        _ = try Fixtures.backup(repo, [dir.path + "/src"])
+        return repo
+    }
+}
