@@ -154,6 +154,55 @@ import Glibc
         await receiver.stop()
     }
 
+    @Test(.timeLimit(.minutes(2)))
+    func receiverKilledMidTransferAndRestartedConverges() async throws {
+        let dir = TemporaryDirectory()
+        let repo = try ReplicationFixtures.siteA(in: dir, seed: 9, scale: 4)
+        let sites = TestSites.shared
+        try Fixtures.writeFile(dir.path + "/ca.pem", Array(sites.ca.certificatePEM.utf8))
+        try Fixtures.writeFile(dir.path + "/b.pem", Array(sites.replicaPEM.certificatePEM.utf8))
+        try Fixtures.writeFile(dir.path + "/b-key.pem", Array(sites.replicaPEM.privateKeyPEM.utf8), mode: 0o600)
+        let port = try freeLoopbackPort()
+        let root = dir.path + "/site-b"
+        func startReceiver() throws -> Process {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: FaultTests.cliPath)
+            p.arguments = ["replica", "serve", "--listen", "127.0.0.1:\(port)", "--root", root, "--cert", dir.path + "/b.pem",
+                           "--key", dir.path + "/b-key.pem", "--ca", dir.path + "/ca.pem", "--log-level", "critical"]
+            try p.run()
+            for _ in 0..<500 where !isListening(port) { usleep(10_000) }
+            return p
+        }
+        var receiver = try startReceiver()
+        let proxy = try FaultProxy(upstreamPort: port) { _ in .init(bytesPerSecond: 3_000_000) }
+        let replication = Task { try await ReplicationFixtures.replicate(dir.path + "/repo", port: proxy.port) { $0.retries = 100 } }
+
+        // Kill it while a pack is being received.
+        let incoming = root + "/" + repo.config.id + "/incoming"
+        for _ in 0..<1_000 {
+            if let name = (try? FileSystem.list(incoming))?.first(where: { $0.hasPrefix("packs-") }),
+               let size = try? FileSystem.readFile(incoming + "/" + name).count, size > 0 { break }
+            usleep(5_000)
+        }
+        kill(receiver.processIdentifier, SIGKILL)
+        receiver.waitUntilExit()
+        // Nothing partial is visible under a final name: every committed file is site A's.
+        let siteA = try ReplicationFixtures.files(dir.path + "/repo")
+        let committed = try ReplicationFixtures.files(root + "/" + repo.config.id)
+        #expect(committed.count < siteA.count)
+        for (path, hash) in committed { #expect(siteA[path] == hash, "\(path)") }
+
+        receiver = try startReceiver()
+        let summary = try await replication.value
+        #expect(summary.reconnects >= 1)
+        #expect(try ReplicationFixtures.files(root + "/" + repo.config.id) == siteA)
+        // SIGTERM: a graceful stop.
+        receiver.terminate()
+        receiver.waitUntilExit()
+        #expect(receiver.terminationStatus == 0)
+        proxy.stop()
+    }
+
     @Test(.enabled(if: geteuid() == 0), .timeLimit(.minutes(2)))
     func aFullDiskAtSiteBIsReportedAndReplicationResumesWhenSpaceReturns() async throws {
         let dir = TemporaryDirectory()

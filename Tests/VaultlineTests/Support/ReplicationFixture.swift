@@ -6,6 +6,8 @@ import Logging
 /// A site CA with one certificate per role, and a foreign CA's primary certificate.
 struct TestSites: Sendable {
     let ca: SiteCertificates.Issued
+    /// The replica's certificate and key as PEM, for a receiver run as a subprocess.
+    let replicaPEM: SiteCertificates.Issued
     let primary: SiteIdentity
     let replica: SiteIdentity
     let monitor: SiteIdentity
@@ -17,12 +19,16 @@ struct TestSites: Sendable {
 
     init() throws {
         ca = try SiteCertificates.makeCA(name: "test site CA")
+        func issue(_ role: SiteRole, ca: SiteCertificates.Issued) throws -> SiteCertificates.Issued {
+            try SiteCertificates.issue(caCertificatePEM: ca.certificatePEM, caKeyPEM: ca.privateKeyPEM, name: "site-\(role)", role: role, hosts: ["127.0.0.1"])
+        }
         func identity(_ role: SiteRole, ca: SiteCertificates.Issued) throws -> SiteIdentity {
-            let c = try SiteCertificates.issue(caCertificatePEM: ca.certificatePEM, caKeyPEM: ca.privateKeyPEM, name: "site-\(role)", role: role, hosts: ["127.0.0.1"])
+            let c = try issue(role, ca: ca)
             return try SiteIdentity(certificatePEM: c.certificatePEM, keyPEM: c.privateKeyPEM, caPEM: ca.certificatePEM)
         }
         primary = try identity(.primary, ca: ca)
-        replica = try identity(.replica, ca: ca)
+        replicaPEM = try issue(.replica, ca: ca)
+        replica = try SiteIdentity(certificatePEM: replicaPEM.certificatePEM, keyPEM: replicaPEM.privateKeyPEM, caPEM: ca.certificatePEM)
         monitor = try identity(.monitor, ca: ca)
         let other = try SiteCertificates.makeCA(name: "another CA")
         foreignPrimary = try identity(.primary, ca: other)
