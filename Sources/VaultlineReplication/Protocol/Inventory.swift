@@ -120,6 +120,7 @@ func bucketNames(_ sorted: [Bytes32], bits: Int, bucket: Int, after cursor: Byte
     }
     let start = lowerBound { name in InventorySummary.bucket(of: name, bits: bits) < bucket || (cursor.map { name <= $0 } ?? false) }
     let end = lowerBound { InventorySummary.bucket(of: $0, bits: bits) <= bucket }
-    let stop = min(end, start + limit)
-    return (sorted[start..<max(start, stop)], stop < end)
+    let last = max(start, end)
+    let stop = limit >= last - start ? last : start + limit
+    return (sorted[start..<stop], stop < last)
 }
