@@ -141,7 +141,7 @@ import Glibc
                         }
                     }
                 }
-                usleep(2_000)
+                try? await Task.sleep(nanoseconds: 2_000_000)
             }
             return false
         }
@@ -164,35 +164,39 @@ import Glibc
         try Fixtures.writeFile(dir.path + "/b-key.pem", Array(sites.replicaPEM.privateKeyPEM.utf8), mode: 0o600)
         let port = try freeLoopbackPort()
         let root = dir.path + "/site-b"
-        func startReceiver() throws -> Process {
+        func startReceiver() async throws -> Process {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: FaultTests.cliPath)
             p.arguments = ["replica", "serve", "--listen", "127.0.0.1:\(port)", "--root", root, "--cert", dir.path + "/b.pem",
                            "--key", dir.path + "/b-key.pem", "--ca", dir.path + "/ca.pem", "--log-level", "critical"]
             try p.run()
-            for _ in 0..<500 where !isListening(port) { usleep(10_000) }
+            for _ in 0..<500 where !isListening(port) { try await Task.sleep(nanoseconds: 10_000_000) }
             return p
         }
-        var receiver = try startReceiver()
+        var receiver = try await startReceiver()
         let proxy = try FaultProxy(upstreamPort: port) { _ in .init(bytesPerSecond: 3_000_000) }
         let replication = Task { try await ReplicationFixtures.replicate(dir.path + "/repo", port: proxy.port) { $0.retries = 100 } }
 
         // Kill it while a pack is being received.
         let incoming = root + "/" + repo.config.id + "/incoming"
-        for _ in 0..<1_000 {
-            if let name = (try? FileSystem.list(incoming))?.first(where: { $0.hasPrefix("packs-") }),
-               let size = try? FileSystem.readFile(incoming + "/" + name).count, size > 0 { break }
-            usleep(5_000)
+        let deadline = Date().addingTimeInterval(60)
+        var receiving = false
+        while !receiving && Date() < deadline {
+            var st = stat()
+            receiving = ((try? FileSystem.list(incoming)) ?? []).contains { $0.hasPrefix("packs-") && stat(incoming + "/" + $0, &st) == 0 && st.st_size > 0 }
+            // Sleep without holding a thread of the task pool: the replication runs on it.
+            if !receiving { try await Task.sleep(nanoseconds: 2_000_000) }
         }
         kill(receiver.processIdentifier, SIGKILL)
         receiver.waitUntilExit()
+        #expect(receiving, "no pack was being received within a minute")
         // Nothing partial is visible under a final name: every committed file is site A's.
         let siteA = try ReplicationFixtures.files(dir.path + "/repo")
         let committed = try ReplicationFixtures.files(root + "/" + repo.config.id)
         #expect(committed.count < siteA.count)
         for (path, hash) in committed { #expect(siteA[path] == hash, "\(path)") }
 
-        receiver = try startReceiver()
+        receiver = try await startReceiver()
         let summary = try await replication.value
         #expect(summary.reconnects >= 1)
         #expect(try ReplicationFixtures.files(root + "/" + repo.config.id) == siteA)

@@ -151,3 +151,22 @@ public enum FileSystem {
         return String(getuid())
     }
 }
+
+extension FileSystem {
+    private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
+    /// glibc's `sync_file_range`, looked up once at run time (the Glibc module does not export
+    /// it); nil where the C library has none.
+    private static let syncFileRange: SyncFileRange? = {
+        #if canImport(Glibc)
+        if let symbol = dlsym(nil, "sync_file_range") { return unsafeBitCast(symbol, to: SyncFileRange.self) }
+        #endif
+        return nil
+    }()
+
+    /// Asks the kernel to start writing a range of `fd` to the disk without waiting
+    /// (`SYNC_FILE_RANGE_WRITE`): a later fsync then finds most of it written. A hint only:
+    /// durability still comes from fsync.
+    public static func startWriteBack(_ fd: Int32, offset: Int64, length: Int64) {
+        _ = syncFileRange?(fd, offset, length, 2 /* SYNC_FILE_RANGE_WRITE */)
+    }
+}

@@ -20,7 +20,7 @@ public enum ReplicatedKind: UInt8, Sendable, CaseIterable, CustomStringConvertib
     }
 
     /// The order of a replication pass: a kind starts once all before it are durable.
-    public static let pushOrder: [[ReplicatedKind]] = [[.config, .key], [.pack], [.index], [.snapshot]]
+    public static let pushOrder: [[ReplicatedKind]] = [[.config, .key, .pack], [.index], [.snapshot]]
 
     public var description: String { fileKind.rawValue }
 }

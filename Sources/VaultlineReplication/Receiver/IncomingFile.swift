@@ -17,6 +17,9 @@ final class IncomingFile: @unchecked Sendable {
     let path: String
     private(set) var offset: Int64
     private var fd: Int32
+    /// Where the last early write-back request ended (see ``append(_:at:)``).
+    private var flushed: Int64 = 0
+    static let writeBackStep: Int64 = 4 << 20
 
     init(repository: ReplicaRepository, ref: FileRef, size: Int64) throws {
         self.repository = repository
@@ -68,6 +71,12 @@ final class IncomingFile: @unchecked Sendable {
         }
         offset += Int64(data.readableBytes)
         repository.appendedBytes.add(Int64(data.readableBytes), ordering: .relaxed)
+        // Start writing back to the disk now rather than at fsync: the disk works while the
+        // network delivers the rest, and the final fsync has little left to wait for.
+        if offset - flushed >= Self.writeBackStep {
+            FileSystem.startWriteBack(fd, offset: flushed, length: offset - flushed)
+            flushed = offset
+        }
     }
 
     /// Makes the file durable under its name. Blocking (fsync, a read of the whole file):

@@ -56,13 +56,30 @@ public struct LocalInventory: Sendable {
         let remote = try InventorySummary.decode(
             try await connection.call(.summary(kind, bits: bits, requestID: connection.makeRequestID())))
         let mine = InventorySummary(names: local, bits: bits)
-        var missing: [Bytes32] = []
-        for bucket in mine.differingBuckets(from: remote) {
-            let remoteNames = try await Self.listBucket(kind, bits: bits, bucket: bucket, at: connection)
-            let here = bucketNames(local, bits: bits, bucket: bucket, after: nil, limit: Int.max).names
-            missing += here.filter { !remoteNames.contains($0) }
+        // The LISTs go out together: on a long link they cost one round trip, not one each.
+        return try await withThrowingTaskGroup(of: [Bytes32].self) { group in
+            for bucket in mine.differingBuckets(from: remote) {
+                group.addTask {
+                    let remoteNames = try await Self.listBucket(kind, bits: bits, bucket: bucket, at: connection)
+                    return bucketNames(local, bits: bits, bucket: bucket, after: nil, limit: Int.max).names.filter { !remoteNames.contains($0) }
+                }
+            }
+            var missing: [Bytes32] = []
+            for try await names in group { missing += names }
+            return missing.sorted()
         }
-        return missing
+    }
+
+    /// ``missing(_:at:exact:)`` for every kind at once (one round trip or two on a long link).
+    public func missingByKind(at connection: ReplicaConnection, exact: Bool = false) async throws -> [ReplicatedKind: [Bytes32]] {
+        try await withThrowingTaskGroup(of: (ReplicatedKind, [Bytes32]).self) { group in
+            for kind in ReplicatedKind.allCases {
+                group.addTask { (kind, try await self.missing(kind, at: connection, exact: exact)) }
+            }
+            var out: [ReplicatedKind: [Bytes32]] = [:]
+            for try await (kind, names) in group { out[kind] = names }
+            return out
+        }
     }
 
     /// Every name the peer holds in one bucket (paged LIST).

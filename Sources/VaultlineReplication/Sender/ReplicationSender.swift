@@ -74,13 +74,20 @@ public final class ReplicationSender: Sendable {
     public func run() async throws -> Summary {
         let start = MonotonicClock.nanoseconds()
         let limiter = options.limitRate.map { RateLimiter(bytesPerSecond: $0) }
-        var failures = 0
+        var failures = 0, busy = 0
         while true {
             let before = summary.withLock { ($0.bytesSent, $0.filesSent, $0.filesAcknowledgedHave) }
             do {
                 try await pass(limiter: limiter)
                 break
+            } catch let error as ReplicationError where error.code == .busy && busy < 100 {
+                // Right after a reconnect the receiver may not have noticed the old connection
+                // end yet, and still holds its transfers: wait for it, without counting a failure.
+                busy += 1
+                summary.withLock { $0.reconnects += 1 }
+                try await Task.sleep(nanoseconds: 100_000_000)
             } catch let error as ReplicationError where Self.isRetryable(error) && failures < options.retries {
+                busy = 0
                 // Consecutive failures: an attempt that moved data starts the count again.
                 let after = summary.withLock { ($0.bytesSent, $0.filesSent, $0.filesAcknowledgedHave) }
                 failures = after == before ? failures + 1 : 1
@@ -120,10 +127,11 @@ public final class ReplicationSender: Sendable {
                 throw ReplicationError(.forbidden, "this certificate's role (\(connection.welcome.role)) may not push")
             }
             let width = max(1, min(self.options.transfers, Int(connection.welcome.maxTransfers)))
+            let missingByKind = try await local.missingByKind(at: connection)
             for phase in ReplicatedKind.pushOrder {
                 var missing: [FileRef] = []
                 for kind in phase {
-                    let names = try await local.missing(kind, at: connection)
+                    let names = missingByKind[kind] ?? []
                     self.summary.withLock { $0.filesPresent += (local.names[kind]?.count ?? 0) - names.count }
                     missing += names.map { FileRef(kind, $0) }
                 }

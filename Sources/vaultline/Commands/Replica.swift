@@ -95,9 +95,7 @@ struct ReplicaStatus: AsyncParsableCommand {
             let missing = try await ReplicaConnection.with(
                 host: host, port: port, identity: site, repositoryID: local.repositoryID, clientName: FileSystem.hostName(), group: group
             ) { connection in
-                var out: [ReplicatedKind: [Bytes32]] = [:]
-                for kind in ReplicatedKind.allCases { out[kind] = try await local.missing(kind, at: connection, exact: exact) }
-                return out
+                try await local.missingByKind(at: connection, exact: exact)
             }
             var kinds: [KindStatus] = []
             for kind in ReplicatedKind.allCases {
