@@ -207,6 +207,71 @@ import Glibc
         proxy.stop()
     }
 
+    @Test(.timeLimit(.minutes(2)))
+    func theCommandLineSetsUpBothSitesAndReportsStatus() async throws {
+        let dir = TemporaryDirectory()
+        let repo = try ReplicationFixtures.siteA(in: dir, seed: 3)
+        let c = dir.path + "/ca"
+        func cli(_ args: [String]) throws -> (status: Int32, out: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: FaultTests.cliPath)
+            p.arguments = args
+            p.environment = ["VAULTLINE_PASSWORD": String(decoding: Fixtures.password, as: UTF8.self)]
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let out = pipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: out, as: UTF8.self))
+        }
+        #expect(try cli(["site", "init", "--out", c]).status == 0)
+        #expect(try cli(["site", "issue-cert", "--ca", c + "/ca.pem", "--ca-key", c + "/ca-key.pem", "--name", "a", "--role", "primary", "--out", c]).status == 0)
+        #expect(try cli(["site", "issue-cert", "--ca", c + "/ca.pem", "--ca-key", c + "/ca-key.pem", "--name", "b", "--role", "replica", "--host", "127.0.0.1", "--out", c]).status == 0)
+        #expect(try cli(["site", "issue-cert", "--ca", c + "/ca.pem", "--ca-key", c + "/ca-key.pem", "--name", "x", "--role", "admin", "--out", c]).status == 64)
+        // Keys are never overwritten.
+        #expect(try cli(["site", "init", "--out", c]).status != 0)
+
+        let port = try freeLoopbackPort()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: FaultTests.cliPath)
+        server.arguments = ["replica", "serve", "--listen", "127.0.0.1:\(port)", "--root", dir.path + "/site-b",
+                            "--cert", c + "/b.pem", "--key", c + "/b-key.pem", "--ca", c + "/ca.pem", "--log-level", "critical"]
+        try server.run()
+        defer { server.terminate(); server.waitUntilExit() }
+        for _ in 0..<500 where !isListening(port) { try await Task.sleep(nanoseconds: 10_000_000) }
+        let site = ["--cert", c + "/a.pem", "--key", c + "/a-key.pem", "--ca", c + "/ca.pem", "--to", "127.0.0.1:\(port)", "--repo", dir.path + "/repo", "--json"]
+
+        let before = try cli(["replica", "status"] + site)
+        #expect(before.status == 0)
+        #expect(before.out.contains("\"upToDate\" : false"))
+        let pushed = try cli(["replicate"] + site)
+        #expect(pushed.status == 0)
+        let summary = try JSONDecoder().decode(ReplicationSender.Summary.self, from: Data(pushed.out.utf8))
+        #expect(summary.filesSent == (try ReplicationFixtures.files(dir.path + "/repo")).count)
+        let after = try cli(["replica", "status"] + site + ["--exact"])
+        #expect(after.out.contains("\"upToDate\" : true"))
+        #expect(after.out.contains("newestSnapshotAtReplica"))
+        // The replica restores with the password, through the CLI.
+        let restored = try cli(["restore", "latest", "--repo", dir.path + "/site-b/" + repo.config.id, "--target", dir.path + "/out"])
+        #expect(restored.status == 0)
+        try DirectoryComparison.compare(dir.path + "/src", dir.path + "/out/src")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func limitRateKeepsTheSenderUnderItsRate() async throws {
+        let dir = TemporaryDirectory()
+        let repo = try ReplicationFixtures.siteA(in: dir, seed: 6, scale: 3)
+        let receiver = try await RunningReceiver(root: dir.path + "/site-b")
+        let rate = 1_000_000.0
+        let summary = try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port) { $0.limitRate = rate }
+        // One second of burst, then the rate: the pass cannot be faster than that.
+        #expect(Double(summary.bytesSent) <= rate * (summary.seconds + 1) * 1.02, "\(summary.bytesSent) bytes in \(summary.seconds) s")
+        #expect(summary.bytesSent > Int64(rate) * 2, "too little data to test the limit")
+        #expect(try ReplicationFixtures.files(dir.path + "/site-b/" + repo.config.id) == ReplicationFixtures.files(dir.path + "/repo"))
+        await receiver.stop()
+    }
+
     @Test(.enabled(if: geteuid() == 0), .timeLimit(.minutes(2)))
     func aFullDiskAtSiteBIsReportedAndReplicationResumesWhenSpaceReturns() async throws {
         let dir = TemporaryDirectory()
