@@ -8,6 +8,8 @@ let package = Package(
         .executable(name: "vaultline", targets: ["vaultline"]),
         .library(name: "VaultlineCore", targets: ["VaultlineCore"]),
         .library(name: "VaultlineReplication", targets: ["VaultlineReplication"]),
+        .library(name: "VaultlineGraph", targets: ["VaultlineGraph"]),
+        .library(name: "GraphSimulator", targets: ["GraphSimulator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -19,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates", from: "1.10.0"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.1.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.25.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.10.0"),
     ],
     targets: [
         // C libraries, wrapped only by VaultlineCore (nothing else sees a C type).
@@ -54,10 +58,30 @@ let package = Package(
             ],
             exclude: ["README.md"]
         ),
+        .target(
+            name: "VaultlineGraph",
+            dependencies: [
+                "VaultlineCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"]
+        ),
+        .target(
+            name: "GraphSimulator",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"]
+        ),
         .executableTarget(
             name: "vaultline",
             dependencies: [
-                "VaultlineCore", "VaultlineReplication",
+                "VaultlineCore", "VaultlineReplication", "VaultlineGraph", "GraphSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -67,7 +91,7 @@ let package = Package(
             name: "VaultlineTests",
             // The CLI is a dependency so that it is built: crash tests run it as a subprocess.
             dependencies: [
-                "VaultlineCore", "VaultlineReplication", "vaultline",
+                "VaultlineCore", "VaultlineReplication", "VaultlineGraph", "GraphSimulator", "vaultline",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import VaultlineCore
+import VaultlineGraph
 import VaultlineReplication
 #if canImport(Glibc)
 import Glibc
@@ -86,6 +87,9 @@ private func report(_ error: any Error) -> any Error {
         case .malformed where !e.fromPeer: return ExitCode(64)
         default: return ExitCode(1)
         }
+    case let e as GraphError:
+        FileHandle.standardError.write(Data("vaultline: error: \(e)\n".utf8))
+        return ExitCode(e.kind == .authentication ? 11 : 1)
     default:
         return error
     }

@@ -15,6 +15,6 @@ struct Vaultline: AsyncParsableCommand {
         subcommands: [
             Init.self, Backup.self, Snapshots.self, Ls.self, Restore.self, Check.self, Cat.self,
             Stats.self, Key.self, Repair.self, Unlock.self, Debug.self, Demo.self,
-            Site.self, Replica.self, Replicate.self,
+            Site.self, Replica.self, Replicate.self, M365.self, GraphSim.self,
         ])
 }

@@ -1,0 +1,44 @@
+import Foundation
+
+/// Faults the simulator injects on demand, and the Graph-like limits it enforces. Change them
+/// at any time through ``GraphSimulator/faults``.
+public struct FaultPlan: Sendable {
+    /// Every Nth Graph request is answered 429 with `Retry-After: retryAfter` (0: never).
+    public var throttleEvery = 0
+    /// Seconds sent in `Retry-After`; fractional, as Graph sends (`2.128`).
+    public var retryAfter = 0.128
+    /// Every Nth Graph request is answered 503 without `Retry-After` (0: never).
+    public var unavailableEvery = 0
+    /// Requests in flight per mailbox past which Graph answers 429 `MailboxConcurrency` (0: no limit).
+    public var mailboxConcurrency = 4
+    /// Requests per second per mailbox before 429 (0: no limit). Graph's Outlook limit is
+    /// 10,000 requests per 10 minutes per app and mailbox (about 16.7 per second).
+    public var mailboxRequestsPerSecond = 0.0
+    /// Seconds added to every Graph request.
+    public var latency = 0.0
+    /// Every Nth download stops half way through (the connection is closed).
+    public var cutDownloadsEvery = 0
+    /// Item ids whose content answers 404 (deleted between listing and download).
+    public var notFound: Set<String> = []
+    /// Item ids whose content answers 500 every time.
+    public var alwaysFail: Set<String> = []
+    /// Delta tokens made before this generation are answered 410 (expired sync state).
+    public var deltaGeneration = 0
+
+    public init() {}
+}
+
+/// What the simulator saw and did, for tests and the demo's summary.
+public struct SimulatorStats: Sendable, Codable {
+    public var requests = 0
+    public var tokenRequests = 0
+    public var throttled = 0
+    public var unavailable = 0
+    public var concurrencyRefusals = 0
+    public var downloads = 0
+    public var downloadBytes: Int64 = 0
+    public var cutDownloads = 0
+    public var expiredTokens = 0
+    /// Highest number of requests in flight for one mailbox.
+    public var peakMailboxConcurrency = 0
+}

@@ -1,0 +1,151 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// Request dispatch, authentication, throttling and the generic pieces of a Graph answer.
+extension GraphSimulator {
+    static let retryAfterField = HTTPField.Name("Retry-After")!
+    static let preferField = HTTPField.Name("Prefer")!
+    static let rangeField = HTTPField.Name("Range")!
+    static let contentRangeField = HTTPField.Name("Content-Range")!
+
+    func respond(_ request: Request) async -> Response {
+        let segments = request.uri.path.split(separator: "/").map { $0.removingPercentEncoding ?? String($0) }
+        let query = Self.parseQuery(request.uri.query)
+        logger.debug("\(request.method) \(request.uri.string)")
+        if request.method == .post, segments.count == 4, segments[1] == "oauth2", segments[3] == "token" {
+            var req = request
+            let body = (try? await req.collectBody(upTo: 1 << 16)).map { String(buffer: $0) } ?? ""
+            return token(segments[0], form: Self.parseQuery(body))
+        }
+        if segments.first == "download", segments.count == 3, request.method == .get {
+            return await download(drive: segments[1], item: segments[2], query: query, range: request.headers[Self.rangeField])
+        }
+        guard segments.first == "v1.0", request.method == .get else {
+            return Self.error(404, "BadRequest", "Resource not found for the segment '\(segments.first ?? "")'.")
+        }
+        guard authenticated(request.headers[.authorization]) else {
+            return Self.error(401, "InvalidAuthenticationToken", "Access token is empty or expired.")
+        }
+        let plan = faults.withLock { $0 }
+        let n = counters.withLock { $0.requests += 1; return $0.requests }
+        if plan.throttleEvery > 0, n % plan.throttleEvery == 0 {
+            counters.withLock { $0.throttled += 1 }
+            return Self.throttled(plan.retryAfter, "TooManyRequests", "Too many requests.")
+        }
+        if plan.unavailableEvery > 0, n % plan.unavailableEvery == 0 {
+            counters.withLock { $0.unavailable += 1 }
+            return Self.error(503, "serviceNotAvailable", "The service is temporarily unavailable.")
+        }
+        let path = Array(segments.dropFirst())
+        // Mailbox-scoped requests count against that mailbox's concurrency and rate limits.
+        if path.count >= 3, path[0] == "users", let user = tenant.user(path[1]) {
+            let refused: (response: Response, concurrency: Bool)? = runtime.withLock { r in
+                let now = Date()
+                if plan.mailboxRequestsPerSecond > 0 {
+                    let rate = plan.mailboxRequestsPerSecond
+                    var (tokens, last) = r.buckets[user.id] ?? (rate, now)
+                    tokens = min(rate, tokens + now.timeIntervalSince(last) * rate)
+                    if tokens < 1 {
+                        r.buckets[user.id] = (tokens, now)
+                        return (Self.throttled((1 - tokens) / rate, "ApplicationThrottled", "Application is over its resource limit."), false)
+                    }
+                    r.buckets[user.id] = (tokens - 1, now)
+                }
+                let inFlight = r.inFlight[user.id, default: 0] + 1
+                if plan.mailboxConcurrency > 0, inFlight > plan.mailboxConcurrency {
+                    return (Self.throttled(plan.retryAfter, "ApplicationThrottled", "Application is over its MailboxConcurrency limit."), true)
+                }
+                r.inFlight[user.id] = inFlight
+                return nil
+            }
+            if let refused {
+                counters.withLock { s in
+                    s.throttled += 1
+                    if refused.concurrency { s.concurrencyRefusals += 1 }
+                }
+                return refused.response
+            }
+            let now = runtime.withLock { $0.inFlight[user.id, default: 0] }
+            counters.withLock { $0.peakMailboxConcurrency = max($0.peakMailboxConcurrency, now) }
+            defer { runtime.withLock { $0.inFlight[user.id, default: 1] -= 1 } }
+            // The latency is spent holding the mailbox's slot, as a slow backend would.
+            if plan.latency > 0 { try? await Task.sleep(nanoseconds: UInt64(plan.latency * 1e9)) }
+            return route(path, query: query, request: request, plan: plan)
+        }
+        if plan.latency > 0 { try? await Task.sleep(nanoseconds: UInt64(plan.latency * 1e9)) }
+        return route(path, query: query, request: request, plan: plan)
+    }
+
+    private func authenticated(_ header: String?) -> Bool {
+        guard let header, header.hasPrefix("Bearer ") else { return false }
+        let token = String(header.dropFirst(7))
+        return runtime.withLock { ($0.tokens[token] ?? .distantPast) > Date() }
+    }
+
+    /// The Microsoft identity platform's client-credentials grant.
+    private func token(_ tenantSegment: String, form: [String: String]) -> Response {
+        counters.withLock { $0.tokenRequests += 1 }
+        guard tenantSegment == tenantId || tenantSegment == tenant.spec.tenantDomain else {
+            return Self.json(400, ["error": "invalid_request", "error_description": "AADSTS90002: Tenant '\(tenantSegment)' not found."])
+        }
+        guard form["grant_type"] == "client_credentials" else {
+            return Self.json(400, ["error": "unsupported_grant_type", "error_description": "AADSTS70003: The app requested an unsupported grant type."])
+        }
+        guard form["client_id"] == clientId, form["client_secret"] == clientSecret else {
+            return Self.json(401, ["error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."])
+        }
+        guard form["scope"] == "https://graph.microsoft.com/.default" else {
+            return Self.json(400, ["error": "invalid_scope", "error_description": "AADSTS1002012: The provided value for scope is not valid."])
+        }
+        let value = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9." + UUID().uuidString.replacingOccurrences(of: "-", with: "")
+        let lifetime = runtime.withLock { r in
+            r.tokens[value] = Date().addingTimeInterval(r.tokenLifetime)
+            return r.tokenLifetime
+        }
+        return Self.json(200, ["token_type": "Bearer", "expires_in": Int(lifetime), "ext_expires_in": Int(lifetime), "access_token": value])
+    }
+
+    // MARK: Answers
+
+    static func json(_ status: Int, _ object: Any, headers: HTTPFields = [:]) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8)
+        var h = headers
+        h[.contentType] = "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8"
+        h[.contentLength] = "\(data.count)"
+        return Response(status: .init(code: status), headers: h, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func error(_ status: Int, _ code: String, _ message: String) -> Response {
+        json(status, ["error": ["code": code, "message": message, "innerError": ["date": Tenant.iso(Date()), "request-id": UUID().uuidString.lowercased()]]])
+    }
+
+    static func throttled(_ seconds: Double, _ code: String, _ message: String) -> Response {
+        var h = HTTPFields()
+        h[retryAfterField] = String(format: "%.3f", max(0.001, seconds))
+        let body: [String: Any] = ["error": ["code": code, "message": message,
+                                              "innerError": ["code": "429", "date": Tenant.iso(Date()), "request-id": UUID().uuidString.lowercased()]]]
+        return json(429, body, headers: h)
+    }
+
+    static func parseQuery(_ query: String?) -> [String: String] {
+        var out: [String: String] = [:]
+        for pair in (query ?? "").split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            let key = String(kv[0]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(kv[0])
+            let value = kv.count > 1 ? (String(kv[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(kv[1])) : ""
+            out[key] = value
+        }
+        return out
+    }
+
+    static func pageSize(_ request: Request, query: [String: String], default d: Int) -> Int {
+        if let top = query["$top"].flatMap(Int.init) { return max(1, min(top, 999)) }
+        if let prefer = request.headers[preferField], let r = prefer.range(of: "odata.maxpagesize=") {
+            let digits = prefer[r.upperBound...].prefix { $0.isNumber }
+            if let n = Int(digits) { return max(1, min(n, 999)) }
+        }
+        return d
+    }
+}

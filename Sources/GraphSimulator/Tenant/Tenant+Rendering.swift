@@ -1,0 +1,183 @@
+import Foundation
+
+/// How entities look on the wire: MIME for `$value`, Graph JSON shapes for listings, bytes for
+/// drive downloads.
+extension Tenant {
+    static let rfc5322: DateFormatter = {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "EEE, d MMM yyyy HH:mm:ss Z"
+        return f
+    }()
+
+    static func iso(_ d: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f.string(from: d)
+    }
+
+    /// The message as Exchange would export it (CRLF lines, 7-bit, attachments in base64).
+    func mime(id: String, _ m: Message) -> [UInt8] {
+        let boundary = "----=_Part_\(String(SimRandom.mix(m.bodySeed, 7), radix: 16))"
+        var lines: [String] = [
+            "From: \"\(m.fromName)\" <\(m.fromAddress)>",
+            "To: " + m.to.joined(separator: ", "),
+            "Subject: \(m.subject)",
+            "Date: " + Self.rfc5322.string(from: m.received),
+            "Message-ID: <\(String(SimRandom.mix(m.bodySeed, 1), radix: 16)).\(m.version)@\(spec.tenantDomain)>",
+            "MIME-Version: 1.0",
+        ]
+        let body = wrap(corpus.text(seed: m.bodySeed, words: 80 + Int(m.bodySeed % 900)), width: 76)
+        if let a = m.attachment {
+            let att = corpus.attachments[a % corpus.attachments.count]
+            lines += ["Content-Type: multipart/mixed; boundary=\"\(boundary)\"", "", "This is a multi-part message in MIME format.", "",
+                      "--" + boundary, "Content-Type: text/plain; charset=\"us-ascii\"", "Content-Transfer-Encoding: 7bit", ""]
+            lines += body
+            lines += ["", "--" + boundary, "Content-Type: \(att.mimeType); name=\"\(att.name)\"",
+                      "Content-Disposition: attachment; filename=\"\(att.name)\"", "Content-Transfer-Encoding: base64", ""]
+            let encoded = Data(corpus.attachmentBytes(a)).base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed])
+            lines.append(encoded)
+            lines += ["", "--" + boundary + "--", ""]
+        } else {
+            lines += ["Content-Type: text/plain; charset=\"us-ascii\"", "Content-Transfer-Encoding: 7bit", ""]
+            lines += body
+            lines.append("")
+        }
+        return Array(lines.joined(separator: "\r\n").utf8)
+    }
+
+    private func wrap(_ text: String, width: Int) -> [String] {
+        var out: [String] = [], line = ""
+        for word in text.split(separator: " ") {
+            if !line.isEmpty && line.count + 1 + word.count > width { out.append(line); line = "" }
+            line += line.isEmpty ? String(word) : " " + word
+        }
+        if !line.isEmpty { out.append(line) }
+        // A line that is exactly "." or starts with "From " is fine in MIME but not in mbox; keep
+        // the text plain so both formats round-trip without quoting surprises in tests.
+        return out
+    }
+
+    func messageJSON(id: String, _ m: Message, user: User) -> [String: Any] {
+        let changeKey = Data("\(id)|\(m.version)|\(m.isRead)".utf8.suffix(24)).base64EncodedString()
+        return [
+            "@odata.type": "#microsoft.graph.message",
+            "@odata.etag": "W/\"\(changeKey)\"",
+            "id": id,
+            "changeKey": changeKey,
+            "createdDateTime": Self.iso(m.received),
+            "lastModifiedDateTime": Self.iso(m.received.addingTimeInterval(Double(m.version))),
+            "receivedDateTime": Self.iso(m.received),
+            "sentDateTime": Self.iso(m.received.addingTimeInterval(-5)),
+            "hasAttachments": m.attachment != nil,
+            "internetMessageId": "<\(String(SimRandom.mix(m.bodySeed, 1), radix: 16)).\(m.version)@\(spec.tenantDomain)>",
+            "subject": m.subject,
+            "importance": "normal",
+            "parentFolderId": m.folderId,
+            "conversationId": Data("conv-\(m.subject.prefix(12))".utf8).base64EncodedString(),
+            // Graph's own docs show "isRead" as a string in places; the client must take both.
+            "isRead": m.version % 2 == 0 ? (m.isRead ? "true" : "false") as Any : m.isRead as Any,
+            "isDraft": false,
+            "sender": ["emailAddress": ["name": m.fromName, "address": m.fromAddress]],
+            "from": ["emailAddress": ["name": m.fromName, "address": m.fromAddress]],
+            "toRecipients": m.to.map { ["emailAddress": ["name": $0, "address": $0]] },
+        ]
+    }
+
+    func folderJSON(id: String, _ f: MailFolder, user: User, counts: (total: Int, unread: Int, children: Int)) -> [String: Any] {
+        [
+            "@odata.type": "#microsoft.graph.mailFolder",
+            "id": id,
+            "displayName": f.displayName,
+            "parentFolderId": f.parentFolderId ?? "AAMkAGroot=",
+            "childFolderCount": counts.children,
+            "unreadItemCount": counts.unread,
+            "totalItemCount": counts.total,
+        ]
+    }
+
+    func eventJSON(id: String, _ e: Event) -> [String: Any] {
+        let changeKey = Data("\(id)|\(e.version)".utf8.suffix(24)).base64EncodedString()
+        return [
+            "@odata.type": "#microsoft.graph.event",
+            "@odata.etag": "W/\"\(changeKey)\"",
+            "id": id,
+            "changeKey": changeKey,
+            "subject": e.subject,
+            "bodyPreview": e.subject,
+            "start": ["dateTime": String(Self.iso(e.start).dropLast()) + ".0000000", "timeZone": "UTC"],
+            "end": ["dateTime": String(Self.iso(e.start.addingTimeInterval(Double(e.minutes) * 60)).dropLast()) + ".0000000", "timeZone": "UTC"],
+            "location": ["displayName": e.location],
+            "attendees": e.attendees.map { ["type": "required", "emailAddress": ["name": $0, "address": $0]] },
+            "isAllDay": false,
+            "transactionId": NSNull(),
+        ]
+    }
+
+    func contactJSON(id: String, _ c: Contact) -> [String: Any] {
+        let changeKey = Data("\(id)|\(c.version)".utf8.suffix(24)).base64EncodedString()
+        return [
+            "@odata.type": "#microsoft.graph.contact",
+            "@odata.etag": "W/\"\(changeKey)\"",
+            "id": id,
+            "changeKey": changeKey,
+            "displayName": "\(c.givenName) \(c.surname)",
+            "givenName": c.givenName,
+            "surname": c.surname,
+            "emailAddresses": [["name": "\(c.givenName) \(c.surname)", "address": c.email]],
+            "businessPhones": [c.phone],
+        ]
+    }
+
+    /// `length` bytes of a drive file's content from `offset`. Generated content is pseudo-text
+    /// in 64 KiB blocks, each a function of (seed, block), so any range is cheap to make.
+    func fileBytes(_ item: DriveItem, offset: Int64, length: Int) -> [UInt8] {
+        switch item.content {
+        case .none:
+            return []
+        case .corpus(let i):
+            let all = corpus.attachmentBytes(i)
+            let lo = Int(min(offset, Int64(all.count))), hi = min(lo + length, all.count)
+            return Array(all[lo..<hi])
+        case .encrypted(let seed):
+            var out = [UInt8](repeating: 0, count: length)
+            var pos = offset
+            out.withUnsafeMutableBytes { buf in
+                var i = 0
+                while i < length {
+                    let word = SimRandom.mix(seed, UInt64(pos >> 3))
+                    let skip = Int(pos & 7)
+                    withUnsafeBytes(of: word) { w in
+                        let n = min(8 - skip, length - i)
+                        for k in 0..<n { buf[i + k] = w[skip + k] }
+                        i += n
+                        pos += Int64(n)
+                    }
+                }
+            }
+            return out
+        case .generated(let seed, let edits):
+            let block = 65_536
+            var out: [UInt8] = []
+            out.reserveCapacity(length)
+            var pos = offset
+            while out.count < length {
+                let b = pos / Int64(block)
+                var text = Array(corpus.text(seed: SimRandom.mix(seed, UInt64(b)), words: 14_000).utf8)
+                if text.count < block { text += [UInt8](repeating: 0x20, count: block - text.count) }
+                // Each edit rewrites 512 bytes in one block: a small in-place change.
+                for (n, e) in edits.enumerated() where Int64(e % UInt64(max(1, item.size / Int64(block) + 1))) == b {
+                    let at = Int(SimRandom.mix(e, 3) % UInt64(block - 512))
+                    let patch = Array("[edit \(n + 1)] ".utf8)
+                    for k in 0..<512 { text[at + k] = patch[k % patch.count] }
+                }
+                let within = Int(pos - b * Int64(block))
+                let n = min(block - within, length - out.count)
+                out += text[within..<(within + n)]
+                pos += Int64(n)
+            }
+            return out
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+
+/// What a simulated tenant holds. Every entity lives in a ``Collection`` (a user's mail folders, one
+/// folder's messages, a user's events, contacts or drive) whose entries carry the change sequence
+/// number at which they last changed and, once deleted, the number at which they were deleted.
+/// Delta tokens are just (collection, sequence number) pairs, so a token replays the change log.
+struct Entry: Sendable {
+    var id: String
+    /// Sequence number of the last change (creation counts).
+    var changed: Int
+    /// Sequence number of the deletion; nil while the entity exists.
+    var deleted: Int?
+    var payload: Payload
+}
+
+enum Payload: Sendable {
+    case folder(MailFolder)
+    case message(Message)
+    case event(Event)
+    case contact(Contact)
+    case driveItem(DriveItem)
+}
+
+struct MailFolder: Sendable {
+    var displayName: String
+    var parentFolderId: String?
+}
+
+struct Message: Sendable {
+    var folderId: String
+    var subject: String
+    var fromName: String
+    var fromAddress: String
+    var to: [String]
+    var received: Date
+    var isRead: Bool
+    /// Seed of the body text; a modification changes it.
+    var bodySeed: UInt64
+    /// Index into the tenant's attachment corpus; the same file goes to many users.
+    var attachment: Int?
+    var version: Int
+}
+
+struct Event: Sendable {
+    var subject: String
+    var start: Date
+    var minutes: Int
+    var location: String
+    var attendees: [String]
+    var version: Int
+}
+
+struct Contact: Sendable {
+    var givenName: String
+    var surname: String
+    var email: String
+    var phone: String
+    var version: Int
+}
+
+struct DriveItem: Sendable {
+    var name: String
+    var parentId: String?
+    var isFolder: Bool
+    var size: Int64
+    var content: FileContent
+    var version: Int
+    var modified: Date
+}
+
+/// How a drive file's bytes are made, so that a multi-GB tenant needs no memory for content.
+enum FileContent: Sendable {
+    case none
+    /// Pseudo-text from a seed, with `edits` small regions rewritten (each edit is a version).
+    case generated(seed: UInt64, edits: [UInt64])
+    /// A real file on this machine (from the attachment corpus).
+    case corpus(Int)
+    /// The ransomware scenario: the former content, encrypted (incompressible bytes).
+    case encrypted(seed: UInt64)
+}
+
+/// One collection of entities with its change log.
+struct Collection: Sendable {
+    var entries: [String: Entry] = [:]
+    /// Ids in creation order: pages are stable and deterministic.
+    var order: [String] = []
+
+    mutating func upsert(_ id: String, seq: Int, _ payload: Payload) {
+        if entries[id] == nil { order.append(id) }
+        entries[id] = Entry(id: id, changed: seq, deleted: nil, payload: payload)
+    }
+
+    mutating func delete(_ id: String, seq: Int) {
+        entries[id]?.deleted = seq
+        entries[id]?.changed = seq
+    }
+
+    var live: [Entry] { order.compactMap { entries[$0] }.filter { $0.deleted == nil } }
+
+    /// What a delta round from `base` up to `upTo` reports: entities changed in (base, upTo];
+    /// deletions only when the round started from an earlier token (base > 0).
+    func changes(since base: Int, upTo: Int) -> [Entry] {
+        order.compactMap { entries[$0] }.filter { e in
+            guard e.changed > base && e.changed <= upTo else { return false }
+            return e.deleted == nil || base > 0
+        }
+    }
+}
+
+struct User: Sendable {
+    var id: String
+    var displayName: String
+    var upn: String
+    var driveId: String
+}
+
+struct Site: Sendable {
+    var id: String
+    var name: String
+    var displayName: String
+    var driveIds: [String]
+    var libraryNames: [String]
+}

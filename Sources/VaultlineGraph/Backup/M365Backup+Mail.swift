@@ -1,0 +1,258 @@
+import Foundation
+import NIOCore
+import VaultlineCore
+
+/// Exchange mail: the folder hierarchy by mailFolders delta, each folder's messages by their own
+/// delta, content as MIME from `$value`, byte-exact.
+extension M365Backup {
+    struct Folder: Sendable {
+        var name: String
+        var parentId: String?
+        var messages: [String: TreeNode] = [:]
+    }
+
+    func backupUser(id: String, upn: String, state previous: M365State.UserState, _ ctx: RunContext) async throws -> (String, DirBuilder, M365State.UserState) {
+        var dir = DirBuilder()
+        var state = M365State.UserState(upn: upn)
+        let base = ["users", safeName(upn)]
+        if options.mail {
+            let (mail, s) = try await backupMail(user: id, upn: upn, previous: previous, path: base + ["mail"], ctx)
+            dir.dirs["mail"] = mail
+            state.mailFoldersDelta = s.mailFoldersDelta
+            state.folderDeltas = s.folderDeltas
+            state.retryMessages = s.retryMessages
+        }
+        if options.calendar {
+            let start = "2000-01-01T00:00:00Z", end = "2100-01-01T00:00:00Z"
+            let initial = client.url("users", id, "calendarView", "delta") + "?startDateTime=\(start)&endDateTime=\(end)"
+            let (d, link) = try await backupJSONItems(initial: initial, link: previous.eventsDelta, mailbox: id, path: base + ["calendar"], kind: "event", ctx)
+            dir.dirs["calendar"] = d
+            state.eventsDelta = link
+        }
+        if options.contacts {
+            var contacts = DirBuilder()
+            var folders: [(String, String)] = []
+            _ = try await client.pages(client.url("users", id, "contactFolders"), mailbox: id) { page in
+                for f in page { if let fid = f["id"]?.string { folders.append((fid, f["displayName"]?.string ?? fid)) } }
+            }
+            for (fid, name) in folders {
+                let initial = client.url("users", id, "contactFolders", fid, "contacts", "delta")
+                let (d, link) = try await backupJSONItems(initial: initial, link: previous.contactDeltas[fid], mailbox: id,
+                                                          path: base + ["contacts", safeName(name)], kind: "contact", ctx)
+                var d2 = d
+                d2.metadata = ["graph.id": fid]
+                contacts.dirs[safeName(name)] = d2
+                if let link { state.contactDeltas[fid] = link }
+            }
+            dir.dirs["contacts"] = contacts
+        }
+        if options.onedrive {
+            let drive = try await client.json(client.url("users", id, "drive"), mailbox: id)
+            if let driveId = drive["id"]?.string {
+                let (d, link) = try await backupDrive(driveId: driveId, link: previous.driveDelta, path: base + ["onedrive"], ctx)
+                dir.dirs["onedrive"] = d
+                state.driveDelta = link
+            }
+        }
+        dir.metadata = ["graph.id": id]
+        return (id, dir, state)
+    }
+
+    /// The mailbox: folders, then each folder's messages.
+    func backupMail(user: String, upn: String, previous: M365State.UserState, path: [String], _ ctx: RunContext) async throws -> (DirBuilder, M365State.UserState) {
+        var state = M365State.UserState(upn: upn)
+        // The parent snapshot's folders and messages, by Graph id.
+        var folders: [String: Folder] = [:]
+        if let tree = try parentTree(path, ctx) { try collectFolders(tree, parentId: nil, into: &folders) }
+
+        // Folder hierarchy.
+        func applyFolders(_ page: [JSONValue]) {
+            for f in page {
+                guard let fid = f["id"]?.string else { continue }
+                if f["@removed"] != nil { folders[fid] = nil; continue }
+                let name = f["displayName"]?.string ?? fid
+                let parent = f["parentFolderId"]?.string
+                folders[fid, default: Folder(name: name, parentId: parent)].name = name
+                folders[fid]?.parentId = parent
+            }
+        }
+        let initialFolders = client.url("users", user, "mailFolders", "delta")
+        do {
+            state.mailFoldersDelta = try await client.pages(previous.mailFoldersDelta ?? initialFolders, mailbox: user) { applyFolders($0) }
+        } catch let e as GraphError where e.kind == .syncStateExpired {
+            // Enumerate the hierarchy again; folders not seen are gone.
+            var seen: Set<String> = []
+            state.mailFoldersDelta = try await client.pages(initialFolders, mailbox: user) { page in
+                applyFolders(page)
+                for f in page { if let id = f["id"]?.string { seen.insert(id) } }
+            }
+            folders = folders.filter { seen.contains($0.key) }
+        }
+
+        // Messages that failed last time: fetched again, whether or not they changed since.
+        var retryByFolder: [String: [JSONValue]] = [:]
+        for id in previous.retryMessages {
+            do {
+                let json = try await client.json(client.url("users", user, "messages", id), mailbox: user)
+                if let fid = json["parentFolderId"]?.string { retryByFolder[fid, default: []].append(json) }
+            } catch let e as GraphError where e.kind == .notFound {
+                continue  // deleted since
+            } catch let e as GraphError {
+                recordError((path + [itemFileName(id, ext: ".eml")]).joined(separator: "/"), e)
+                state.retryMessages.append(id)
+            }
+        }
+
+        // Messages, folder by folder.
+        for fid in folders.keys.sorted() {
+            guard var folder = folders[fid] else { continue }
+            let folderPath = path + self.folderPath(fid, folders)
+            let initial = client.url("users", user, "mailFolders", fid, "messages", "delta")
+            var failed: [String] = []
+            do {
+                state.folderDeltas[fid] = try await client.pages(previous.folderDeltas[fid] ?? initial, mailbox: user) { page in
+                    try await applyMessages(page, user: user, folder: &folder, path: folderPath, failed: &failed, ctx)
+                }
+            } catch let e as GraphError where e.kind == .syncStateExpired {
+                logger.info("delta token expired; enumerating the folder again", metadata: ["folder": "\(folderPath.joined(separator: "/"))"])
+                var seen: Set<String> = []
+                state.folderDeltas[fid] = try await client.pages(initial, mailbox: user) { page in
+                    for m in page { if let id = m["id"]?.string { seen.insert(id) } }
+                    try await applyMessages(page, user: user, folder: &folder, path: folderPath, failed: &failed, ctx)
+                }
+                folder.messages = folder.messages.filter { seen.contains($0.value.metadata?["graph.id"] ?? "") }
+            }
+            if let again = retryByFolder[fid] {
+                failed.removeAll { id in again.contains { $0["id"]?.string == id } }
+                try await applyMessages(again, user: user, folder: &folder, path: folderPath, failed: &failed, ctx)
+            }
+            state.retryMessages += Set(failed)
+            folders[fid] = folder
+        }
+
+        // The directory: folders nested by parent, messages inside.
+        var dir = DirBuilder()
+        for (fid, folder) in folders {
+            let p = self.folderPath(fid, folders)
+            var d = dir[p]
+            for (_, node) in folder.messages { d.files[node.name] = node }
+            d.metadata = ["graph.id": fid, "graph.parentId": folder.parentId ?? "", "graph.name": folder.name]
+            dir[p] = d
+        }
+        return (dir, state)
+    }
+
+    /// Folder path components from the top of the mailbox (parents not in the map are the root).
+    func folderPath(_ id: String, _ folders: [String: Folder]) -> [String] {
+        var out: [String] = []
+        var cur: String? = id
+        var guardCount = 0
+        while let c = cur, let f = folders[c], guardCount < 64 {
+            out.insert(safeName(f.name), at: 0)
+            cur = f.parentId
+            guardCount += 1
+        }
+        return out
+    }
+
+    private func collectFolders(_ tree: Tree, parentId: String?, into folders: inout [String: Folder]) throws {
+        for node in tree.nodes where node.kind == .dir {
+            guard let id = node.metadata?["graph.id"], let sub = node.subtree else { continue }
+            var f = Folder(name: node.metadata?["graph.name"] ?? node.name, parentId: node.metadata?["graph.parentId"].flatMap { $0.isEmpty ? nil : $0 } ?? parentId)
+            let t = try loadParentTree(sub)
+            for m in t.nodes where m.kind == .file {
+                if let mid = m.metadata?["graph.id"] { f.messages[mid] = m }
+            }
+            folders[id] = f
+            try collectFolders(t, parentId: id, into: &folders)
+        }
+    }
+
+    /// Applies one page of a folder's message delta: removals, unchanged items kept, new and
+    /// changed ones downloaded (several at once).
+    private func applyMessages(_ page: [JSONValue], user: String, folder: inout Folder, path: [String], failed: inout [String], _ ctx: RunContext) async throws {
+        var toFetch: [(String, JSONValue)] = []
+        for m in page {
+            guard let id = m["id"]?.string else { continue }
+            if m["@removed"] != nil { folder.messages[id] = nil; continue }
+            let changeKey = m["changeKey"]?.string ?? m["@odata.etag"]?.string ?? ""
+            if let old = folder.messages[id], old.metadata?["graph.changeKey"] == changeKey, !changeKey.isEmpty { continue }
+            toFetch.append((id, m))
+        }
+        let results = try await withThrowingTaskGroup(of: (String, Swift.Result<TreeNode, GraphError>).self) { group in
+            var out: [(String, Swift.Result<TreeNode, GraphError>)] = []
+            var running = 0
+            for (id, json) in toFetch {
+                if running >= options.concurrentItems, let r = try await group.next() { out.append(r); running -= 1 }
+                running += 1
+                group.addTask {
+                    do {
+                        let node = try await self.fetchMessage(user: user, id: id, json: json, ctx)
+                        return (id, .success(node))
+                    } catch let e as GraphError {
+                        return (id, .failure(e))
+                    }
+                }
+            }
+            for try await r in group { out.append(r) }
+            return out
+        }
+        for (id, r) in results {
+            switch r {
+            case .success(let node): folder.messages[id] = node
+            case .failure(let e):
+                if e.kind == .notFound { folder.messages[id] = nil; continue }  // deleted since listed
+                recordError((path + [itemFileName(id, ext: ".eml")]).joined(separator: "/"), e)
+                failed.append(id)
+            }
+        }
+    }
+
+    private func fetchMessage(user: String, id: String, json: JSONValue, _ ctx: RunContext) async throws -> TreeNode {
+        let url = client.url("users", user, "messages", id, "$value")
+        let mime = try await client.bytes(url, mailbox: user)
+        let metadata = [
+            "graph.id": id,
+            "graph.changeKey": json["changeKey"]?.string ?? json["@odata.etag"]?.string ?? "",
+            "graph.item": String(decoding: json.encoded(), as: UTF8.self),
+        ]
+        return try await storeContent(name: itemFileName(id, ext: ".eml"), metadata: metadata,
+                                      modified: Self.date(json["receivedDateTime"]?.string),
+                                      { try await $0.append(ByteBuffer(bytes: mime)) }, ctx)
+    }
+
+    /// Events or contacts: each item's Graph JSON is its content.
+    func backupJSONItems(initial: String, link: String?, mailbox: String, path: [String], kind: String, _ ctx: RunContext) async throws -> (DirBuilder, String?) {
+        var items: [String: TreeNode] = [:]
+        if let tree = try parentTree(path, ctx) {
+            for n in tree.nodes where n.kind == .file { if let id = n.metadata?["graph.id"] { items[id] = n } }
+        }
+        func apply(_ page: [JSONValue]) async throws {
+            for item in page {
+                guard let id = item["id"]?.string else { continue }
+                if item["@removed"] != nil { items[id] = nil; continue }
+                let changeKey = item["changeKey"]?.string ?? item["@odata.etag"]?.string ?? ""
+                if let old = items[id], old.metadata?["graph.changeKey"] == changeKey, !changeKey.isEmpty { continue }
+                let bytes = item.encoded()
+                items[id] = try await storeContent(name: itemFileName(id, ext: ".json"),
+                                                   metadata: ["graph.id": id, "graph.changeKey": changeKey, "graph.kind": kind],
+                                                   modified: Self.date(item["lastModifiedDateTime"]?.string),
+                                                   { try await $0.append(ByteBuffer(bytes: bytes)) }, ctx)
+            }
+        }
+        var newLink: String?
+        do {
+            newLink = try await client.pages(link ?? initial, mailbox: mailbox) { try await apply($0) }
+        } catch let e as GraphError where e.kind == .syncStateExpired {
+            var seen: Set<String> = []
+            newLink = try await client.pages(initial, mailbox: mailbox) { page in
+                for i in page { if let id = i["id"]?.string { seen.insert(id) } }
+                try await apply(page)
+            }
+            items = items.filter { seen.contains($0.key) }
+        }
+        var dir = DirBuilder()
+        for (_, n) in items { dir.files[n.name] = n }
+        return (dir, newLink)
+    }
+}

@@ -1,0 +1,224 @@
+import Foundation
+import Logging
+import Synchronization
+import VaultlineCore
+
+/// Backs up a Microsoft 365 tenant through Graph into a repository: every user's mail (MIME),
+/// calendar and contacts (Graph JSON) and OneDrive, and every SharePoint site's document
+/// libraries. Incremental through delta queries: each collection's delta link is kept in the
+/// snapshot's source state, and each round is applied to the parent snapshot's tree.
+///
+/// Tree: `/users/<upn>/mail/<folder path>/<id>.eml`, `/users/<upn>/calendar/<id>.json`,
+/// `/users/<upn>/contacts/<id>.json`, `/users/<upn>/onedrive/<path>`,
+/// `/sites/<site>/<library>/<path>`; each node's metadata holds the Graph id and the item's
+/// Graph JSON (`graph.item`).
+///
+/// One bad item never fails the run: it is recorded in the snapshot's error list (which marks
+/// the snapshot partial), the previous version is kept if there was one, and it is tried again
+/// on the next run.
+public final class M365Backup: Sendable {
+    public struct Options: Sendable {
+        /// Only these users (UPNs); nil: every user.
+        public var users: [String]?
+        public var mail = true
+        public var calendar = true
+        public var contacts = true
+        public var onedrive = true
+        public var sites = true
+        public var tags: [String] = []
+        public var parent: String?
+        public var noParent = false
+        /// Users backed up at once.
+        public var concurrentUsers = 4
+        /// Items downloaded at once within one mailbox or drive.
+        public var concurrentItems = 4
+        public init() {}
+    }
+
+    public struct Result: Sendable {
+        public var snapshotID: String
+        public var snapshot: Snapshot
+        public var graph: GraphStats
+        public var itemsDownloaded: Int
+        public var itemsTotal: Int
+    }
+
+    public static let sourceKind = "m365"
+
+    let repository: Repository
+    let client: GraphClient
+    let options: Options
+    let logger: Logger
+    let errors = Mutex<[Snapshot.ItemError]>([])
+    let readLock = Mutex(())
+    let counts = Mutex((downloaded: 0, bytes: UInt64(0)))
+    let progress: (@Sendable (Int, UInt64) -> Void)?
+
+    public init(repository: Repository, client: GraphClient, options: Options = Options(), logger: Logger = Logger(label: "vaultline.m365"),
+                progress: (@Sendable (_ items: Int, _ bytes: UInt64) -> Void)? = nil) {
+        self.repository = repository
+        self.client = client
+        self.options = options
+        self.logger = logger
+        self.progress = progress
+    }
+
+    func recordError(_ path: String, _ error: any Error) {
+        logger.warning("item not backed up", metadata: ["path": "\(path)", "error": "\(error)"])
+        errors.withLock { $0.append(.init(path: path, message: "\(error)")) }
+    }
+
+    func countDownload(_ bytes: UInt64) {
+        let (n, b) = counts.withLock { c in
+            c.downloaded += 1
+            c.bytes += bytes
+            return (c.downloaded, c.bytes)
+        }
+        progress?(n, b)
+    }
+
+    public func run() async throws -> Result {
+        let started = Date()
+        let lock = try RepositoryLock.acquire(repository.backend, exclusive: false, command: "backup m365")
+        defer { lock.release() }
+        try repository.loadIndex()
+        let graphBase = client.credentials.graphBase
+        let parentID: String? = try options.noParent ? nil : (options.parent.map(repository.resolveSnapshot) ?? findParent(graphBase))
+        var parentRoot: Tree?
+        var state = M365State(graphBase: graphBase)
+        if let parentID {
+            let parent = try repository.loadSnapshot(parentID)
+            parentRoot = try repository.loadTree(parent.tree)
+            if let s = M365State.decode(parent.sourceState), s.graphBase == graphBase { state = s }
+        }
+        let session = try BackupSession(repository: repository)
+        let pool = ChunkerPool(session: session, threads: max(4, 2 * options.concurrentItems))
+        let ctx = RunContext(session: session, pool: pool, parentRoot: parentRoot)
+        var root = DirBuilder()
+        var newState = M365State(graphBase: graphBase)
+        do {
+            // Users.
+            var users: [(id: String, upn: String)] = []
+            _ = try await client.pages(client.url("users") + "?$select=id,userPrincipalName,displayName") { page in
+                for u in page {
+                    guard let id = u["id"]?.string, let upn = u["userPrincipalName"]?.string else { continue }
+                    users.append((id, upn))
+                }
+            }
+            if let wanted = options.users.map({ Set($0.map { $0.lowercased() }) }) {
+                users = users.filter { wanted.contains($0.upn.lowercased()) }
+            }
+            var usersDir = DirBuilder()
+            var index = 0
+            while index < users.count {
+                let batch = users[index..<min(index + max(1, options.concurrentUsers), users.count)]
+                index += batch.count
+                try await withThrowingTaskGroup(of: (String, DirBuilder, M365State.UserState).self) { group in
+                    for u in batch {
+                        let previous = state.users[u.id] ?? .init(upn: u.upn)
+                        group.addTask { try await self.backupUser(id: u.id, upn: u.upn, state: previous, ctx) }
+                    }
+                    for try await (id, dir, userState) in group {
+                        usersDir.dirs[safeName(userState.upn)] = dir
+                        newState.users[id] = userState
+                    }
+                }
+            }
+            root.dirs["users"] = usersDir
+            if options.sites {
+                let (sitesDir, libraries) = try await backupSites(state: state, ctx)
+                root.dirs["sites"] = sitesDir
+                newState.libraries = libraries
+            }
+            let rootID = try await storeTree(root, ctx)
+            var stats = try session.finish()
+            pool.shutdown()
+            let (downloaded, bytes) = counts.withLock { ($0.downloaded, $0.bytes) }
+            stats.files = UInt64(root.itemCount)
+            stats.filesRead = UInt64(downloaded)
+            stats.bytesRead = bytes
+            stats.totalBytes = totalBytes(root)
+            stats.durationSeconds = Date().timeIntervalSince(started)
+            var snapshot = Snapshot(time: started, sourceKind: Self.sourceKind, paths: [graphBase], tags: options.tags,
+                                    parent: parentID, tree: rootID.hex, stats: stats)
+            snapshot.sourceState = newState.encoded()
+            snapshot.errors = errors.withLock { $0 }
+            snapshot.partial = !snapshot.errors.isEmpty
+            let id = try session.commit(snapshot)
+            return Result(snapshotID: id, snapshot: snapshot, graph: client.stats, itemsDownloaded: downloaded, itemsTotal: root.itemCount)
+        } catch {
+            session.abort()
+            pool.shutdown()
+            throw error
+        }
+    }
+
+    func findParent(_ graphBase: String) throws -> String? {
+        try repository.listSnapshots().last { $0.snapshot.sourceKind == Self.sourceKind && $0.snapshot.paths == [graphBase] }?.id
+    }
+
+    private func totalBytes(_ d: DirBuilder) -> UInt64 {
+        d.files.values.reduce(0) { $0 + ($1.size ?? 0) } + d.dirs.values.reduce(0) { $0 + totalBytes($1) }
+    }
+
+    /// Stores a directory and everything below it; returns the tree id.
+    func storeTree(_ d: DirBuilder, _ ctx: RunContext) async throws -> Bytes32 {
+        var nodes = Array(d.files.values)
+        for (name, sub) in d.dirs {
+            var node = TreeNode(name: name, kind: .dir)
+            node.subtree = try await storeTree(sub, ctx).hex
+            node.metadata = sub.metadata
+            node.mode = 0o755
+            nodes.append(node)
+        }
+        let tree = Tree(nodes: nodes)
+        let session = ctx.session
+        return try await ctx.pool.run { _ in try session.store(tree) }
+    }
+
+    /// Stores one item's content from a byte stream; returns its file node.
+    func storeContent(name: String, metadata: [String: String], modified: Date?, _ produce: (StreamFeed) async throws -> Void, _ ctx: RunContext) async throws -> TreeNode {
+        let (ids, size) = try await ctx.pool.store(produce)
+        var node = TreeNode(name: name, kind: .file)
+        node.content = ids.map(\.hex)
+        node.size = size
+        node.mode = 0o644
+        node.mtimeNs = modified.map { Int64($0.timeIntervalSince1970 * 1e9) }
+        node.metadata = metadata
+        countDownload(size)
+        return node
+    }
+}
+
+/// What every part of one run shares.
+struct RunContext: Sendable {
+    let session: BackupSession
+    let pool: ChunkerPool
+    let parentRoot: Tree?
+}
+
+extension M365Backup {
+    /// The parent snapshot's tree at `path`, if there is one.
+    func parentTree(_ path: [String], _ ctx: RunContext) throws -> Tree? {
+        guard var tree = ctx.parentRoot else { return nil }
+        for name in path {
+            guard let node = tree.node(named: name), node.kind == .dir, let sub = node.subtree else { return nil }
+            tree = try loadParentTree(sub)
+        }
+        return tree
+    }
+
+    /// Reads a tree of the parent snapshot. The repository's read path is not safe for
+    /// concurrent use, and users are backed up concurrently: reads take turns.
+    func loadParentTree(_ id: String) throws -> Tree {
+        try readLock.withLock { _ in try repository.loadTree(id) }
+    }
+
+    static func date(_ s: String?) -> Date? {
+        guard let s else { return nil }
+        let f = ISO8601DateFormatter()
+        if let d = f.date(from: s) { return d }
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: s)
+    }
+}

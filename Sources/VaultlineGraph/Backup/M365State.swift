@@ -1,0 +1,73 @@
+import Foundation
+import VaultlineCore
+
+/// What a Microsoft 365 snapshot keeps in its source state so that the next run (on this node,
+/// another node or site B) continues with delta queries: the delta link of every collection and
+/// the items that failed and must be tried again. Stored as JSON (docs/GRAPH.md).
+public struct M365State: Codable, Sendable, Equatable {
+    public var version = 1
+    public var graphBase: String
+    public var users: [String: UserState] = [:]
+    /// By drive id, for SharePoint document libraries.
+    public var libraries: [String: String] = [:]
+
+    public struct UserState: Codable, Sendable, Equatable {
+        public var upn: String
+        public var mailFoldersDelta: String?
+        /// Message delta link per mail folder id.
+        public var folderDeltas: [String: String] = [:]
+        public var eventsDelta: String?
+        /// Contact delta link per contact folder id.
+        public var contactDeltas: [String: String] = [:]
+        public var driveDelta: String?
+        /// Message ids that failed last time, retried first.
+        public var retryMessages: [String] = []
+    }
+
+    public init(graphBase: String) { self.graphBase = graphBase }
+
+    public static func decode(_ text: String?) -> M365State? {
+        guard let text, let data = text.data(using: .utf8) else { return nil }
+        return try? JSONDecoder().decode(M365State.self, from: data)
+    }
+
+    public func encoded() -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return (try? String(decoding: e.encode(self), as: UTF8.self)) ?? "{}"
+    }
+}
+
+/// A directory being assembled for the new snapshot: file nodes and subdirectories by name.
+struct DirBuilder: Sendable {
+    var files: [String: TreeNode] = [:]
+    var dirs: [String: DirBuilder] = [:]
+    var metadata: [String: String]?
+
+    subscript(path: [String]) -> DirBuilder {
+        get {
+            guard let first = path.first else { return self }
+            return dirs[first]?[Array(path.dropFirst())] ?? DirBuilder()
+        }
+        set {
+            guard let first = path.first else { self = newValue; return }
+            var d = dirs[first] ?? DirBuilder()
+            d[Array(path.dropFirst())] = newValue
+            dirs[first] = d
+        }
+    }
+
+    var itemCount: Int { files.count + dirs.values.reduce(0) { $0 + $1.itemCount } }
+}
+
+/// Names that are safe as one path component: Graph ids and folder names may hold `/`.
+func safeName(_ s: String) -> String {
+    var t = s.replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "\0", with: "")
+    if t.isEmpty || t == "." || t == ".." { t = "_" + t }
+    return t
+}
+
+/// File name of an item stored by Graph id: base64 ids made path- and URL-safe.
+func itemFileName(_ id: String, ext: String) -> String {
+    id.replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "+", with: "-") + ext
+}

@@ -1,0 +1,260 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// Where to find Graph and which app registration to sign in as.
+public struct GraphCredentials: Sendable {
+    public var tenantId: String
+    public var clientId: String
+    public var clientSecret: String
+    /// The identity platform (national clouds differ; the simulator serves its own).
+    public var authority = "https://login.microsoftonline.com"
+    /// Graph's base URL, up to and including the version.
+    public var graphBase = "https://graph.microsoft.com/v1.0"
+
+    public init(tenantId: String, clientId: String, clientSecret: String) {
+        self.tenantId = tenantId
+        self.clientId = clientId
+        self.clientSecret = clientSecret
+    }
+}
+
+/// A Microsoft Graph client: app-only sign-in, paging, delta rounds, throttling and streamed
+/// downloads (docs/GRAPH.md).
+///
+/// Throttling: 429, 503 and 504 honour `Retry-After` (fractional seconds allowed); other
+/// retryable failures back off exponentially with jitter; at most `maxAttempts` tries. At most
+/// `perMailbox` requests run for one mailbox (Exchange refuses a fifth with MailboxConcurrency)
+/// and `maxConcurrent` in all.
+public final class GraphClient: Sendable {
+    public struct Options: Sendable {
+        public var maxConcurrent = 16
+        public var perMailbox = 4
+        public var maxAttempts = 8
+        /// First backoff when Graph gives no Retry-After; doubles per attempt, with jitter.
+        public var baseBackoff = 0.5
+        public var maxBackoff = 60.0
+        /// Page size asked for with `Prefer: odata.maxpagesize`.
+        public var pageSize = 100
+        public var requestTimeout: TimeAmount = .seconds(120)
+        public init() {}
+    }
+
+    let credentials: GraphCredentials
+    let options: Options
+    let http: HTTPClient
+    let logger: Logger
+    private let token = TokenCache()
+    private let global: AsyncLimiter
+    private let mailboxes = Mutex<[String: AsyncLimiter]>([:])
+    let counters = Mutex(GraphStats())
+
+    public init(credentials: GraphCredentials, options: Options = Options(), logger: Logger = Logger(label: "vaultline.graph")) {
+        self.credentials = credentials
+        self.options = options
+        self.logger = logger
+        var config = HTTPClient.Configuration()
+        config.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = options.maxConcurrent
+        config.timeout = .init(connect: .seconds(10), read: .seconds(60))
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+        global = AsyncLimiter(options.maxConcurrent)
+    }
+
+    public func shutdown() async throws { try await http.shutdown() }
+
+    public var stats: GraphStats { counters.withLock { $0 } }
+
+    /// `base/path` with each given segment percent-encoded (Graph ids contain `/`, `+`, `=`).
+    public func url(_ segments: String...) -> String {
+        credentials.graphBase + "/" + segments.map(Self.encode).joined(separator: "/")
+    }
+
+    static func encode(_ segment: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~$@!'(),;:")
+        return segment.addingPercentEncoding(withAllowedCharacters: allowed) ?? segment
+    }
+
+    // MARK: Requests
+
+    /// GET a Graph resource as JSON.
+    public func json(_ url: String, mailbox: String? = nil) async throws -> JSONValue {
+        let body = try await bytes(url, mailbox: mailbox, limit: 64 << 20)
+        do { return try JSONValue.parse(body) } catch {
+            throw GraphError(.malformed, "the answer is not JSON: \(error)", url: url)
+        }
+    }
+
+    /// GET a Graph resource's bytes (a message's MIME through `$value`), at most `limit` bytes.
+    public func bytes(_ url: String, mailbox: String? = nil, limit: Int = 160 << 20) async throws -> [UInt8] {
+        try await send(url, mailbox: mailbox) { response in
+            var buffer = try await response.body.collect(upTo: limit)
+            return buffer.readBytes(length: buffer.readableBytes) ?? []
+        }
+    }
+
+    /// Follows `@odata.nextLink` from `url` and hands each page's `value` to `page`; returns the
+    /// round's `@odata.deltaLink` (nil for a listing that is not a delta function).
+    public func pages(_ url: String, mailbox: String? = nil, page: ([JSONValue]) async throws -> Void) async throws -> String? {
+        var next = url
+        while true {
+            let body = try await json(next, mailbox: mailbox)
+            guard let value = body["value"]?.array else {
+                throw GraphError(.malformed, "a collection without \"value\"", url: next)
+            }
+            try await page(value)
+            if let link = body["@odata.nextLink"]?.string { next = link; continue }
+            return body["@odata.deltaLink"]?.string
+        }
+    }
+
+    /// One attempt loop: sign-in, limits, retries. `read` consumes a successful response.
+    func send<T>(_ url: String, mailbox: String?, method: HTTPMethod = .GET, authorized: Bool = true,
+                 headers extra: [(String, String)] = [], read: (HTTPClientResponse) async throws -> T) async throws -> T {
+        var attempt = 0
+        var refreshed = false
+        while true {
+            attempt += 1
+            var request = HTTPClientRequest(url: url)
+            request.method = method
+            request.headers.add(name: "Prefer", value: "odata.maxpagesize=\(options.pageSize)")
+            for (k, v) in extra { request.headers.add(name: k, value: v) }
+            if authorized { request.headers.add(name: "Authorization", value: "Bearer " + (try await token.get(self))) }
+            let limiter = mailbox.map(limiterFor)
+            await limiter?.acquire()
+            await global.acquire()
+            counters.withLock { $0.requests += 1 }
+            var outcome: Result<T, any Error>
+            var wait: Double?
+            /// An error while reading a good answer is the caller's to handle: retrying here would
+            /// hand it bytes it has already seen.
+            var readError: (any Error)?
+            do {
+                let response = try await http.execute(request, timeout: options.requestTimeout)
+                let status = Int(response.status.code)
+                if (200..<300).contains(status) {
+                    do { outcome = .success(try await read(response)) } catch {
+                        readError = error
+                        outcome = .failure(error)
+                    }
+                } else {
+                    let body = (try? await response.body.collect(upTo: 1 << 20)).map { String(buffer: $0) } ?? ""
+                    let parsed = try? JSONValue.parse(Array(body.utf8))
+                    let code = parsed?["error"]?["code"]?.string, message = parsed?["error"]?["message"]?.string ?? "HTTP \(status)"
+                    let retryAfter = response.headers.first(name: "Retry-After").flatMap(Double.init)
+                    switch status {
+                    case 401 where authorized && !refreshed:
+                        await token.invalidate()
+                        refreshed = true
+                        wait = 0
+                        outcome = .failure(GraphError(.http, status: status, code: code, message, url: url))
+                    case 429, 503, 504:
+                        counters.withLock { if status == 429 { $0.throttled += 1 } else { $0.serverErrors += 1 } }
+                        wait = retryAfter ?? backoff(attempt)
+                        outcome = .failure(GraphError(.exhausted, status: status, code: code, message, url: url))
+                    case 500, 502:
+                        counters.withLock { $0.serverErrors += 1 }
+                        wait = backoff(attempt)
+                        outcome = .failure(GraphError(.exhausted, status: status, code: code, message, url: url))
+                    case 404:
+                        outcome = .failure(GraphError(.notFound, status: status, code: code, message, url: url))
+                    case 410:
+                        outcome = .failure(GraphError(.syncStateExpired, status: status, code: code, message, url: url))
+                    default:
+                        outcome = .failure(GraphError(.http, status: status, code: code, message, url: url))
+                    }
+                }
+            } catch let error as GraphError {
+                outcome = .failure(error)
+            } catch {
+                wait = backoff(attempt)
+                outcome = .failure(GraphError(.transport, "\(error)", url: url))
+            }
+            await global.release()
+            await limiter?.release()
+            if let readError { throw readError }
+            switch outcome {
+            case .success(let value):
+                return value
+            case .failure(let error):
+                guard let wait, attempt < options.maxAttempts else { throw error }
+                logger.debug("retrying", metadata: ["url": "\(GraphError.redacted(url))", "error": "\(error)", "wait": "\(wait)"])
+                counters.withLock { $0.retries += 1; $0.waitedSeconds += wait }
+                if wait > 0 { try await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
+            }
+        }
+    }
+
+    /// Exponential backoff with full jitter in [0.5, 1.5) of the step.
+    func backoff(_ attempt: Int) -> Double {
+        let step = min(options.maxBackoff, options.baseBackoff * Double(1 << min(attempt - 1, 16)))
+        return step * Double.random(in: 0.5..<1.5)
+    }
+
+    private func limiterFor(_ mailbox: String) -> AsyncLimiter {
+        mailboxes.withLock { m in
+            if let l = m[mailbox] { return l }
+            let l = AsyncLimiter(options.perMailbox)
+            m[mailbox] = l
+            return l
+        }
+    }
+
+    // MARK: Sign-in
+
+    /// Fetches an app-only token (client credentials grant).
+    func fetchToken() async throws -> (String, Double) {
+        let url = "\(credentials.authority)/\(Self.encode(credentials.tenantId))/oauth2/v2.0/token"
+        func form(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? s }
+        let body = "client_id=\(form(credentials.clientId))&scope=\(form("https://graph.microsoft.com/.default"))&client_secret=\(form(credentials.clientSecret))&grant_type=client_credentials"
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        request.body = .bytes(ByteBuffer(string: body))
+        counters.withLock { $0.tokenRequests += 1 }
+        let response: HTTPClientResponse
+        do { response = try await http.execute(request, timeout: .seconds(30)) } catch {
+            throw GraphError(.transport, "cannot reach the token endpoint: \(error)", url: url)
+        }
+        let data = try await response.body.collect(upTo: 1 << 20)
+        let json = try? JSONValue.parse(Array(buffer: data))
+        guard response.status == .ok, let token = json?["access_token"]?.string else {
+            let code = json?["error"]?.string
+            let message = json?["error_description"]?.string ?? "HTTP \(response.status.code)"
+            throw GraphError(.authentication, status: Int(response.status.code), code: code, "sign-in refused: \(message)", url: url)
+        }
+        return (token, Double(json?["expires_in"]?.int64 ?? 3599))
+    }
+}
+
+/// The app's access token, fetched once and refreshed before it expires (at the later of half
+/// its lifetime and five minutes before the end).
+actor TokenCache {
+    private var token: String?
+    private var refreshAt = Date.distantPast
+    private var pending: Task<(String, Double), any Error>?
+
+    func get(_ client: GraphClient) async throws -> String {
+        if let token, Date() < refreshAt { return token }
+        if pending == nil { pending = Task { try await client.fetchToken() } }
+        guard let task = pending else { throw GraphError(.authentication, "no token", url: "") }
+        do {
+            let (value, lifetime) = try await task.value
+            pending = nil
+            token = value
+            refreshAt = Date().addingTimeInterval(max(lifetime - 300, lifetime / 2))
+            return value
+        } catch {
+            pending = nil
+            throw error
+        }
+    }
+
+    func invalidate() {
+        token = nil
+        refreshAt = .distantPast
+    }
+}

@@ -1,0 +1,139 @@
+import ArgumentParser
+import Foundation
+import VaultlineCore
+import VaultlineGraph
+
+/// Which tenant and app registration to use. The secret never comes from argv.
+struct GraphOptions: ParsableArguments {
+    @Option(help: "Directory (tenant) id or domain (or VAULTLINE_GRAPH_TENANT).")
+    var tenant: String?
+
+    @Option(help: "Application (client) id (or VAULTLINE_GRAPH_CLIENT_ID).")
+    var clientId: String?
+
+    @Option(help: "File holding the client secret (or VAULTLINE_GRAPH_SECRET_FILE / VAULTLINE_GRAPH_SECRET).")
+    var clientSecretFile: String?
+
+    @Option(help: "Graph base URL, for national clouds or the simulator.")
+    var graphURL = "https://graph.microsoft.com/v1.0"
+
+    @Option(help: "Identity platform URL.")
+    var authority = "https://login.microsoftonline.com"
+
+    func credentials() throws -> GraphCredentials {
+        let env = ProcessInfo.processInfo.environment
+        guard let tenant = tenant ?? env["VAULTLINE_GRAPH_TENANT"] else {
+            throw VaultlineError(.invalidArgument, "no tenant given: use --tenant or VAULTLINE_GRAPH_TENANT")
+        }
+        guard let clientId = clientId ?? env["VAULTLINE_GRAPH_CLIENT_ID"] else {
+            throw VaultlineError(.invalidArgument, "no client id given: use --client-id or VAULTLINE_GRAPH_CLIENT_ID")
+        }
+        var secret: String
+        if let file = clientSecretFile ?? env["VAULTLINE_GRAPH_SECRET_FILE"] {
+            secret = String(decoding: try FileSystem.readFile(file), as: UTF8.self)
+        } else if let s = env["VAULTLINE_GRAPH_SECRET"] {
+            secret = s
+        } else {
+            throw VaultlineError(.invalidArgument, "no client secret given: use --client-secret-file, VAULTLINE_GRAPH_SECRET_FILE or VAULTLINE_GRAPH_SECRET")
+        }
+        secret = secret.trimmingCharacters(in: .whitespacesAndNewlines)
+        var c = GraphCredentials(tenantId: tenant, clientId: clientId, clientSecret: secret)
+        c.graphBase = graphURL.hasSuffix("/") ? String(graphURL.dropLast()) : graphURL
+        c.authority = authority.hasSuffix("/") ? String(authority.dropLast()) : authority
+        return c
+    }
+}
+
+struct M365: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "m365", abstract: "Back up Microsoft 365 through Microsoft Graph.",
+        subcommands: [M365Backup.self])
+
+    struct M365Backup: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "backup",
+            abstract: "Back up mail, calendars, contacts, OneDrive and SharePoint libraries (incremental by delta).")
+
+        @OptionGroup var repository: RepositoryOptions
+        @OptionGroup var graph: GraphOptions
+
+        @Option(help: "Only this user (UPN; repeatable).")
+        var user: [String] = []
+
+        @Option(help: "Services to skip: mail, calendar, contacts, onedrive, sites (repeatable).")
+        var skip: [String] = []
+
+        @Option(help: "Tag the snapshot (repeatable).")
+        var tag: [String] = []
+
+        @Flag(help: "Do not use a parent snapshot (enumerate everything).")
+        var noParent = false
+
+        func run() async throws {
+            try await reporting {
+                let repo = try repository.open()
+                let client = GraphClient(credentials: try graph.credentials())
+                var options = VaultlineGraph.M365Backup.Options()
+                options.users = user.isEmpty ? nil : user
+                options.tags = tag
+                options.noParent = noParent
+                for s in skip {
+                    switch s {
+                    case "mail": options.mail = false
+                    case "calendar": options.calendar = false
+                    case "contacts": options.contacts = false
+                    case "onedrive": options.onedrive = false
+                    case "sites": options.sites = false
+                    default: throw VaultlineError(.invalidArgument, "unknown service \"\(s)\" (mail, calendar, contacts, onedrive, sites)")
+                    }
+                }
+                let line = ProgressLine()
+                let job = VaultlineGraph.M365Backup(repository: repo, client: client, options: options) { items, bytes in
+                    line.update("\(items) items downloaded, \(formatBytes(bytes))")
+                }
+                let result: VaultlineGraph.M365Backup.Result
+                do { result = try await job.run() } catch {
+                    try? await client.shutdown()
+                    throw error
+                }
+                try await client.shutdown()
+                line.done()
+                if repository.json {
+                    try printJSON(M365Summary(result))
+                } else {
+                    printSummary(result)
+                }
+                if result.snapshot.partial { throw ExitCode(3) }
+            }
+        }
+    }
+}
+
+struct M365Summary: Encodable {
+    var snapshot: String
+    var items: Int
+    var itemsDownloaded: Int
+    var stats: Snapshot.Stats
+    var graph: GraphStats
+    var errors: [Snapshot.ItemError]
+    var partial: Bool
+
+    init(_ r: VaultlineGraph.M365Backup.Result) {
+        snapshot = r.snapshotID
+        items = r.itemsTotal
+        itemsDownloaded = r.itemsDownloaded
+        stats = r.snapshot.stats
+        graph = r.graph
+        errors = r.snapshot.errors
+        partial = r.snapshot.partial
+    }
+}
+
+func printSummary(_ r: VaultlineGraph.M365Backup.Result, indent: String = "") {
+    let s = r.snapshot.stats
+    print("\(indent)snapshot \(r.snapshotID.prefix(8)) saved\(r.snapshot.partial ? " (partial)" : "")")
+    print("\(indent)  items: \(r.itemsTotal) (\(r.itemsDownloaded) downloaded, \(formatBytes(s.bytesRead))), \(formatBytes(s.totalBytes)) in total")
+    print("\(indent)  added: \(s.newBlobs) blobs, \(formatBytes(s.newRawBytes)) raw, \(formatBytes(s.newStoredBytes)) stored")
+    print("\(indent)  graph: \(r.graph.requests) requests, \(r.graph.throttled) throttled (429), \(r.graph.retries) retries, \(String(format: "%.2f", s.durationSeconds)) s")
+    for e in r.snapshot.errors { print("\(indent)  could not back up \(e.path): \(e.message)") }
+}
