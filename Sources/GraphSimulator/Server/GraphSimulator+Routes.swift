@@ -198,7 +198,7 @@ extension GraphSimulator {
             token = t
         }
         let upTo = token.u ?? tenant.currentSeq
-        guard let collection = tenant.collection(key) else { return notFound(key) }
+        let collection = tenant.collection(key) ?? Collection()  // an empty folder has no log yet
         let changes = collection.changes(since: token.b, upTo: upTo)
         let page = changes.dropFirst(token.o).prefix(size)
         var value: [Any] = []

@@ -63,7 +63,18 @@ public final class GraphClient: Sendable {
         global = AsyncLimiter(options.maxConcurrent)
     }
 
-    public func shutdown() async throws { try await http.shutdown() }
+    private let isShutDown = Mutex(false)
+
+    public func shutdown() async throws {
+        guard !isShutDown.withLock({ s in defer { s = true }; return s }) else { return }
+        try await http.shutdown()
+    }
+
+    deinit {
+        // A client dropped without shutdown() (an error path): release the connection pool here
+        // rather than let AsyncHTTPClient stop the process.
+        if !isShutDown.withLock({ $0 }) { try? http.syncShutdown() }
+    }
 
     public var stats: GraphStats { counters.withLock { $0 } }
 

@@ -1,0 +1,174 @@
+import Foundation
+import GraphSimulator
+import Testing
+@testable import VaultlineCore
+@testable import VaultlineGraph
+
+@Suite("Graph")
+struct GraphTests {
+    @Test func microsoftsSampleBodiesDecodeWithTheirQuirks() throws {
+        let dir = TestData.shared.appendingPathComponent("graph-samples").path
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".json") }
+        #expect(names.count >= 20)
+        for name in names {
+            let value = try JSONValue.parse(try FileSystem.readFile(dir + "/" + name))
+            #expect(value.object != nil, "\(name)")
+        }
+        let round2 = try JSONValue.parse(try FileSystem.readFile(dir + "/message-delta-round2-removed-and-updated.json"))
+        let items = try #require(round2["value"]?.array)
+        #expect(items.contains { $0["@removed"]?["reason"]?.string == "deleted" })
+        #expect(items.contains { $0["isRead"]?.bool == true }, "\"isRead\": \"true\" is a string in the docs")
+        let placeholder = try JSONValue.parse(try FileSystem.readFile(dir + "/mailfolder-delta.json"))
+        #expect(placeholder["value"]?.array?.first?["displayName"]?.string != nil)
+        let drive = try JSONValue.parse(try FileSystem.readFile(dir + "/driveitem-delta-1-initial-nextlink.json"))
+        #expect(drive["@odata.nextLink"]?.string?.contains("delta(token=") == true)
+        #expect(drive["value"]?.array?.contains { $0["deleted"] != nil } == true)
+        let throttled = try JSONValue.parse(try FileSystem.readFile(dir + "/error-429-too-many-requests.json"))
+        #expect(throttled["error"]?["code"]?.string != nil)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func fullThenIncrementalBackupMatchesTheTenant() async throws {
+        let f = try await GraphFixture()
+        let upn = f.sim.tenant.users[0].upn
+        let first = try await f.backup()
+        #expect(!first.snapshot.partial)
+        let got = try f.restore(first.snapshotID, "/users/\(upn)/mail"), want = f.expectedMailbox(upn)
+        #expect(Set(got.keys).subtracting(want.keys).sorted().prefix(3) == [], "restored but not in the tenant")
+        #expect(Set(want.keys).subtracting(got.keys).sorted().prefix(3) == [], "in the tenant but not restored")
+        #expect(try f.restore(first.snapshotID, "/users/\(upn)/mail") == f.expectedMailbox(upn))
+
+        let unchanged = try await f.backup()
+        #expect(unchanged.itemsDownloaded == 0, "an unchanged tenant downloads nothing")
+        #expect(unchanged.snapshot.stats.newBlobs == 0)
+        #expect(unchanged.itemsTotal == first.itemsTotal)
+
+        let original = f.expectedMailbox(upn)
+        let changes = f.sim.tenant.mutate(seed: 9, share: 0.1)
+        #expect(changes.deleted > 0 && changes.moved > 0 && changes.added > 0)
+        let before = f.client.stats.requests
+        let second = try await f.backup()
+        #expect(second.itemsDownloaded > 0 && second.itemsDownloaded < first.itemsDownloaded / 2, "only changes are downloaded")
+        #expect(f.client.stats.requests - before < first.graph.requests, "requests scale with the changes")
+        #expect(try f.restore(second.snapshotID, "/users/\(upn)/mail") == f.expectedMailbox(upn), "deletions and moves applied")
+        // The first snapshot still restores what was there then.
+        #expect(try f.restore(first.snapshotID, "/users/\(upn)/mail") == original)
+        #expect(try Checker(repository: f.repo).run(readData: true).ok)
+        await f.close()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func throttlingOutagesAndCutDownloadsAreRidden() async throws {
+        var spec = GraphFixture.smallSpec
+        spec.largeFileSize = 3 << 20
+        let f = try await GraphFixture(spec: spec)
+        f.sim.faults.withLock {
+            $0.throttleEvery = 5
+            $0.unavailableEvery = 11
+            $0.cutDownloadsEvery = 3
+            $0.retryAfter = 0.05
+        }
+        let result = try await f.backup { $0.concurrentItems = 8 }
+        #expect(!result.snapshot.partial, "\(result.snapshot.errors)")
+        #expect(f.client.stats.throttled > 0)
+        #expect(f.client.stats.resumedDownloads > 0)
+        #expect(f.sim.stats.cutDownloads > 0)
+        #expect(f.sim.stats.peakMailboxConcurrency <= 4, "the client keeps to 4 requests per mailbox")
+        #expect(f.sim.stats.concurrencyRefusals == 0)
+        // Every drive file, the large one included, restores byte-identical to what Graph serves.
+        let upn = f.sim.tenant.users[0].upn
+        let restored = try f.restore(result.snapshotID, "/users/\(upn)/onedrive")
+        let large = try #require(restored.first { $0.key.hasSuffix("large-export.bin") })
+        #expect(large.value.count == 3 << 20)
+        f.sim.faults.withLock { $0 = FaultPlan() }
+        await f.close()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func oneBadItemIsRecordedAndRetriedNextRun() async throws {
+        let f = try await GraphFixture()
+        let upn = f.sim.tenant.users[0].upn
+        let mailbox = f.sim.tenant.mailbox(upn: upn)
+        let bad = mailbox[0].id, gone = mailbox[1].id
+        f.sim.faults.withLock {
+            $0.alwaysFail = [bad]
+            $0.notFound = [gone]
+        }
+        let first = try await f.backup()
+        #expect(first.snapshot.partial)
+        #expect(first.snapshot.errors.count == 1)
+        #expect(first.snapshot.errors.first?.path.contains(bad.replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "+", with: "-")) == true)
+        let restored = try f.restore(first.snapshotID, "/users/\(upn)/mail")
+        #expect(restored.count == mailbox.count - 2, "every other item is kept")
+
+        f.sim.faults.withLock { $0 = FaultPlan() }
+        let second = try await f.backup()
+        #expect(!second.snapshot.partial)
+        #expect(second.itemsDownloaded >= 1)
+        let again = try f.restore(second.snapshotID, "/users/\(upn)/mail")
+        #expect(again.values.contains(mailbox[0].mime), "the failed item is retried and stored")
+        await f.close()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func expiredDeltaTokensReenumerateWithoutLosingOrDuplicating() async throws {
+        let f = try await GraphFixture()
+        let upn = f.sim.tenant.users[1].upn
+        _ = try await f.backup()
+        f.sim.tenant.mutate(seed: 4, share: 0.1)
+        f.sim.expireDeltaTokens()
+        let second = try await f.backup()
+        #expect(f.sim.stats.expiredTokens > 0)
+        #expect(!second.snapshot.partial)
+        #expect(try f.restore(second.snapshotID, "/users/\(upn)/mail") == f.expectedMailbox(upn))
+        #expect(second.itemsDownloaded < second.itemsTotal / 2, "unchanged items are not downloaded again after a resync")
+        await f.close()
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aWrongClientSecretIsRefusedClearly() async throws {
+        let f = try await GraphFixture()
+        let wrong = GraphClient(credentials: GraphFixture.credentials(f.sim, secret: "nope"))
+        await #expect { _ = try await M365Backup(repository: f.repo, client: wrong).run() } throws: { e in
+            (e as? GraphError)?.kind == .authentication && "\(e)".contains("invalid_client")
+        }
+        #expect(try f.repo.listSnapshots().isEmpty)
+        try? await wrong.shutdown()
+        await f.close()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func restoredMessagesParseWithPythonsEmailAndMailboxModules() async throws {
+        let f = try await GraphFixture()
+        let upn = f.sim.tenant.users[0].upn
+        let result = try await f.backup { $0.onedrive = false; $0.sites = false }
+        let target = f.dir.path + "/eml"
+        try Restorer(repository: f.repo).restore(snapshotID: result.snapshotID, path: "/users/\(upn)/mail", target: target)
+        let expected = f.dir.path + "/expected"
+        try FileSystem.makeDirectories(expected)
+        for (i, m) in f.sim.tenant.mailbox(upn: upn).enumerated() { try Fixtures.writeFile(expected + "/\(i).eml", m.mime) }
+        let script = """
+            import email, email.policy, glob, sys, hashlib
+            def digest(path):
+                m = email.message_from_bytes(open(path, 'rb').read(), policy=email.policy.default)
+                parts = [(p.get_content_type(), hashlib.sha256(p.get_payload(decode=True) or b'').hexdigest()) for p in m.walk() if not p.is_multipart()]
+                return (str(m['subject']), str(m['from']), str(m['message-id']), tuple(parts))
+            got = sorted(digest(p) for p in glob.glob(sys.argv[1] + '/**/*.eml', recursive=True))
+            want = sorted(digest(p) for p in glob.glob(sys.argv[2] + '/*.eml'))
+            assert got == want, (len(got), len(want))
+            assert any(len(d[3]) > 1 for d in got), 'some messages carry attachments'
+            print(len(got))
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", script, target, expected]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        p.waitUntilExit()
+        let printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 0)
+        #expect(Int(printed.trimmingCharacters(in: .whitespacesAndNewlines)) == f.sim.tenant.mailbox(upn: upn).count)
+        await f.close()
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import GraphSimulator
+@testable import VaultlineCore
+import VaultlineGraph
+
+/// A simulated tenant served on loopback, a repository, and a client signed in to the simulator.
+final class GraphFixture: @unchecked Sendable {
+    let dir = TemporaryDirectory("vaultline-graph")
+    let sim: GraphSimulator
+    let repo: Repository
+    let client: GraphClient
+
+    init(spec: TenantSpec = GraphFixture.smallSpec, clientOptions: GraphClient.Options = GraphFixture.fastRetries) async throws {
+        sim = GraphSimulator(tenant: Tenant(spec: spec), clientSecret: "test-secret")
+        try await sim.start()
+        repo = try Fixtures.repository(in: dir)
+        client = GraphClient(credentials: Self.credentials(sim), options: clientOptions)
+    }
+
+    static func credentials(_ sim: GraphSimulator, secret: String = "test-secret") -> GraphCredentials {
+        var c = GraphCredentials(tenantId: sim.tenantId, clientId: sim.clientId, clientSecret: secret)
+        c.graphBase = sim.graphURL
+        c.authority = sim.authorityURL
+        return c
+    }
+
+    static var smallSpec: TenantSpec {
+        var s = TenantSpec()
+        s.users = 2
+        s.messagesPerUser = 24
+        s.eventsPerUser = 4
+        s.contactsPerUser = 4
+        s.filesPerUser = 6
+        s.maxFileSize = 600_000
+        return s
+    }
+
+    static var fastRetries: GraphClient.Options {
+        var o = GraphClient.Options()
+        o.baseBackoff = 0.01
+        o.maxBackoff = 0.1
+        return o
+    }
+
+    func backup(_ configure: (inout M365Backup.Options) -> Void = { _ in }) async throws -> M365Backup.Result {
+        var o = M365Backup.Options()
+        configure(&o)
+        return try await M365Backup(repository: repo, client: client, options: o).run()
+    }
+
+    /// Restores `path` of `snapshot` and returns every restored file by name with its bytes.
+    func restore(_ snapshot: String, _ path: String) throws -> [String: [UInt8]] {
+        let target = dir.path + "/restore-\(UUID().uuidString.prefix(8))"
+        try Restorer(repository: repo).restore(snapshotID: snapshot, path: path, target: target)
+        var out: [String: [UInt8]] = [:]
+        let walker = FileManager.default.enumerator(atPath: target)
+        while let rel = walker?.nextObject() as? String {
+            let p = target + "/" + rel
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: p, isDirectory: &isDir), !isDir.boolValue {
+                out[rel] = try FileSystem.readFile(p)
+            }
+        }
+        return out
+    }
+
+    /// What the tenant holds now for a mailbox, as restored file names (`<folder path>/<id>.eml`
+    /// under the restore target).
+    func expectedMailbox(_ upn: String) -> [String: [UInt8]] {
+        var out: [String: [UInt8]] = [:]
+        for m in sim.tenant.mailbox(upn: upn) {
+            let name = m.id.replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "+", with: "-") + ".eml"
+            out[m.folderPath + "/" + name] = m.mime
+        }
+        return out
+    }
+
+    func close() async {
+        try? await client.shutdown()
+        await sim.stop()
+    }
+}
