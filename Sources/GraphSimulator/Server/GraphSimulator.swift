@@ -39,7 +39,7 @@ public final class GraphSimulator: Sendable {
         self.clientId = clientId
         self.clientSecret = clientSecret
         var logger = Logger(label: "graph-sim")
-        logger.logLevel = ProcessInfo.processInfo.environment["VAULTLINE_SIM_LOG"] != nil ? .debug : .warning
+        logger.logLevel = ProcessInfo.processInfo.environment["VAULTLINE_SIM_LOG"] != nil ? .debug : .critical
         self.logger = logger
     }
 

@@ -79,6 +79,7 @@ public final class M365Backup: Sendable {
 
     public func run() async throws -> Result {
         let started = Date()
+        let graphBefore = client.stats
         let lock = try RepositoryLock.acquire(repository.backend, exclusive: false, command: "backup m365")
         defer { lock.release() }
         try repository.loadIndex()
@@ -145,7 +146,7 @@ public final class M365Backup: Sendable {
             snapshot.errors = errors.withLock { $0 }
             snapshot.partial = !snapshot.errors.isEmpty
             let id = try session.commit(snapshot)
-            return Result(snapshotID: id, snapshot: snapshot, graph: client.stats, itemsDownloaded: downloaded, itemsTotal: root.itemCount)
+            return Result(snapshotID: id, snapshot: snapshot, graph: client.stats.since(graphBefore), itemsDownloaded: downloaded, itemsTotal: root.itemCount)
         } catch {
             session.abort()
             pool.shutdown()

@@ -59,4 +59,18 @@ public struct GraphStats: Sendable, Codable, Equatable {
     /// Seconds spent waiting on Retry-After and backoff.
     public var waitedSeconds = 0.0
     public init() {}
+
+    /// What happened after `earlier` (one run's share of a client used for several).
+    public func since(_ earlier: GraphStats) -> GraphStats {
+        var d = self
+        d.requests -= earlier.requests
+        d.throttled -= earlier.throttled
+        d.serverErrors -= earlier.serverErrors
+        d.retries -= earlier.retries
+        d.tokenRequests -= earlier.tokenRequests
+        d.bytesDownloaded -= earlier.bytesDownloaded
+        d.resumedDownloads -= earlier.resumedDownloads
+        d.waitedSeconds -= earlier.waitedSeconds
+        return d
+    }
 }
