@@ -1,5 +1,6 @@
 import ArgumentParser
 import VaultlineCore
+import VaultlineGraph
 
 struct Restore: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Restore SNAPSHOT[:PATH] into a directory.")
@@ -12,10 +13,24 @@ struct Restore: ParsableCommand {
     @Option(help: "Directory to restore into (created if missing).")
     var target: String
 
+    @Option(help: "files (as stored; mail as .eml), or mbox (one mbox file per mail folder).")
+    var format = "files"
+
     func run() throws {
         try reporting {
             let repo = try repository.open()
             let (ref, path) = splitReference(reference)
+            switch format {
+            case "files", "eml": break
+            case "mbox":
+                let s = try MboxExport(repository: repo).export(snapshotID: try repo.resolveSnapshot(ref), path: path, target: target)
+                if repository.json { try printJSON(s) } else {
+                    print("wrote \(s.messages) messages in \(s.folders) mbox files, \(formatBytes(s.bytes)), into \(target)")
+                }
+                return
+            default:
+                throw VaultlineError(.invalidArgument, "unknown format \"\(format)\" (files, eml, mbox)")
+            }
             let line = ProgressLine()
             let restorer = Restorer(repository: repo) { s in
                 line.update("\(s.files) files, \(formatBytes(s.bytes)) restored")
