@@ -222,3 +222,63 @@ struct GraphRestoreTests {
         #expect(!entry.contains("\r"))
     }
 }
+
+@Suite("Graph faults")
+struct GraphFaultTests {
+    @Test(.timeLimit(.minutes(2)))
+    func aKilledBackupDoesNotDownloadAgainWhatItStored() async throws {
+        var spec = GraphFixture.smallSpec
+        spec.messagesPerUser = 80
+        let f = try await GraphFixture(spec: spec)
+        f.sim.faults.withLock { $0.latency = 0.02 }
+        let cache = f.dir.path + "/cache"
+        let journal = cache + "/vaultline/\(f.repo.config.id)/m365-journal"
+        try Fixtures.writeFile(f.dir.path + "/secret", Array("test-secret".utf8))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: FaultTests.cliPath)
+        p.arguments = ["m365", "backup", "--repo", f.dir.path + "/repo", "--graph-url", f.sim.graphURL, "--authority", f.sim.authorityURL,
+                       "--tenant", f.sim.tenantId, "--client-id", f.sim.clientId, "--client-secret-file", f.dir.path + "/secret",
+                       "--checkpoint-seconds", "0.2"]
+        p.environment = ["VAULTLINE_PASSWORD": String(decoding: Fixtures.password, as: UTF8.self), "XDG_CACHE_HOME": cache]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        // Kill it once it has stored a good part of the tenant.
+        var journaled = 0
+        for _ in 0..<3000 where p.isRunning {
+            journaled = ((try? FileSystem.readFile(journal)) ?? []).filter { $0 == 10 }.count
+            if journaled >= 100, (try? f.repo.backend.list(.index).count) ?? 0 > 0 { break }
+            try await Task.sleep(nanoseconds: 5_000_000)
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .uncaughtSignal, "killed before it finished")
+        #expect(journaled >= 100)
+        #expect(try f.repo.backend.list(.index).count > 0, "the killed run wrote index files")
+
+        f.sim.faults.withLock { $0.latency = 0 }
+        let result = try await f.backup { $0.journalPath = journal }
+        #expect(!result.snapshot.partial)
+        #expect(result.itemsDownloaded <= result.itemsTotal - 60, "items the killed run stored are not downloaded again (\(result.itemsDownloaded) of \(result.itemsTotal))")
+        for u in f.sim.tenant.users {
+            #expect(try f.restore(result.snapshotID, "/users/\(u.upn)/mail") == f.expectedMailbox(u.upn))
+        }
+        #expect(try Checker(repository: f.repo).run(readData: true).ok)
+        #expect(!FileSystem.exists(journal), "the journal goes once the snapshot is committed")
+        await f.close()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aClientAllowingMoreThanFourPerMailboxIsRefusedAndRecovers() async throws {
+        var options = GraphFixture.fastRetries
+        options.perMailbox = 12
+        let f = try await GraphFixture(clientOptions: options)
+        f.sim.faults.withLock { $0.latency = 0.02 }
+        let result = try await f.backup { $0.concurrentItems = 12 }
+        #expect(f.sim.stats.concurrencyRefusals > 0, "Graph refuses a fifth request per mailbox")
+        #expect(!result.snapshot.partial)
+        let upn = f.sim.tenant.users[0].upn
+        #expect(try f.restore(result.snapshotID, "/users/\(upn)/mail") == f.expectedMailbox(upn))
+        await f.close()
+    }
+}

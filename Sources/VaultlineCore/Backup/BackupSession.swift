@@ -56,10 +56,15 @@ public final class BackupSession: @unchecked Sendable {
     private let workersLeft: Locked<Int>
     /// Index entries flushed every this many packs (and at the end).
     let packsPerIndexFile: Int
+    /// When set, a pack open this long is sealed even if not full, and its index written, so
+    /// that a slow source (Graph) makes what it stored durable and indexed at this interval.
+    let checkpointInterval: TimeInterval?
 
-    public init(repository: Repository, workers: Int = ProcessInfo.processInfo.activeProcessorCount, packsPerIndexFile: Int = 8) throws {
+    public init(repository: Repository, workers: Int = ProcessInfo.processInfo.activeProcessorCount, packsPerIndexFile: Int = 8,
+                checkpointInterval: TimeInterval? = nil) throws {
         self.repository = repository
         self.packsPerIndexFile = packsPerIndexFile
+        self.checkpointInterval = checkpointInterval
         let n = max(1, workers)
         let config = repository.config
         // Queues never hold more than the pools own, so only the pools bound memory.
@@ -234,11 +239,31 @@ public final class BackupSession: @unchecked Sendable {
         let size = repository.config.packSize
         let writers = [BlobType.data: PackWriter(type: .data, key: key, backend: backend, targetSize: size),
                        BlobType.tree: PackWriter(type: .tree, key: key, backend: backend, targetSize: size)]
-        while let blob = writeQueue.pop() {
+        var openedAt: [BlobType: Date] = [:]
+        receiving: while true {
+            let blob: Compressed
+            if let interval = checkpointInterval, let oldest = openedAt.values.min() {
+                switch writeQueue.pop(until: oldest.addingTimeInterval(interval)) {
+                case .item(let b): blob = b
+                case .closed: break receiving
+                case .timedOut:
+                    // Checkpoint: seal the packs that have waited too long.
+                    for (type, since) in openedAt where Date().timeIntervalSince(since) >= interval {
+                        openedAt[type] = nil
+                        guard !failed, let w = writers[type], !w.isEmpty else { continue }
+                        do { flushQueue.push(try w.seal()) } catch { fail(error) }
+                    }
+                    continue
+                }
+            } else {
+                guard let b = writeQueue.pop() else { break }
+                blob = b
+            }
             defer { releasePayload(blob) }
             if failed { continue }
             do {
                 let w = writers[blob.type]!
+                if w.isEmpty { openedAt[blob.type] = Date() }
                 try w.add(id: blob.id, codec: blob.codec, rawLength: blob.rawLength, payload: blob.payload.bytes)
                 writerStats.withLock {
                     $0.newBlobs += 1
@@ -246,7 +271,10 @@ public final class BackupSession: @unchecked Sendable {
                     $0.newStoredBytes += UInt64(blob.payload.count + AESGCM.tagSize)
                     if blob.type == .data && blob.codec == .none { $0.newIncompressibleBytes += UInt64(blob.rawLength) }
                 }
-                if w.isFull { flushQueue.push(try w.seal()) }
+                if w.isFull {
+                    openedAt[blob.type] = nil
+                    flushQueue.push(try w.seal())
+                }
             } catch {
                 fail(error)
             }
@@ -264,6 +292,7 @@ public final class BackupSession: @unchecked Sendable {
     /// rest at the end): an index entry never names a pack that is not durable.
     private func flushLoop() {
         var unindexed: [IndexFile.Pack] = []
+        var lastIndex = Date()
         func flushIndex() throws {
             guard !unindexed.isEmpty else { return }
             let name = try repository.writeIndexFile(unindexed)
@@ -277,7 +306,11 @@ public final class BackupSession: @unchecked Sendable {
                 let p = sealed.pack
                 unindexed.append(IndexFile.Pack(id: p.id, salt: p.salt, entries: p.entries))
                 writerStats.withLock { $0.packs += 1 }
-                if unindexed.count >= packsPerIndexFile { try flushIndex() }
+                let checkpointDue = checkpointInterval.map { Date().timeIntervalSince(lastIndex) >= $0 } ?? false
+                if unindexed.count >= packsPerIndexFile || checkpointDue {
+                    try flushIndex()
+                    lastIndex = Date()
+                }
             } catch {
                 sealed.abandon()
                 fail(error)

@@ -34,6 +34,27 @@ final class BoundedQueue<Element: Sendable>: @unchecked Sendable {
         return item
     }
 
+    /// Like ``pop()``, but gives up at `deadline`: `.timedOut` then, `.closed` once the queue is
+    /// closed and drained.
+    enum Popped { case item(Element), timedOut, closed }
+
+    func pop(until deadline: Date) -> Popped {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.count == head && !closed {
+            if !condition.wait(until: deadline) && items.count == head && !closed { return .timedOut }
+        }
+        if items.count == head { return .closed }
+        let item = items[head]
+        head += 1
+        if head > 64 && head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        condition.broadcast()
+        return .item(item)
+    }
+
     func close() {
         condition.lock()
         closed = true

@@ -210,7 +210,6 @@ extension M365Backup {
 
     private func fetchMessage(user: String, id: String, json: JSONValue, _ ctx: RunContext) async throws -> TreeNode {
         let url = client.url("users", user, "messages", id, "$value")
-        let mime = try await client.bytes(url, mailbox: user)
         let metadata = [
             "graph.id": id,
             "graph.changeKey": json["changeKey"]?.string ?? json["@odata.etag"]?.string ?? "",
@@ -218,7 +217,10 @@ extension M365Backup {
         ]
         return try await storeContent(name: itemFileName(id, ext: ".eml"), metadata: metadata,
                                       modified: Self.date(json["receivedDateTime"]?.string),
-                                      { try await $0.append(ByteBuffer(bytes: mime)) }, ctx)
+                                      { feed in
+            let mime = try await client.bytes(url, mailbox: user)
+            try await feed.append(ByteBuffer(bytes: mime))
+        }, ctx)
     }
 
     /// Events or contacts: each item's Graph JSON is its content.

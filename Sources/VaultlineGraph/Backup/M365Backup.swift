@@ -32,6 +32,11 @@ public final class M365Backup: Sendable {
         public var concurrentUsers = 4
         /// Items downloaded at once within one mailbox or drive.
         public var concurrentItems = 4
+        /// Where a run notes what it stored, so a killed run is not downloaded again
+        /// (default: the user's cache directory, per repository).
+        public var journalPath: String?
+        /// Stored data is made durable and indexed at least this often (seconds).
+        public var checkpointSeconds = 30.0
         public init() {}
     }
 
@@ -92,9 +97,14 @@ public final class M365Backup: Sendable {
             parentRoot = try repository.loadTree(parent.tree)
             if let s = M365State.decode(parent.sourceState), s.graphBase == graphBase { state = s }
         }
-        let session = try BackupSession(repository: repository)
-        let pool = ChunkerPool(session: session, threads: max(4, 2 * options.concurrentItems))
-        let ctx = RunContext(session: session, pool: pool, parentRoot: parentRoot)
+        // Packs sealed and indexed at least every `checkpointSeconds`: a killed run leaves at most
+        // that much stored data unindexed, so the journal can vouch for nearly everything it
+        // downloaded.
+        let session = try BackupSession(repository: repository, checkpointInterval: options.checkpointSeconds)
+        // A pool thread is held while its item downloads: one per item that may be in flight.
+        let pool = ChunkerPool(session: session, threads: max(4, options.concurrentUsers * options.concurrentItems))
+        let journal = DownloadJournal(path: options.journalPath ?? DownloadJournal.defaultPath(repositoryID: repository.config.id))
+        let ctx = RunContext(session: session, pool: pool, parentRoot: parentRoot, journal: journal)
         var root = DirBuilder()
         var newState = M365State(graphBase: graphBase)
         do {
@@ -146,6 +156,7 @@ public final class M365Backup: Sendable {
             snapshot.errors = errors.withLock { $0 }
             snapshot.partial = !snapshot.errors.isEmpty
             let id = try session.commit(snapshot)
+            journal.remove()
             return Result(snapshotID: id, snapshot: snapshot, graph: client.stats.since(graphBefore), itemsDownloaded: downloaded, itemsTotal: root.itemCount)
         } catch {
             session.abort()
@@ -179,6 +190,13 @@ public final class M365Backup: Sendable {
 
     /// Stores one item's content from a byte stream; returns its file node.
     func storeContent(name: String, metadata: [String: String], modified: Date?, _ produce: (StreamFeed) async throws -> Void, _ ctx: RunContext) async throws -> TreeNode {
+        // Stored by a run that was killed before its snapshot: take it from the journal.
+        let key = "\(metadata["graph.id"] ?? name)|\(metadata["graph.changeKey"] ?? metadata["graph.cTag"] ?? "")"
+        if var node = ctx.journal.reusable(key, index: repository.index) {
+            node.name = name
+            node.metadata = metadata
+            return node
+        }
         let (ids, size) = try await ctx.pool.store(produce)
         var node = TreeNode(name: name, kind: .file)
         node.content = ids.map(\.hex)
@@ -187,6 +205,7 @@ public final class M365Backup: Sendable {
         node.mtimeNs = modified.map { Int64($0.timeIntervalSince1970 * 1e9) }
         node.metadata = metadata
         countDownload(size)
+        ctx.journal.record(key, node)
         return node
     }
 }
@@ -196,6 +215,7 @@ struct RunContext: Sendable {
     let session: BackupSession
     let pool: ChunkerPool
     let parentRoot: Tree?
+    let journal: DownloadJournal
 }
 
 extension M365Backup {

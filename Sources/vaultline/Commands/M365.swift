@@ -69,6 +69,9 @@ struct M365: AsyncParsableCommand {
         @Flag(help: "Do not use a parent snapshot (enumerate everything).")
         var noParent = false
 
+        @Option(help: "Make stored data durable and indexed at least this often, so a killed run is not downloaded again (seconds).")
+        var checkpointSeconds = 30.0
+
         func run() async throws {
             try await reporting {
                 let repo = try repository.open()
@@ -77,6 +80,7 @@ struct M365: AsyncParsableCommand {
                 options.users = user.isEmpty ? nil : user
                 options.tags = tag
                 options.noParent = noParent
+                options.checkpointSeconds = checkpointSeconds
                 for s in skip {
                     switch s {
                     case "mail": options.mail = false
