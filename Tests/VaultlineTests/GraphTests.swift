@@ -269,6 +269,28 @@ struct GraphFaultTests {
     }
 
     @Test(.timeLimit(.minutes(2)))
+    func aRequestBudgetUnderGraphsLimitAvoidsThrottling() async throws {
+        var spec = GraphFixture.smallSpec
+        spec.messagesPerUser = 30
+        var options = GraphClient.Options()
+        options.mailboxRequestsPerSecond = 40
+        let f = try await GraphFixture(spec: spec, clientOptions: options)
+        f.sim.faults.withLock { $0.mailboxRequestsPerSecond = 50 }
+        let result = try await f.backup { $0.sites = false }
+        #expect(f.sim.stats.throttled == 0, "kept under the per-mailbox limit, Graph never throttles")
+        #expect(!result.snapshot.partial)
+        // Without the budget the same limit throttles.
+        var unpaced = GraphFixture.fastRetries
+        unpaced.mailboxRequestsPerSecond = 0
+        let g = try await GraphFixture(spec: spec, clientOptions: unpaced)
+        g.sim.faults.withLock { $0.mailboxRequestsPerSecond = 5 }
+        _ = try await g.backup { $0.sites = false; $0.noParent = true }
+        #expect(g.sim.stats.throttled > 0)
+        await f.close()
+        await g.close()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
     func aClientAllowingMoreThanFourPerMailboxIsRefusedAndRecovers() async throws {
         var options = GraphFixture.fastRetries
         options.perMailbox = 12

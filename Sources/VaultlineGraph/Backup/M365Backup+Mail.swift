@@ -215,12 +215,12 @@ extension M365Backup {
             "graph.changeKey": json["changeKey"]?.string ?? json["@odata.etag"]?.string ?? "",
             "graph.item": String(decoding: json.encoded(), as: UTF8.self),
         ]
-        return try await storeContent(name: itemFileName(id, ext: ".eml"), metadata: metadata,
-                                      modified: Self.date(json["receivedDateTime"]?.string),
-                                      { feed in
-            let mime = try await client.bytes(url, mailbox: user)
-            try await feed.append(ByteBuffer(bytes: mime))
-        }, ctx)
+        let name = itemFileName(id, ext: ".eml")
+        if let node = reuse(name: name, metadata: metadata, ctx) { return node }
+        // Fetched before taking a chunker thread: many messages can be in flight, few threads.
+        let mime = try await client.bytes(url, mailbox: user)
+        return try await storeContent(name: name, metadata: metadata, modified: Self.date(json["receivedDateTime"]?.string),
+                                      { try await $0.append(ByteBuffer(bytes: mime)) }, ctx)
     }
 
     /// Events or contacts: each item's Graph JSON is its content.

@@ -28,8 +28,9 @@ public final class M365Backup: Sendable {
         public var tags: [String] = []
         public var parent: String?
         public var noParent = false
-        /// Users backed up at once.
-        public var concurrentUsers = 4
+        /// Users backed up at once: mailboxes are limited one by one (4 requests in flight, a
+        /// request budget), so throughput comes from working on many at once.
+        public var concurrentUsers = 16
         /// Items downloaded at once within one mailbox or drive.
         public var concurrentItems = 4
         /// Where a run notes what it stored, so a killed run is not downloaded again
@@ -101,8 +102,9 @@ public final class M365Backup: Sendable {
         // that much stored data unindexed, so the journal can vouch for nearly everything it
         // downloaded.
         let session = try BackupSession(repository: repository, checkpointInterval: options.checkpointSeconds)
-        // A pool thread is held while its item downloads: one per item that may be in flight.
-        let pool = ChunkerPool(session: session, threads: max(4, options.concurrentUsers * options.concurrentItems))
+        // A pool thread is held while a file streams into it; each holds a chunk buffer of twice
+        // the maximum chunk, so their number bounds memory (mail is fetched before it takes one).
+        let pool = ChunkerPool(session: session, threads: 16)
         let journal = DownloadJournal(path: options.journalPath ?? DownloadJournal.defaultPath(repositoryID: repository.config.id))
         let ctx = RunContext(session: session, pool: pool, parentRoot: parentRoot, journal: journal)
         var root = DirBuilder()
@@ -188,15 +190,22 @@ public final class M365Backup: Sendable {
         return try await ctx.pool.run { _ in try session.store(tree) }
     }
 
+    static func journalKey(name: String, metadata: [String: String]) -> String {
+        "\(metadata["graph.id"] ?? name)|\(metadata["graph.changeKey"] ?? metadata["graph.cTag"] ?? "")"
+    }
+
+    /// The node a killed earlier run stored for this item version, if its blobs are durable.
+    func reuse(name: String, metadata: [String: String], _ ctx: RunContext) -> TreeNode? {
+        guard var node = ctx.journal.reusable(Self.journalKey(name: name, metadata: metadata), index: repository.index) else { return nil }
+        node.name = name
+        node.metadata = metadata
+        return node
+    }
+
     /// Stores one item's content from a byte stream; returns its file node.
     func storeContent(name: String, metadata: [String: String], modified: Date?, _ produce: (StreamFeed) async throws -> Void, _ ctx: RunContext) async throws -> TreeNode {
-        // Stored by a run that was killed before its snapshot: take it from the journal.
-        let key = "\(metadata["graph.id"] ?? name)|\(metadata["graph.changeKey"] ?? metadata["graph.cTag"] ?? "")"
-        if var node = ctx.journal.reusable(key, index: repository.index) {
-            node.name = name
-            node.metadata = metadata
-            return node
-        }
+        if let node = reuse(name: name, metadata: metadata, ctx) { return node }
+        let key = Self.journalKey(name: name, metadata: metadata)
         let (ids, size) = try await ctx.pool.store(produce)
         var node = TreeNode(name: name, kind: .file)
         node.content = ids.map(\.hex)

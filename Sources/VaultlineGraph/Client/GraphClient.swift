@@ -31,8 +31,11 @@ public struct GraphCredentials: Sendable {
 /// and `maxConcurrent` in all.
 public final class GraphClient: Sendable {
     public struct Options: Sendable {
-        public var maxConcurrent = 16
+        public var maxConcurrent = 64
         public var perMailbox = 4
+        /// Requests started per second per mailbox (0: no budget). Exchange allows 10,000
+        /// requests per 10 minutes per app and mailbox; the default stays 10% under that.
+        public var mailboxRequestsPerSecond = 15.0
         public var maxAttempts = 8
         /// First backoff when Graph gives no Retry-After; doubles per attempt, with jitter.
         public var baseBackoff = 0.5
@@ -208,7 +211,7 @@ public final class GraphClient: Sendable {
     private func limiterFor(_ mailbox: String) -> AsyncLimiter {
         mailboxes.withLock { m in
             if let l = m[mailbox] { return l }
-            let l = AsyncLimiter(options.perMailbox)
+            let l = AsyncLimiter(options.perMailbox, ratePerSecond: options.mailboxRequestsPerSecond)
             m[mailbox] = l
             return l
         }

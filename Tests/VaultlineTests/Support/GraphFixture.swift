@@ -39,6 +39,7 @@ final class GraphFixture: @unchecked Sendable {
         var o = GraphClient.Options()
         o.baseBackoff = 0.01
         o.maxBackoff = 0.1
+        o.mailboxRequestsPerSecond = 0  // no request budget: tests run as fast as loopback allows
         return o
     }
 
