@@ -19,6 +19,9 @@ extension GraphSimulator {
             let body = (try? await req.collectBody(upTo: 1 << 16)).map { String(buffer: $0) } ?? ""
             return token(segments[0], form: Self.parseQuery(body))
         }
+        if segments.first == "_sim", segments.count == 2 {
+            return control(segments[1], query: query)
+        }
         if segments.first == "download", segments.count == 3, request.method == .get {
             return await download(drive: segments[1], item: segments[2], query: query, range: request.headers[Self.rangeField])
         }
@@ -76,6 +79,31 @@ extension GraphSimulator {
         }
         if plan.latency > 0 { try? await Task.sleep(nanoseconds: UInt64(plan.latency * 1e9)) }
         return route(path, query: query, request: request, plan: plan)
+    }
+
+    /// The simulator's own control endpoints (not Graph): `/_sim/stats`, `/_sim/mutate?share=&seed=`,
+    /// `/_sim/ransomware?upn=&share=`, `/_sim/expire-delta-tokens`. For benchmarks and demos that
+    /// run the simulator as its own process.
+    private func control(_ verb: String, query: [String: String]) -> Response {
+        switch verb {
+        case "stats":
+            let s = stats
+            return Self.json(200, ["requests": s.requests, "throttled": s.throttled, "unavailable": s.unavailable,
+                                   "concurrencyRefusals": s.concurrencyRefusals, "downloads": s.downloads,
+                                   "downloadBytes": s.downloadBytes, "peakMailboxConcurrency": s.peakMailboxConcurrency,
+                                   "items": tenant.itemCount])
+        case "mutate":
+            let m = tenant.mutate(seed: UInt64(query["seed"] ?? "") ?? 1, share: Double(query["share"] ?? "") ?? 0.01)
+            return Self.json(200, ["added": m.added, "modified": m.modified, "moved": m.moved, "deleted": m.deleted])
+        case "ransomware":
+            let m = tenant.ransomware(upn: query["upn"] ?? "", share: Double(query["share"] ?? "") ?? 0.5)
+            return Self.json(200, ["encrypted": m.encrypted])
+        case "expire-delta-tokens":
+            expireDeltaTokens()
+            return Self.json(200, ["expired": true])
+        default:
+            return Self.error(404, "BadRequest", "unknown simulator control '\(verb)'")
+        }
     }
 
     private func authenticated(_ header: String?) -> Bool {

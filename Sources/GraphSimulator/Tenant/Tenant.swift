@@ -185,6 +185,21 @@ public final class Tenant: Sendable {
 
     var currentSeq: Int { state.withLock { $0.seq } }
 
+    /// Live items of every kind (folders excluded).
+    public var itemCount: Int {
+        state.withLock { s in
+            s.collections.values.reduce(0) { n, c in
+                n + c.live.filter { e in
+                    switch e.payload {
+                    case .folder: false
+                    case .driveItem(let d): !d.isFolder
+                    default: true
+                    }
+                }.count
+            }
+        }
+    }
+
     /// The message with `id` in any folder of `user`, if it exists.
     func message(user: String, id: String) -> Message? {
         state.withLock { s in

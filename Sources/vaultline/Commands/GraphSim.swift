@@ -26,6 +26,21 @@ struct GraphSim: AsyncParsableCommand {
     @Option(help: "File holding the client secret the token endpoint accepts (or VAULTLINE_GRAPH_SECRET).")
     var clientSecretFile: String?
 
+    @Option(help: "Largest generated drive file (KiB).")
+    var maxFileKib = 2048
+
+    @Option(help: "One large file per user of this size (MiB; 0: none).")
+    var largeFileMib = 0
+
+    @Option(help: "Events and contacts per user.")
+    var eventsAndContacts = 10
+
+    @Option(help: "SharePoint sites.")
+    var sites = 1
+
+    @Option(help: "Per-mailbox request limit per second, answered 429 past it (0: none; Graph: 16.7).")
+    var mailboxRps = 0.0
+
     @Option(help: "Answer every Nth request with 429 and Retry-After (0: never).")
     var throttleEvery = 0
 
@@ -45,10 +60,19 @@ struct GraphSim: AsyncParsableCommand {
             spec.users = users
             spec.messagesPerUser = messages
             spec.filesPerUser = files
+            spec.maxFileSize = max(spec.minFileSize + 1, maxFileKib << 10)
+            spec.largeFileSize = largeFileMib << 20
+            spec.eventsPerUser = eventsAndContacts
+            spec.contactsPerUser = eventsAndContacts
+            spec.sites = sites
             let sim = GraphSimulator(tenant: Tenant(spec: spec), clientSecret: secret)
-            sim.faults.withLock { $0.throttleEvery = throttleEvery; $0.latency = latency }
+            sim.faults.withLock {
+                $0.throttleEvery = throttleEvery
+                $0.latency = latency
+                $0.mailboxRequestsPerSecond = mailboxRps
+            }
             let bound = try await sim.start(host: String(parts[0]), port: port)
-            print("graph simulator on http://\(parts[0]):\(bound): tenant \(sim.tenantId), client \(sim.clientId)")
+            print("graph simulator on http://\(parts[0]):\(bound): tenant \(sim.tenantId), client \(sim.clientId), \(sim.tenant.itemCount) items")
             print("  --graph-url http://\(parts[0]):\(bound)/v1.0 --authority http://\(parts[0]):\(bound) --tenant \(sim.tenantId) --client-id \(sim.clientId)")
             let (signals, continuation) = AsyncStream.makeStream(of: Int32.self)
             signal(SIGTERM, SIG_IGN)
