@@ -7,6 +7,12 @@ import Foundation
 struct Corpus: Sendable {
     let words: [String]
     let attachments: [Attachment]
+    /// About 4 MiB of running text from `words`, wrapped at 76 columns with CRLF line ends:
+    /// message bodies are runs of its lines and generated files are slices of it, so making
+    /// content costs a copy, not a string build (the simulator must outrun the client).
+    let text: [UInt8]
+    /// Offsets in `text` where lines start (plus its end).
+    let lineStarts: [Int]
 
     struct Attachment: Sendable {
         var path: String
@@ -51,7 +57,38 @@ struct Corpus: Sendable {
         while picked.count < maxAttachments && !candidates.isEmpty {
             picked.append(candidates.remove(at: rng.below(candidates.count)))
         }
-        return Corpus(words: words, attachments: picked)
+        var text: [UInt8] = []
+        var lineStarts: [Int] = [0]
+        text.reserveCapacity(4 << 20)
+        var line = 0
+        while text.count < 4 << 20 {
+            let w = words[rng.below(words.count)].utf8
+            if line > 0 && line + 1 + w.count > 76 {
+                text += [13, 10]
+                lineStarts.append(text.count)
+                line = 0
+            }
+            if line > 0 { text.append(32); line += 1 }
+            text += w
+            line += w.count
+        }
+        text += [13, 10]
+        lineStarts.append(text.count)
+        return Corpus(words: words, attachments: picked, text: text, lineStarts: lineStarts)
+    }
+
+    /// `count` whole CRLF-terminated lines of text chosen by `seed`.
+    func lines(seed: UInt64, count: Int) -> ArraySlice<UInt8> {
+        let n = min(count, lineStarts.count - 2)
+        let first = Int(SimRandom.mix(seed, 11) % UInt64(lineStarts.count - 1 - n))
+        return text[lineStarts[first]..<lineStarts[first + n]]
+    }
+
+    /// `size` bytes of text chosen by `seed` (at most the corpus's size).
+    func slice(seed: UInt64, size: Int) -> ArraySlice<UInt8> {
+        let n = min(size, text.count)
+        let start = Int(SimRandom.mix(seed, 13) % UInt64(text.count - n + 1))
+        return text[start..<(start + n)]
     }
 
     static func mimeType(_ name: String) -> String {

@@ -20,7 +20,7 @@ extension Tenant {
     /// The message as Exchange would export it (CRLF lines, 7-bit, attachments in base64).
     func mime(id: String, _ m: Message) -> [UInt8] {
         let boundary = "----=_Part_\(String(SimRandom.mix(m.bodySeed, 7), radix: 16))"
-        var lines: [String] = [
+        var head = [
             "From: \"\(m.fromName)\" <\(m.fromAddress)>",
             "To: " + m.to.joined(separator: ", "),
             "Subject: \(m.subject)",
@@ -28,35 +28,33 @@ extension Tenant {
             "Message-ID: <\(String(SimRandom.mix(m.bodySeed, 1), radix: 16)).\(m.version)@\(spec.tenantDomain)>",
             "MIME-Version: 1.0",
         ]
-        let body = wrap(corpus.text(seed: m.bodySeed, words: 80 + Int(m.bodySeed % 900)), width: 76)
+        let body = corpus.lines(seed: m.bodySeed, count: 8 + Int(m.bodySeed % 120))
+        var out: [UInt8] = []
         if let a = m.attachment {
             let att = corpus.attachments[a % corpus.attachments.count]
-            lines += ["Content-Type: multipart/mixed; boundary=\"\(boundary)\"", "", "This is a multi-part message in MIME format.", "",
-                      "--" + boundary, "Content-Type: text/plain; charset=\"us-ascii\"", "Content-Transfer-Encoding: 7bit", ""]
-            lines += body
-            lines += ["", "--" + boundary, "Content-Type: \(att.mimeType); name=\"\(att.name)\"",
-                      "Content-Disposition: attachment; filename=\"\(att.name)\"", "Content-Transfer-Encoding: base64", ""]
-            let encoded = Data(corpus.attachmentBytes(a)).base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed])
-            lines.append(encoded)
-            lines += ["", "--" + boundary + "--", ""]
+            head += ["Content-Type: multipart/mixed; boundary=\"\(boundary)\"", "", "This is a multi-part message in MIME format.", "",
+                     "--" + boundary, "Content-Type: text/plain; charset=\"us-ascii\"", "Content-Transfer-Encoding: 7bit", "", ""]
+            out = Array(head.joined(separator: "\r\n").utf8)
+            out += body
+            let part = ["", "--" + boundary, "Content-Type: \(att.mimeType); name=\"\(att.name)\"",
+                        "Content-Disposition: attachment; filename=\"\(att.name)\"", "Content-Transfer-Encoding: base64", "", ""]
+            out += Array(part.joined(separator: "\r\n").utf8)
+            out += encodedAttachment(a)
+            out += Array("\r\n\r\n--\(boundary)--\r\n".utf8)
         } else {
-            lines += ["Content-Type: text/plain; charset=\"us-ascii\"", "Content-Transfer-Encoding: 7bit", ""]
-            lines += body
-            lines.append("")
+            head += ["Content-Type: text/plain; charset=\"us-ascii\"", "Content-Transfer-Encoding: 7bit", "", ""]
+            out = Array(head.joined(separator: "\r\n").utf8)
+            out += body
         }
-        return Array(lines.joined(separator: "\r\n").utf8)
+        return out
     }
 
-    private func wrap(_ text: String, width: Int) -> [String] {
-        var out: [String] = [], line = ""
-        for word in text.split(separator: " ") {
-            if !line.isEmpty && line.count + 1 + word.count > width { out.append(line); line = "" }
-            line += line.isEmpty ? String(word) : " " + word
-        }
-        if !line.isEmpty { out.append(line) }
-        // A line that is exactly "." or starts with "From " is fine in MIME but not in mbox; keep
-        // the text plain so both formats round-trip without quoting surprises in tests.
-        return out
+    /// Attachment `i` in base64 (76-column CRLF lines), encoded once.
+    private func encodedAttachment(_ i: Int) -> [UInt8] {
+        if let cached = attachmentCache.withLock({ $0[i] }) { return cached }
+        let encoded = Array(Data(corpus.attachmentBytes(i)).base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed]).utf8)
+        attachmentCache.withLock { $0[i] = encoded }
+        return encoded
     }
 
     func messageJSON(id: String, _ m: Message, user: User) -> [String: Any] {
@@ -164,7 +162,7 @@ extension Tenant {
             var pos = offset
             while out.count < length {
                 let b = pos / Int64(block)
-                var text = Array(corpus.text(seed: SimRandom.mix(seed, UInt64(b)), words: 14_000).utf8)
+                var text = Array(corpus.slice(seed: SimRandom.mix(seed, UInt64(b)), size: block))
                 if text.count < block { text += [UInt8](repeating: 0x20, count: block - text.count) }
                 // Each edit rewrites 512 bytes in one block: a small in-place change.
                 for (n, e) in edits.enumerated() where Int64(e % UInt64(max(1, item.size / Int64(block) + 1))) == b {

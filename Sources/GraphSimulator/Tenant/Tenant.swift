@@ -8,6 +8,8 @@ public final class Tenant: Sendable {
     public let spec: TenantSpec
     let corpus: Corpus
     let state: Mutex<State>
+    /// Attachments in base64, encoded once each.
+    let attachmentCache = Mutex<[Int: [UInt8]]>([:])
 
     struct State: Sendable {
         var seq = 0
