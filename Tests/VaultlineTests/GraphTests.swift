@@ -304,3 +304,24 @@ struct GraphFaultTests {
         await f.close()
     }
 }
+
+@Suite("Graph decoding")
+struct GraphDecodingTests {
+    @Test func isoTimesParseLikeFoundation() throws {
+        let f = ISO8601DateFormatter()
+        for s in ["2026-01-04T05:00:00Z", "1999-12-31T23:59:59Z", "2024-02-29T12:00:00Z", "1970-01-01T00:00:00Z"] {
+            #expect(M365Backup.date(s) == f.date(from: s), "\(s)")
+        }
+        #expect(M365Backup.date("2026-01-04T05:00:00.5Z") == f.date(from: "2026-01-04T05:00:00Z")?.addingTimeInterval(0.5))
+        #expect(M365Backup.date("2026-01-04T07:00:00+02:00") == f.date(from: "2026-01-04T05:00:00Z"))
+        #expect(M365Backup.date("2017-04-11T10:00:00.0000000") == f.date(from: "2017-04-11T10:00:00Z"))
+        #expect(M365Backup.date("datetime-value") == nil, "the docs' placeholder")
+    }
+
+    @Test func encodedJSONRoundTripsWithSortedKeys() throws {
+        let v = try JSONValue.parse(Array(#"{"b":[1,2.5,"x\"y\\z\n"],"a":{"t":true,"n":null},"é":"ü\u0001"}"#.utf8))
+        let bytes = v.encoded()
+        #expect(try JSONValue.parse(bytes) == v)
+        #expect(String(decoding: bytes, as: UTF8.self).hasPrefix(#"{"a":{"n":null,"t":true},"b":[1,2.5,"x\"y\\z\n"]"#))
+    }
+}
