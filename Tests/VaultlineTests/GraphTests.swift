@@ -33,6 +33,7 @@ struct GraphTests {
         let upn = f.sim.tenant.users[0].upn
         let first = try await f.backup()
         #expect(!first.snapshot.partial)
+        #expect(try f.restore(first.snapshotID, "/users/\(upn)/onedrive") == f.sim.tenant.driveFiles(upn: upn))
         let got = try f.restore(first.snapshotID, "/users/\(upn)/mail"), want = f.expectedMailbox(upn)
         #expect(Set(got.keys).subtracting(want.keys).sorted().prefix(3) == [], "restored but not in the tenant")
         #expect(Set(want.keys).subtracting(got.keys).sorted().prefix(3) == [], "in the tenant but not restored")
@@ -51,6 +52,7 @@ struct GraphTests {
         #expect(second.itemsDownloaded > 0 && second.itemsDownloaded < first.itemsDownloaded / 2, "only changes are downloaded")
         #expect(f.client.stats.requests - before < first.graph.requests, "requests scale with the changes")
         #expect(try f.restore(second.snapshotID, "/users/\(upn)/mail") == f.expectedMailbox(upn), "deletions and moves applied")
+        #expect(try f.restore(second.snapshotID, "/users/\(upn)/onedrive") == f.sim.tenant.driveFiles(upn: upn), "edits, renames, moves, deletions in the drive")
         // The first snapshot still restores what was there then.
         #expect(try f.restore(first.snapshotID, "/users/\(upn)/mail") == original)
         #expect(try Checker(repository: f.repo).run(readData: true).ok)
@@ -122,6 +124,25 @@ struct GraphTests {
         #expect(!second.snapshot.partial)
         #expect(try f.restore(second.snapshotID, "/users/\(upn)/mail") == f.expectedMailbox(upn))
         #expect(second.itemsDownloaded < second.itemsTotal / 2, "unchanged items are not downloaded again after a resync")
+        await f.close()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func ransomwareEncryptedFilesAreBackedUpAndShowAsIncompressible() async throws {
+        let f = try await GraphFixture()
+        let upn = f.sim.tenant.users[0].upn
+        let first = try await f.backup()
+        let hit = f.sim.tenant.ransomware(upn: upn, share: 0.5)
+        #expect(hit.encrypted >= 3)
+        let second = try await f.backup()
+        #expect(second.itemsDownloaded == hit.encrypted, "only the encrypted files changed")
+        #expect(second.snapshot.stats.newIncompressibleBytes > second.snapshot.stats.newRawBytes / 2, "encrypted content does not compress")
+        #expect(first.snapshot.stats.newIncompressibleBytes < first.snapshot.stats.newRawBytes / 4)
+        // The good copies are still in the first snapshot.
+        let before = try f.restore(first.snapshotID, "/users/\(upn)/onedrive")
+        let after = try f.restore(second.snapshotID, "/users/\(upn)/onedrive")
+        #expect(before.keys == after.keys)
+        #expect(before.filter { after[$0.key] != $0.value }.count == hit.encrypted)
         await f.close()
     }
 

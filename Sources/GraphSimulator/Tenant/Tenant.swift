@@ -212,6 +212,25 @@ public final class Tenant: Sendable {
         }
     }
 
+    /// Every live file of a user's OneDrive by path from the drive's root, with its bytes: what a
+    /// restore must give back.
+    public func driveFiles(upn: String) -> [String: [UInt8]] {
+        guard let u = user(upn), let c = collection(Self.driveKey(u.driveId)) else { return [:] }
+        var items: [String: DriveItem] = [:]
+        for e in c.live { if case .driveItem(let d) = e.payload { items[e.id] = d } }
+        func path(_ id: String) -> String? {
+            guard let d = items[id] else { return nil }
+            guard let p = d.parentId else { return "" }
+            guard let parent = path(p) else { return nil }
+            return parent.isEmpty ? d.name : parent + "/" + d.name
+        }
+        var out: [String: [UInt8]] = [:]
+        for (id, d) in items where !d.isFolder {
+            if let p = path(id) { out[p] = fileBytes(d, offset: 0, length: Int(d.size)) }
+        }
+        return out
+    }
+
     /// Every live message of a user as (folder path, id, MIME): what a restore must give back.
     public func mailbox(upn: String) -> [(folderPath: String, id: String, mime: [UInt8])] {
         guard let u = user(upn) else { return [] }

@@ -12,9 +12,12 @@ extension M365Backup {
     }
 
     func backupUser(id: String, upn: String, state previous: M365State.UserState, _ ctx: RunContext) async throws -> (String, DirBuilder, M365State.UserState) {
+        let base = ["users", safeName(upn)]
+        // The OneDrive runs beside the mailbox: its downloads do not count against the
+        // mailbox's request budget, so they need not wait for the mail to finish.
+        async let drivePart: (DirBuilder, String?)? = options.onedrive ? backupUserDrive(id: id, previous: previous, path: base + ["onedrive"], ctx) : nil
         var dir = DirBuilder()
         var state = M365State.UserState(upn: upn)
-        let base = ["users", safeName(upn)]
         if options.mail {
             let (mail, s) = try await backupMail(user: id, upn: upn, previous: previous, path: base + ["mail"], ctx)
             dir.dirs["mail"] = mail
@@ -46,16 +49,18 @@ extension M365Backup {
             }
             dir.dirs["contacts"] = contacts
         }
-        if options.onedrive {
-            let drive = try await client.json(client.url("users", id, "drive"), mailbox: id)
-            if let driveId = drive["id"]?.string {
-                let (d, link) = try await backupDrive(driveId: driveId, link: previous.driveDelta, path: base + ["onedrive"], ctx)
-                dir.dirs["onedrive"] = d
-                state.driveDelta = link
-            }
+        if let (d, link) = try await drivePart {
+            dir.dirs["onedrive"] = d
+            state.driveDelta = link
         }
         dir.metadata = ["graph.id": id]
         return (id, dir, state)
+    }
+
+    private func backupUserDrive(id: String, previous: M365State.UserState, path: [String], _ ctx: RunContext) async throws -> (DirBuilder, String?)? {
+        let drive = try await client.json(client.url("users", id, "drive"), mailbox: id)
+        guard let driveId = drive["id"]?.string else { return nil }
+        return try await backupDrive(driveId: driveId, link: previous.driveDelta, path: path, ctx)
     }
 
     /// The mailbox: folders, then each folder's messages.
@@ -218,9 +223,18 @@ extension M365Backup {
         let name = itemFileName(id, ext: ".eml")
         if let node = reuse(name: name, metadata: metadata, ctx) { return node }
         // Fetched before taking a chunker thread: many messages can be in flight, few threads.
-        let mime = try await client.bytes(url, mailbox: user)
-        return try await storeContent(name: name, metadata: metadata, modified: Self.date(json["receivedDateTime"]?.string),
-                                      { try await $0.append(ByteBuffer(bytes: mime)) }, ctx)
+        // At most 64 bodies are held at once (`messageSlots`), which bounds memory.
+        await ctx.messageSlots.acquire()
+        do {
+            let mime = try await client.bytes(url, mailbox: user)
+            let node = try await storeContent(name: name, metadata: metadata, modified: Self.date(json["receivedDateTime"]?.string),
+                                              { try await $0.append(ByteBuffer(bytes: mime)) }, ctx)
+            await ctx.messageSlots.release()
+            return node
+        } catch {
+            await ctx.messageSlots.release()
+            throw error
+        }
     }
 
     /// Events or contacts: each item's Graph JSON is its content.

@@ -225,6 +225,8 @@ struct RunContext: Sendable {
     let pool: ChunkerPool
     let parentRoot: Tree?
     let journal: DownloadJournal
+    /// Message bodies held in memory at once, across all mailboxes.
+    let messageSlots = AsyncLimiter(64)
 }
 
 extension M365Backup {
