@@ -45,6 +45,7 @@ extension Tenant {
                         m.folderId = target
                         let id = Self.makeId(&s, prefix: [0x00, 0x4D])
                         s.seq += 1
+                        s.messageKeys[id] = Self.messagesKey(user.id, target)
                         s.collections[Self.messagesKey(user.id, target), default: Collection()].upsert(id, seq: s.seq, .message(m))
                         sum.moved += 1
                     default:

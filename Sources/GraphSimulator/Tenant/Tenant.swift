@@ -20,6 +20,9 @@ public final class Tenant: Sendable {
         var nextId: UInt64 = 1
         /// Mutations made since the tenant was generated, for the demo's summary.
         var mutations = 0
+        /// Users by id and by lower-cased UPN; messages' collection keys by message id.
+        var userIndex: [String: Int] = [:]
+        var messageKeys: [String: String] = [:]
     }
 
     public init(spec: TenantSpec) {
@@ -61,6 +64,8 @@ public final class Tenant: Sendable {
             let userId = uuid(&rng)
             let driveId = "b!" + Self.makeId(&s, prefix: [0x44]).replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "+", with: "-")
             s.users.append(User(id: userId, displayName: "\(given)\(suffix) \(family)", upn: upn, driveId: driveId))
+            s.userIndex[userId] = s.users.count - 1
+            s.userIndex[upn.lowercased()] = s.users.count - 1
 
             // Mail folders: the well-known ones, then extra ones, every third nested in the one before.
             var folders: [String] = []
@@ -120,6 +125,7 @@ public final class Tenant: Sendable {
         let sender = s.users[rng.below(s.users.count)]
         let attachment = !corpus.attachments.isEmpty && rng.chance(spec.attachmentShare) ? rng.below(corpus.attachments.count) : nil
         s.seq += 1
+        s.messageKeys[id] = Self.messagesKey(user, folder)
         s.collections[Self.messagesKey(user, folder), default: Collection()].upsert(id, seq: s.seq, .message(Message(
             folderId: folder, subject: corpus.text(seed: rng.next(), words: 3 + rng.below(6)).capitalized,
             fromName: sender.displayName, fromAddress: sender.upn,
@@ -178,7 +184,7 @@ public final class Tenant: Sendable {
     }
 
     func user(_ idOrUPN: String) -> User? {
-        state.withLock { s in s.users.first { $0.id == idOrUPN || $0.upn.caseInsensitiveCompare(idOrUPN) == .orderedSame } }
+        state.withLock { s in (s.userIndex[idOrUPN] ?? s.userIndex[idOrUPN.lowercased()]).map { s.users[$0] } }
     }
 
     func collection(_ key: String) -> Collection? { state.withLock { $0.collections[key] } }
@@ -205,10 +211,9 @@ public final class Tenant: Sendable {
     /// The message with `id` in any folder of `user`, if it exists.
     func message(user: String, id: String) -> Message? {
         state.withLock { s in
-            for (key, c) in s.collections where key.hasPrefix("u/\(user)/f/") {
-                if let e = c.entries[id], e.deleted == nil, case .message(let m) = e.payload { return m }
-            }
-            return nil
+            guard let key = s.messageKeys[id], key.hasPrefix("u/\(user)/f/"), let e = s.collections[key]?.entries[id],
+                  e.deleted == nil, case .message(let m) = e.payload else { return nil }
+            return m
         }
     }
 
