@@ -346,3 +346,24 @@ struct GraphDecodingTests {
         #expect(String(decoding: bytes, as: UTF8.self).hasPrefix(#"{"a":{"n":null,"t":true},"b":[1,2.5,"x\"y\\z\n"]"#))
     }
 }
+
+extension GraphDecodingTests {
+    @Test func theParserTakesWhatJSONAllowsAndRefusesTheRest() throws {
+        let v = try JSONValue.parse(Array(#" { "a" : [ -1.5e2 , "\u00e9\ud83d\ude00\/" , {} , [] ] , "b" : false } "#.utf8))
+        #expect(v["a"]?.array?.first?.int64 == -150)
+        #expect(v["a"]?.array?[1].string == "é😀/")
+        #expect(v["b"]?.bool == false)
+        for bad in [#"{"a":}"#, #"{"a" 1}"#, #"[1,]"#, #""open"#, #"{"a":1} x"#, "", "tru"] {
+            #expect(throws: (any Error).self, "\(bad)") { try JSONValue.parse(Array(bad.utf8)) }
+        }
+    }
+
+    @Test func aTornJournalLineIsNotTrusted() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.path + "/journal"
+        let id = String(repeating: "ab", count: 32)
+        try Fixtures.writeFile(path, Array("k1\t10\t5\t\(id)\nk2\t20\t6\t\(id),\(id)".utf8))
+        let journal = DownloadJournal(path: path)
+        #expect(journal.count == 1, "the last line has no newline: torn")
+    }
+}

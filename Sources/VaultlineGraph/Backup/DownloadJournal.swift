@@ -10,28 +10,35 @@ import Glibc
 /// (changeKey or cTag) is the same and every one of its blobs is in the repository's index,
 /// which holds only blobs whose packs are durable.
 ///
-/// A local cache, not part of the repository: one JSON object per line (`{"key", "node"}`),
-/// appended as items are stored, removed once the snapshot is committed. Losing it costs
-/// downloads, never data.
+/// A local cache, not part of the repository: one line per item, `key TAB size TAB mtimeNs TAB
+/// blob ids joined by commas`, appended as items are stored, removed once the snapshot is
+/// committed. Losing it costs downloads, never data.
 final class DownloadJournal: Sendable {
-    private struct Line: Codable {
-        var key: String
-        var node: TreeNode
+    struct Stored: Sendable {
+        var size: UInt64
+        var mtimeNs: Int64?
+        var content: [String]
     }
 
     let path: String
-    private let entries: [String: TreeNode]
+    private let entries: [String: Stored]
     private let fd: Mutex<Int32>
 
     /// Opens (creating) the journal at `path` and reads what an earlier, unfinished run left.
     init(path: String) {
         self.path = path
-        var loaded: [String: TreeNode] = [:]
+        var loaded: [String: Stored] = [:]
         if let bytes = try? FileSystem.readFile(path) {
-            let decoder = JSONDecoder()
-            for line in bytes.split(separator: 10) {
-                // A torn last line (the run was killed mid-write) is skipped.
-                if let l = try? decoder.decode(Line.self, from: Data(line)) { loaded[l.key] = l.node }
+            var lines = bytes.split(separator: 10, omittingEmptySubsequences: false)
+            // Only lines ended by a newline count: a kill mid-write can tear the last one, and a
+            // torn line could still parse (a blob list cut at a comma).
+            lines.removeLast()
+            for line in lines {
+                let f = line.split(separator: 9, omittingEmptySubsequences: false)
+                guard f.count == 4, let size = UInt64(String(decoding: f[1], as: UTF8.self)) else { continue }
+                let ids = f[3].split(separator: UInt8(ascii: ",")).map { String(decoding: $0, as: UTF8.self) }
+                guard ids.allSatisfy({ $0.utf8.count == 64 }) else { continue }
+                loaded[String(decoding: f[0], as: UTF8.self)] = Stored(size: size, mtimeNs: Int64(String(decoding: f[2], as: UTF8.self)), content: ids)
             }
         }
         entries = loaded
@@ -50,21 +57,22 @@ final class DownloadJournal: Sendable {
 
     var count: Int { entries.count }
 
-    /// A node stored by an earlier unfinished run for `key`, if all its blobs are durable.
-    func reusable(_ key: String, index: BlobIndex) -> TreeNode? {
-        guard let node = entries[key] else { return nil }
-        for id in node.content ?? [] {
+    /// What an earlier unfinished run stored for `key`, if all its blobs are durable.
+    func reusable(_ key: String, index: BlobIndex) -> Stored? {
+        guard let stored = entries[key] else { return nil }
+        for id in stored.content {
             guard let b = Bytes32(hex: id), index.contains(b) else { return nil }
         }
-        return node
+        return stored
     }
 
     func record(_ key: String, _ node: TreeNode) {
-        guard var bytes = try? JSONEncoder().encode(Line(key: key, node: node)) else { return }
-        bytes.append(10)
+        // Keys are Graph ids and versions: no tabs or newlines; blob ids are hex.
+        let line = "\(key)\t\(node.size ?? 0)\t\(node.mtimeNs.map(String.init) ?? "")\t\((node.content ?? []).joined(separator: ","))\n"
         fd.withLock { fd in
             guard fd >= 0 else { return }
-            _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            var bytes = Array(line.utf8)
+            _ = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         }
     }
 

@@ -196,8 +196,12 @@ public final class M365Backup: Sendable {
 
     /// The node a killed earlier run stored for this item version, if its blobs are durable.
     func reuse(name: String, metadata: [String: String], _ ctx: RunContext) -> TreeNode? {
-        guard var node = ctx.journal.reusable(Self.journalKey(name: name, metadata: metadata), index: repository.index) else { return nil }
-        node.name = name
+        guard let stored = ctx.journal.reusable(Self.journalKey(name: name, metadata: metadata), index: repository.index) else { return nil }
+        var node = TreeNode(name: name, kind: .file)
+        node.content = stored.content
+        node.size = stored.size
+        node.mode = 0o644
+        node.mtimeNs = stored.mtimeNs
         node.metadata = metadata
         return node
     }
