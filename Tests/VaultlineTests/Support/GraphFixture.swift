@@ -1,5 +1,6 @@
 import Foundation
 import GraphSimulator
+import Logging
 @testable import VaultlineCore
 import VaultlineGraph
 
@@ -46,7 +47,9 @@ final class GraphFixture: @unchecked Sendable {
     func backup(_ configure: (inout M365Backup.Options) -> Void = { _ in }) async throws -> M365Backup.Result {
         var o = M365Backup.Options()
         configure(&o)
-        return try await M365Backup(repository: repo, client: client, options: o).run()
+        var logger = Logger(label: "test.m365")
+        logger.logLevel = ProcessInfo.processInfo.environment["VAULTLINE_TEST_LOG"] != nil ? .debug : .critical
+        return try await M365Backup(repository: repo, client: client, options: o, logger: logger).run()
     }
 
     /// Restores `path` of `snapshot` and returns every restored file by name with its bytes.
