@@ -367,3 +367,12 @@ extension GraphDecodingTests {
         #expect(journal.count == 1, "the last line has no newline: torn")
     }
 }
+
+extension GraphDecodingTests {
+    @Test func theSimulatorWritesTimesAsGraphAndMailDo() {
+        let d = Date(timeIntervalSince1970: 1_767_502_800)  // 2026-01-04 05:00:00 UTC, a Sunday
+        #expect(SimulatorClock.iso(d) == "2026-01-04T05:00:00Z")
+        #expect(SimulatorClock.rfc5322(d) == "Sun, 4 Jan 2026 05:00:00 +0000")
+        #expect(M365Backup.date(SimulatorClock.iso(d)) == d)
+    }
+}

@@ -1,20 +1,34 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How entities look on the wire: MIME for `$value`, Graph JSON shapes for listings, bytes for
 /// drive downloads.
 extension Tenant {
-    static let rfc5322: DateFormatter = {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "EEE, d MMM yyyy HH:mm:ss Z"
-        return f
-    }()
+    /// Broken-down UTC time of `d` (formatters are slow and not safe to share across threads).
+    private static func utc(_ d: Date) -> tm {
+        var t = time_t(d.timeIntervalSince1970.rounded(.down))
+        var out = tm()
+        gmtime_r(&t, &out)
+        return out
+    }
 
+    private static func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+
+    /// RFC 5322 date, as in a `Date:` header: `Sun, 4 Jan 2026 05:00:00 +0000`.
+    static func rfc5322(_ d: Date) -> String {
+        let t = utc(d)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        return "\(days[Int(t.tm_wday)]), \(t.tm_mday) \(months[Int(t.tm_mon)]) \(t.tm_year + 1900) \(two(t.tm_hour)):\(two(t.tm_min)):\(two(t.tm_sec)) +0000"
+    }
+
+    /// ISO 8601 in UTC, as Graph writes times: `2026-01-04T05:00:00Z`.
+    /// (Tests reach both through ``SimulatorClock``.)
     static func iso(_ d: Date) -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        return f.string(from: d)
+        let t = utc(d)
+        return "\(t.tm_year + 1900)-\(two(t.tm_mon + 1))-\(two(t.tm_mday))T\(two(t.tm_hour)):\(two(t.tm_min)):\(two(t.tm_sec))Z"
     }
 
     /// The message as Exchange would export it (CRLF lines, 7-bit, attachments in base64).
@@ -24,7 +38,7 @@ extension Tenant {
             "From: \"\(m.fromName)\" <\(m.fromAddress)>",
             "To: " + m.to.joined(separator: ", "),
             "Subject: \(m.subject)",
-            "Date: " + Self.rfc5322.string(from: m.received),
+            "Date: " + Self.rfc5322(m.received),
             "Message-ID: <\(String(SimRandom.mix(m.bodySeed, 1), radix: 16)).\(m.version)@\(spec.tenantDomain)>",
             "MIME-Version: 1.0",
         ]
@@ -178,4 +192,10 @@ extension Tenant {
             return out
         }
     }
+}
+
+/// The simulator's time formats, for tests.
+public enum SimulatorClock {
+    public static func iso(_ d: Date) -> String { Tenant.iso(d) }
+    public static func rfc5322(_ d: Date) -> String { Tenant.rfc5322(d) }
 }
