@@ -87,10 +87,14 @@ public final class GraphClient: Sendable {
         credentials.graphBase + "/" + segments.map(Self.encode).joined(separator: "/")
     }
 
-    static func encode(_ segment: String) -> String {
+    private static let segmentCharacters: CharacterSet = {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~$@!'(),;:")
-        return segment.addingPercentEncoding(withAllowedCharacters: allowed) ?? segment
+        return allowed
+    }()
+
+    static func encode(_ segment: String) -> String {
+        segment.addingPercentEncoding(withAllowedCharacters: segmentCharacters) ?? segment
     }
 
     // MARK: Requests
