@@ -44,6 +44,17 @@ struct GraphTests {
         #expect(unchanged.snapshot.stats.newBlobs == 0)
         #expect(unchanged.itemsTotal == first.itemsTotal)
 
+        // Events and contacts: each item's Graph JSON, as served.
+        for (events, dir) in [(true, "calendar"), (false, "contacts")] {
+            let served = f.sim.tenant.jsonItems(upn: upn, events: events)
+            let restored = try f.restore(first.snapshotID, "/users/\(upn)/\(dir)")
+            #expect(restored.count == served.count && !served.isEmpty, "\(dir)")
+            for (id, json) in served {
+                let name = id.replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "+", with: "-") + ".json"
+                let file = try #require(restored.first { $0.key.hasSuffix(name) }, "\(dir)/\(name)")
+                #expect(try JSONValue.parse(file.value) == JSONValue.parse(json))
+            }
+        }
         let original = f.expectedMailbox(upn)
         let changes = f.sim.tenant.mutate(seed: 9, share: 0.1)
         #expect(changes.deleted > 0 && changes.moved > 0 && changes.added > 0)

@@ -236,6 +236,22 @@ public final class Tenant: Sendable {
         return out
     }
 
+    /// Every live event or contact of a user as Graph serves it (JSON), by id.
+    public func jsonItems(upn: String, events: Bool) -> [String: Data] {
+        guard let u = user(upn), let c = collection(events ? Self.eventsKey(u.id) : Self.contactsKey(u.id)) else { return [:] }
+        var out: [String: Data] = [:]
+        for e in c.live {
+            let object: [String: Any]?
+            switch e.payload {
+            case .event(let x): object = eventJSON(id: e.id, x)
+            case .contact(let x): object = contactJSON(id: e.id, x)
+            default: object = nil
+            }
+            if let object, let data = try? JSONSerialization.data(withJSONObject: object) { out[e.id] = data }
+        }
+        return out
+    }
+
     /// Every live message of a user as (folder path, id, MIME): what a restore must give back.
     public func mailbox(upn: String) -> [(folderPath: String, id: String, mime: [UInt8])] {
         guard let u = user(upn) else { return [] }
