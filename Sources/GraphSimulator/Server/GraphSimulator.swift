@@ -91,12 +91,6 @@ public final class GraphSimulator: Sendable {
         task.cancel()
         _ = try? await task.value
     }
-
-    /// Runs until the task is cancelled (the `graph-sim` command).
-    public func waitUntilStopped() async {
-        guard let task = running.withLock({ $0?.task }) else { return }
-        _ = try? await task.value
-    }
 }
 
 public struct SimulatorError: Error, CustomStringConvertible {

@@ -70,7 +70,6 @@ extension Tenant {
                 sum = mutateDrive(&s, drive: user.driveId, share: share, rng: &rng, sum)
             }
             for site in s.sites { for d in site.driveIds { sum = mutateDrive(&s, drive: d, share: share, rng: &rng, sum) } }
-            s.mutations += sum.added + sum.modified + sum.moved + sum.deleted
             return sum
         }
     }
@@ -132,7 +131,6 @@ extension Tenant {
                 s.collections[key]?.upsert(e.id, seq: s.seq, .driveItem(d))
                 sum.encrypted += 1
             }
-            s.mutations += sum.encrypted
             return sum
         }
     }

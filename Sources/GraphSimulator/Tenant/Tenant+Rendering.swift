@@ -63,16 +63,29 @@ extension Tenant {
         return out
     }
 
+    /// An Exchange-style change key: changes whenever the item's version does.
+    static func changeKey(_ id: String, _ version: String) -> String {
+        Data("\(id)|\(version)".utf8.suffix(24)).base64EncodedString()
+    }
+
+    /// Attachment `i` as bytes, read from its file once.
+    func attachmentBytes(_ i: Int) -> [UInt8] {
+        if let cached = attachmentBytesCache.withLock({ $0[i] }) { return cached }
+        let bytes = corpus.attachmentBytes(i)
+        attachmentBytesCache.withLock { $0[i] = bytes }
+        return bytes
+    }
+
     /// Attachment `i` in base64 (76-column CRLF lines), encoded once.
     private func encodedAttachment(_ i: Int) -> [UInt8] {
         if let cached = attachmentCache.withLock({ $0[i] }) { return cached }
-        let encoded = Array(Data(corpus.attachmentBytes(i)).base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed]).utf8)
+        let encoded = Array(Data(attachmentBytes(i)).base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed]).utf8)
         attachmentCache.withLock { $0[i] = encoded }
         return encoded
     }
 
     func messageJSON(id: String, _ m: Message, user: User) -> [String: Any] {
-        let changeKey = Data("\(id)|\(m.version)|\(m.isRead)".utf8.suffix(24)).base64EncodedString()
+        let changeKey = Self.changeKey(id, "\(m.version)|\(m.isRead)")
         return [
             "@odata.type": "#microsoft.graph.message",
             "@odata.etag": "W/\"\(changeKey)\"",
@@ -110,7 +123,7 @@ extension Tenant {
     }
 
     func eventJSON(id: String, _ e: Event) -> [String: Any] {
-        let changeKey = Data("\(id)|\(e.version)".utf8.suffix(24)).base64EncodedString()
+        let changeKey = Self.changeKey(id, "\(e.version)")
         return [
             "@odata.type": "#microsoft.graph.event",
             "@odata.etag": "W/\"\(changeKey)\"",
@@ -128,7 +141,7 @@ extension Tenant {
     }
 
     func contactJSON(id: String, _ c: Contact) -> [String: Any] {
-        let changeKey = Data("\(id)|\(c.version)".utf8.suffix(24)).base64EncodedString()
+        let changeKey = Self.changeKey(id, "\(c.version)")
         return [
             "@odata.type": "#microsoft.graph.contact",
             "@odata.etag": "W/\"\(changeKey)\"",
@@ -149,7 +162,7 @@ extension Tenant {
         case .none:
             return []
         case .corpus(let i):
-            let all = corpus.attachmentBytes(i)
+            let all = attachmentBytes(i)
             let lo = Int(min(offset, Int64(all.count))), hi = min(lo + length, all.count)
             return Array(all[lo..<hi])
         case .encrypted(let seed):

@@ -8,7 +8,9 @@ public final class Tenant: Sendable {
     public let spec: TenantSpec
     let corpus: Corpus
     let state: Mutex<State>
-    /// Attachments in base64, encoded once each.
+    /// Attachments as read and in base64, made once each (a file read per range request was
+    /// the simulator's own repeated I/O).
+    let attachmentBytesCache = Mutex<[Int: [UInt8]]>([:])
     let attachmentCache = Mutex<[Int: [UInt8]]>([:])
 
     struct State: Sendable {
@@ -18,8 +20,6 @@ public final class Tenant: Sendable {
         /// Collections by key (see ``Tenant/key``).
         var collections: [String: Collection] = [:]
         var nextId: UInt64 = 1
-        /// Mutations made since the tenant was generated, for the demo's summary.
-        var mutations = 0
         /// Users by id and by lower-cased UPN; messages' collection keys by message id.
         var userIndex: [String: Int] = [:]
         var messageKeys: [String: String] = [:]

@@ -24,6 +24,11 @@ final class BoundedQueue<Element: Sendable>: @unchecked Sendable {
         defer { condition.unlock() }
         while items.count == head && !closed { condition.wait() }
         if items.count == head { return nil }
+        return take()
+    }
+
+    /// Removes the head item; the lock is held and the queue is not empty.
+    private func take() -> Element {
         let item = items[head]
         head += 1
         if head > 64 && head * 2 > items.count {
@@ -45,14 +50,7 @@ final class BoundedQueue<Element: Sendable>: @unchecked Sendable {
             if !condition.wait(until: deadline) && items.count == head && !closed { return .timedOut }
         }
         if items.count == head { return .closed }
-        let item = items[head]
-        head += 1
-        if head > 64 && head * 2 > items.count {
-            items.removeFirst(head)
-            head = 0
-        }
-        condition.broadcast()
-        return .item(item)
+        return .item(take())
     }
 
     func close() {

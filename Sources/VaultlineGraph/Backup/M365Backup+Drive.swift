@@ -44,20 +44,10 @@ extension M365Backup {
             try collectDrive(tree, parentId: nil, into: &entries, root: &rootId)
         }
         let initial = client.url("drives", driveId, "root", "delta")
-        var newLink: String?
-        do {
-            newLink = try await client.pages(link ?? initial) { page in
-                try await applyDrive(page, entries: &entries, root: &rootId, path: path, ctx)
-            }
-        } catch let e as GraphError where e.kind == .syncStateExpired {
-            logger.info("drive delta token expired; enumerating the drive again", metadata: ["drive": "\(path.joined(separator: "/"))"])
-            var seen: Set<String> = []
-            newLink = try await client.pages(initial) { page in
-                for i in page where i["deleted"] == nil { if let id = i["id"]?.string { seen.insert(id) } }
-                try await applyDrive(page, entries: &entries, root: &rootId, path: path, ctx)
-            }
-            entries = entries.filter { seen.contains($0.key) }
+        let round = try await deltaRound(link: link, initial: initial, mailbox: nil, what: path) { page in
+            try await applyDrive(page, entries: &entries, root: &rootId, path: path, ctx)
         }
+        if let listed = round.listed { entries = entries.filter { listed.contains($0.key) } }
         // Assemble: every entry whose chain of parents reaches the root.
         var dir = DirBuilder()
         dir.metadata = ["graph.id": rootId ?? "", "graph.driveId": driveId]
@@ -85,7 +75,7 @@ extension M365Backup {
                 dir[Array(p.dropLast())] = parentDir
             }
         }
-        return (dir, newLink)
+        return (dir, round.link)
     }
 
     private func collectDrive(_ tree: Tree, parentId: String?, into entries: inout [String: DriveEntry], root: inout String?) throws {
@@ -132,19 +122,7 @@ extension M365Backup {
             }
             toFetch.append((id, item))
         }
-        let results = try await withThrowingTaskGroup(of: (String, Swift.Result<TreeNode, GraphError>).self) { group in
-            var out: [(String, Swift.Result<TreeNode, GraphError>)] = []
-            var running = 0
-            for (id, item) in toFetch {
-                if running >= options.concurrentItems, let r = try await group.next() { out.append(r); running -= 1 }
-                running += 1
-                group.addTask {
-                    do { return (id, .success(try await self.fetchFile(id: id, item: item, ctx))) } catch let e as GraphError { return (id, .failure(e)) }
-                }
-            }
-            for try await r in group { out.append(r) }
-            return out
-        }
+        let results = try await fetchAll(toFetch) { id, item in try await self.fetchFile(id: id, item: item, ctx) }
         for (id, r) in results {
             switch r {
             case .success(let node): entries[id]?.node = node

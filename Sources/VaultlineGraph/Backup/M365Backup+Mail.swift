@@ -82,17 +82,9 @@ extension M365Backup {
             }
         }
         let initialFolders = client.url("users", user, "mailFolders", "delta")
-        do {
-            state.mailFoldersDelta = try await client.pages(previous.mailFoldersDelta ?? initialFolders, mailbox: user) { applyFolders($0) }
-        } catch let e as GraphError where e.kind == .syncStateExpired {
-            // Enumerate the hierarchy again; folders not seen are gone.
-            var seen: Set<String> = []
-            state.mailFoldersDelta = try await client.pages(initialFolders, mailbox: user) { page in
-                applyFolders(page)
-                for f in page { if let id = f["id"]?.string { seen.insert(id) } }
-            }
-            folders = folders.filter { seen.contains($0.key) }
-        }
+        let hierarchy = try await deltaRound(link: previous.mailFoldersDelta, initial: initialFolders, mailbox: user, what: path) { applyFolders($0) }
+        state.mailFoldersDelta = hierarchy.link
+        if let listed = hierarchy.listed { folders = folders.filter { listed.contains($0.key) } }
 
         // Messages that failed last time: fetched again, whether or not they changed since.
         var retryByFolder: [String: [JSONValue]] = [:]
@@ -114,19 +106,11 @@ extension M365Backup {
             let folderPath = path + self.folderPath(fid, folders)
             let initial = client.url("users", user, "mailFolders", fid, "messages", "delta")
             var failed: [String] = []
-            do {
-                state.folderDeltas[fid] = try await client.pages(previous.folderDeltas[fid] ?? initial, mailbox: user) { page in
-                    try await applyMessages(page, user: user, folder: &folder, path: folderPath, failed: &failed, ctx)
-                }
-            } catch let e as GraphError where e.kind == .syncStateExpired {
-                logger.info("delta token expired; enumerating the folder again", metadata: ["folder": "\(folderPath.joined(separator: "/"))"])
-                var seen: Set<String> = []
-                state.folderDeltas[fid] = try await client.pages(initial, mailbox: user) { page in
-                    for m in page { if let id = m["id"]?.string { seen.insert(id) } }
-                    try await applyMessages(page, user: user, folder: &folder, path: folderPath, failed: &failed, ctx)
-                }
-                folder.messages = folder.messages.filter { seen.contains($0.value.metadata?["graph.id"] ?? "") }
+            let round = try await deltaRound(link: previous.folderDeltas[fid], initial: initial, mailbox: user, what: folderPath) { page in
+                try await applyMessages(page, user: user, folder: &folder, path: folderPath, failed: &failed, ctx)
             }
+            state.folderDeltas[fid] = round.link
+            if let listed = round.listed { folder.messages = folder.messages.filter { listed.contains($0.key) } }
             if let again = retryByFolder[fid] {
                 failed.removeAll { id in again.contains { $0["id"]?.string == id } }
                 try await applyMessages(again, user: user, folder: &folder, path: folderPath, failed: &failed, ctx)
@@ -184,24 +168,7 @@ extension M365Backup {
             if let old = folder.messages[id], old.metadata?["graph.changeKey"] == changeKey, !changeKey.isEmpty { continue }
             toFetch.append((id, m))
         }
-        let results = try await withThrowingTaskGroup(of: (String, Swift.Result<TreeNode, GraphError>).self) { group in
-            var out: [(String, Swift.Result<TreeNode, GraphError>)] = []
-            var running = 0
-            for (id, json) in toFetch {
-                if running >= options.concurrentItems, let r = try await group.next() { out.append(r); running -= 1 }
-                running += 1
-                group.addTask {
-                    do {
-                        let node = try await self.fetchMessage(user: user, id: id, json: json, ctx)
-                        return (id, .success(node))
-                    } catch let e as GraphError {
-                        return (id, .failure(e))
-                    }
-                }
-            }
-            for try await r in group { out.append(r) }
-            return out
-        }
+        let results = try await fetchAll(toFetch) { id, json in try await self.fetchMessage(user: user, id: id, json: json, ctx) }
         for (id, r) in results {
             switch r {
             case .success(let node): folder.messages[id] = node
@@ -256,19 +223,10 @@ extension M365Backup {
                                                    { try await $0.append(ByteBuffer(bytes: bytes)) }, ctx)
             }
         }
-        var newLink: String?
-        do {
-            newLink = try await client.pages(link ?? initial, mailbox: mailbox) { try await apply($0) }
-        } catch let e as GraphError where e.kind == .syncStateExpired {
-            var seen: Set<String> = []
-            newLink = try await client.pages(initial, mailbox: mailbox) { page in
-                for i in page { if let id = i["id"]?.string { seen.insert(id) } }
-                try await apply(page)
-            }
-            items = items.filter { seen.contains($0.key) }
-        }
+        let round = try await deltaRound(link: link, initial: initial, mailbox: mailbox, what: path) { try await apply($0) }
+        if let listed = round.listed { items = items.filter { listed.contains($0.key) } }
         var dir = DirBuilder()
         for (_, n) in items { dir.files[n.name] = n }
-        return (dir, newLink)
+        return (dir, round.link)
     }
 }

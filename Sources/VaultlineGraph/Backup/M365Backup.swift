@@ -206,6 +206,47 @@ public final class M365Backup: Sendable {
         return node
     }
 
+    /// One delta round of a collection, from its saved link or from `initial` on a first run.
+    /// When Graph says the link expired (410), one full round from `initial` instead: `listed`
+    /// then holds every item it listed, and the caller drops whatever else it holds.
+    func deltaRound(link: String?, initial: String, mailbox: String?, what path: [String],
+                    apply: ([JSONValue]) async throws -> Void) async throws -> (link: String?, listed: Set<String>?) {
+        do {
+            return (try await client.pages(link ?? initial, mailbox: mailbox, page: apply), nil)
+        } catch let e as GraphError where e.kind == .syncStateExpired {
+            logger.info("delta token expired; enumerating again", metadata: ["path": "\(path.joined(separator: "/"))"])
+            var listed: Set<String> = []
+            let next = try await client.pages(initial, mailbox: mailbox) { page in
+                for item in page where item["@removed"] == nil && item["deleted"] == nil {
+                    if let id = item["id"]?.string { listed.insert(id) }
+                }
+                try await apply(page)
+            }
+            return (next, listed)
+        }
+    }
+
+    /// Fetches items `options.concurrentItems` at a time. A Graph error is the item's own
+    /// outcome (recorded, retried next run); any other error (the engine's) ends the run.
+    func fetchAll(_ items: [(String, JSONValue)], _ fetch: @escaping @Sendable (String, JSONValue) async throws -> TreeNode) async throws -> [(String, Swift.Result<TreeNode, GraphError>)] {
+        try await withThrowingTaskGroup(of: (String, Swift.Result<TreeNode, GraphError>).self) { group in
+            var out: [(String, Swift.Result<TreeNode, GraphError>)] = []
+            var running = 0
+            for (id, json) in items {
+                if running >= options.concurrentItems, let r = try await group.next() {
+                    out.append(r)
+                    running -= 1
+                }
+                running += 1
+                group.addTask {
+                    do { return (id, .success(try await fetch(id, json))) } catch let e as GraphError { return (id, .failure(e)) }
+                }
+            }
+            for try await r in group { out.append(r) }
+            return out
+        }
+    }
+
     /// Stores one item's content from a byte stream; returns its file node.
     func storeContent(name: String, metadata: [String: String], modified: Date?, _ produce: (StreamFeed) async throws -> Void, _ ctx: RunContext) async throws -> TreeNode {
         if let node = reuse(name: name, metadata: metadata, ctx) { return node }
