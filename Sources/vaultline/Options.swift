@@ -113,6 +113,13 @@ func printJSON<T: Encodable>(_ value: T) throws {
     print(String(decoding: try e.encode(value), as: UTF8.self))
 }
 
+/// Local time, to the second: how `snapshots`, `check` and `forget` show a snapshot's time.
+func formatDate(_ date: Date) -> String {
+    let f = DateFormatter()
+    f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+    return f.string(from: date)
+}
+
 func formatBytes(_ n: UInt64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"]
     var v = Double(n), i = 0

@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -131,6 +132,32 @@ public enum FileSystem {
             if name != "." && name != ".." { names.append(name) }
         }
         return names
+    }
+
+    /// Replaces the small file at `path` durably: a temporary file beside it, fsync, rename,
+    /// fsync of the directory. Readers see the old or the new content, never a mix.
+    public static func replaceFile(_ path: String, with bytes: [UInt8], mode: mode_t = 0o600) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        let tmp = dir + "/.tmp-" + encodeHex(try SecureRandom.bytes(8))
+        do {
+            let fd = try FileDescriptor(open: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: mode)
+            try fd.write(bytes)
+            try fd.sync()
+            guard rename(tmp, path) == 0 else { throw VaultlineError.system("rename", object: path) }
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+        try syncDirectory(dir.isEmpty ? "." : dir)
+    }
+
+    /// `$XDG_STATE_HOME/vaultline` (or `~/.local/state/vaultline`): where jobs keep state that
+    /// must survive a reboot (the scrub cursor).
+    public static func stateDirectory() -> String {
+        let env = ProcessInfo.processInfo.environment
+        let base = env["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? env["HOME"].map { $0 + "/.local/state" } ?? NSTemporaryDirectory()
+        return base + "/vaultline"
     }
 
     /// Reads a whole (small) file.

@@ -2,11 +2,25 @@ import Foundation
 
 /// `vaultline check`: the repository's structure, and with `readData` every byte of it.
 ///
-/// Structure: every index file opens; every pack the index names exists and is long enough;
-/// every snapshot opens, every tree it reaches decodes, and every blob it references is indexed.
-/// Data: every pack's SHA-256 equals its name, its header authenticates, and every blob
-/// authenticates, decompresses and hashes (HMAC) to its id.
+/// Structure: every index file opens; every pack the index names exists; every snapshot opens,
+/// every tree it reaches decodes, and every blob it references is indexed. Data (all packs or
+/// a deterministic ``VerificationSubset``, on every core): see ``PackVerifier``. When anything
+/// is damaged the report lists the damaged packs and, per snapshot, the items that lose data.
 public final class Checker {
+    public struct Options: Sendable {
+        public var readData = false
+        public var subset = VerificationSubset.all
+        public var workers = ProcessInfo.processInfo.activeProcessorCount
+        public init(readData: Bool = false) { self.readData = readData }
+    }
+
+    /// The items of one snapshot that lose data.
+    public struct AffectedSnapshot: Codable, Sendable {
+        public var snapshot: String
+        public var time: Date
+        public var paths: [String]
+    }
+
     public struct Report: Codable, Sendable {
         public var errors: [String] = []
         public var warnings: [String] = []
@@ -16,8 +30,13 @@ public final class Checker {
         public var trees = 0
         public var blobs = 0
         public var readData = false
+        public var packsRead = 0
+        public var blobsVerified = 0
         public var bytesRead: UInt64 = 0
+        public var seconds = 0.0
         public var damagedPacks: [String] = []
+        public var damagedBlobs = 0
+        public var affected: [AffectedSnapshot] = []
         public var ok: Bool { errors.isEmpty }
     }
 
@@ -26,14 +45,16 @@ public final class Checker {
 
     public init(repository: Repository) { self.repository = repository }
 
-    public func run(readData: Bool) throws -> Report {
+    public func run(readData: Bool) throws -> Report { try run(Options(readData: readData)) }
+
+    public func run(_ options: Options) throws -> Report {
+        let start = MonotonicClock.nanoseconds()
         report = Report()
-        report.readData = readData
+        report.readData = options.readData
         let backend = repository.backend
         // Index files, one by one so that one damaged file is named and the rest still count.
         let index = BlobIndex()
-        let indexNames = try backend.list(.index).sorted()
-        for name in indexNames {
+        for name in try backend.list(.index).sorted() {
             do {
                 for pack in try repository.readIndexFile(name) {
                     index.add(pack: pack.id, salt: pack.salt, entries: pack.entries)
@@ -45,49 +66,69 @@ public final class Checker {
         }
         index.compact()
 
-        // Packs named by the index exist and are long enough.
+        // Packs named by the index exist.
         let onDisk = Set(try backend.list(.pack))
         var indexed = Set<String>()
+        var lostPacks = Set<Bytes32>()
         for (id, _, _) in index.packIDs {
             let name = id.hex
             indexed.insert(name)
             if !onDisk.contains(name) {
                 report.errors.append("packs/\(name): missing, but the index references it")
                 report.damagedPacks.append(name)
+                lostPacks.insert(id)
             }
         }
         for name in onDisk.subtracting(indexed).sorted() {
-            report.warnings.append("packs/\(name): not referenced by any index file (run `vaultline repair index`)")
+            report.warnings.append("packs/\(name): not referenced by any index file (left by an interrupted prune or backup; `vaultline prune` removes it, `vaultline repair index` re-indexes it)")
         }
         report.packs = onDisk.count
 
         // Snapshots and the trees they reach, through the index of the readable index files.
         repository.index = index
         var seenTrees = Set<String>()
+        var snapshots: [(String, Snapshot)] = []
         for name in try backend.list(.snapshot).sorted() {
             do {
                 let snap = try repository.loadSnapshot(name)
+                snapshots.append((name, snap))
                 report.snapshots += 1
-                try walk(tree: snap.tree, path: "", snapshot: name, seen: &seenTrees)
+                walk(tree: snap.tree, path: "", snapshot: name, seen: &seenTrees)
             } catch let e as VaultlineError {
                 report.errors.append("snapshots/\(name): \(e.message)")
             }
         }
         report.trees = seenTrees.count
 
-        if readData {
-            for name in onDisk.sorted() { checkPackData(name) }
+        var damage = DamageMap()
+        damage.insert(packs: lostPacks, from: index)
+        if options.readData {
+            let chosen = onDisk.sorted().filter { options.subset.contains($0) }
+            readPacks(chosen, workers: options.workers, index: index, damage: &damage)
         }
+        report.damagedBlobs = damage.count
+        if !damage.isEmpty {
+            var memo: [String: [String]] = [:]
+            for (name, snap) in snapshots.sorted(by: { $0.1.time < $1.1.time }) {
+                let paths = damage.affectedPaths(snapshot: snap, repository: repository, memo: &memo)
+                if !paths.isEmpty { report.affected.append(AffectedSnapshot(snapshot: name, time: snap.time, paths: paths)) }
+            }
+        }
+        report.damagedPacks.sort()
+        report.seconds = MonotonicClock.seconds(since: start)
         return report
     }
 
-    private func walk(tree id: String, path: String, snapshot: String, seen: inout Set<String>) throws {
+    private func walk(tree id: String, path: String, snapshot: String, seen: inout Set<String>) {
         guard seen.insert(id).inserted else { return }
         let tree: Tree
         do {
             tree = try repository.loadTree(id)
         } catch let e as VaultlineError {
             report.errors.append("snapshot \(snapshot.prefix(8)) \(path.isEmpty ? "/" : path): tree \(id.prefix(12)): \(e.message)")
+            return
+        } catch {
+            report.errors.append("snapshot \(snapshot.prefix(8)) \(path.isEmpty ? "/" : path): tree \(id.prefix(12)): \(error)")
             return
         }
         for node in tree.nodes {
@@ -99,43 +140,38 @@ public final class Checker {
                     continue
                 }
             }
-            if let sub = node.subtree { try walk(tree: sub, path: p, snapshot: snapshot, seen: &seen) }
+            if let sub = node.subtree { walk(tree: sub, path: p, snapshot: snapshot, seen: &seen) }
         }
     }
 
-    private func checkPackData(_ name: String) {
-        let object = "packs/\(name)"
-        do {
-            let bytes = try repository.backend.read(.pack, name)
-            report.bytesRead += UInt64(bytes.count)
-            guard SHA256.hash(bytes).hex == name else {
-                report.errors.append("\(object): content does not match its name (SHA-256 differs)")
-                report.damagedPacks.append(name)
-                return
+    /// Reads and verifies `names` on `workers` threads; one pack in memory per thread.
+    private func readPacks(_ names: [String], workers: Int, index: BlobIndex, damage: inout DamageMap) {
+        struct Found: Sendable { var name: String; var bytes: Int; var outcome: PackVerifier.Outcome?; var readError: String? }
+        let results = Locked<[Found]>([])
+        let backend = repository.backend
+        let key = repository.key
+        ParallelWork.forEach(names, workers: workers, makeState: { PackVerifier(key: key) }) { verifier, name in
+            do {
+                let bytes = try backend.read(.pack, name)
+                let outcome = verifier.verify(name: name, bytes: bytes)
+                results.withLock { $0.append(Found(name: name, bytes: bytes.count, outcome: outcome)) }
+            } catch {
+                results.withLock { $0.append(Found(name: name, bytes: 0, readError: PackVerifier.message(error))) }
             }
-            let size = Int64(bytes.count)
-            let (salt, entries) = try PackReader.parse(
-                trailer: Array(bytes[(bytes.count - PackFormat.trailerSize)...]), size: size, object: object,
-                key: repository.key) { off, len in Array(bytes[Int(off)..<(Int(off) + len)]) }
-            let opener = BlobOpener(key: repository.key)
-            try bytes.withUnsafeBytes { raw in
-                for e in entries {
-                    let sealed = UnsafeRawBufferPointer(rebasing: raw[Int(e.offset)..<Int(e.offset + e.storedLength)])
-                    let plain = try opener.open(
-                        sealed: sealed, id: e.id, salt: salt, offset: e.offset, codec: e.codec,
-                        rawLength: Int(e.rawLength), object: object)
-                    let actual = plain.withUnsafeBytes { repository.key.blobID($0) }
-                    guard actual == e.id else {
-                        throw VaultlineError(.corrupt, "blob \(e.id.hex) content hashes to another id", object: object)
-                    }
-                }
+        }
+        for found in results.withLock({ $0 }).sorted(by: { $0.name < $1.name }) {
+            report.packsRead += 1
+            report.bytesRead += UInt64(found.bytes)
+            report.blobsVerified += found.outcome?.blobsVerified ?? 0
+            let problem = found.readError ?? found.outcome?.problem
+            guard let problem else { continue }
+            report.errors.append("packs/\(found.name): \(problem)")
+            report.damagedPacks.append(found.name)
+            if let outcome = found.outcome, outcome.headerReadable, found.readError == nil {
+                for id in outcome.damagedBlobs { damage.insert(id) }
+            } else if let id = Bytes32(hex: found.name) {
+                damage.insert(packs: [id], from: index)
             }
-        } catch let e as VaultlineError {
-            report.errors.append("\(object): \(e.message)")
-            report.damagedPacks.append(name)
-        } catch {
-            report.errors.append("\(object): \(error)")
-            report.damagedPacks.append(name)
         }
     }
 }

@@ -69,10 +69,7 @@ public final class Repository: @unchecked Sendable {
 
     /// Opens a repository through any backend (tests inject faults this way).
     public static func open(backend: any Backend, password: [UInt8], name path: String) throws -> Repository {
-        guard try backend.stat(.config, "config") != nil else {
-            throw VaultlineError(.notFound, "no Vaultline repository here (no config file)", object: path)
-        }
-        let config = try StoredJSON.decode(RepositoryConfig.self, from: try backend.read(.config, "config"), object: path + "/config")
+        let config = try RepositoryConfig.load(from: backend, path: path)
         guard config.version == RepositoryConfig.currentVersion else {
             throw VaultlineError(.unsupported, "repository format version \(config.version) is not supported", object: path)
         }

@@ -27,6 +27,14 @@ public struct RepositoryConfig: Codable, Sendable, Equatable {
     }
 
     public static let defaultPackSize = 16 << 20
+
+    /// Reads the config without any key (keyless scrub, replica prune's checks).
+    public static func load(from backend: any Backend, path: String) throws -> RepositoryConfig {
+        guard try backend.stat(.config, "config") != nil else {
+            throw VaultlineError(.notFound, "no Vaultline repository here (no config file)", object: path)
+        }
+        return try StoredJSON.decode(RepositoryConfig.self, from: try backend.read(.config, "config"), object: path + "/config")
+    }
 }
 
 /// JSON with stable key order and integer-safe dates, used for every JSON structure we store.

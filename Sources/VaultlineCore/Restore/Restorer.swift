@@ -63,6 +63,8 @@ public final class Restorer: @unchecked Sendable {
 
     public func restore(snapshotID: String, path: String, target: String) throws {
         let started = Date()
+        // A restorer may be used again after a failed restore: start clean.
+        shared.withLock { $0 = (Stats(), nil) }
         try repository.loadIndex()
         let snapshot = try repository.loadSnapshot(snapshotID)
         let (tree, node) = try resolve(snapshot: snapshot, path: path)

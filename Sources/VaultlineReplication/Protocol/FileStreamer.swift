@@ -3,7 +3,6 @@ import Glibc
 #endif
 import NIOCore
 import NIOPosix
-import Synchronization
 import VaultlineCore
 
 /// Streams a file as DATA frames of at most one chunk, reading on a thread pool so that a
@@ -61,33 +60,15 @@ enum FileStreamer {
     }
 }
 
-/// A token bucket over bytes per second with one second of burst (`--limit-rate`).
+/// `--limit-rate` for the async sender: waits as ``ByteRateBudget`` says.
 final class RateLimiter: Sendable {
-    let bytesPerSecond: Double
-    private let state: Mutex<(tokens: Double, last: UInt64)>
+    let budget: ByteRateBudget
 
-    init(bytesPerSecond: Double) {
-        self.bytesPerSecond = bytesPerSecond
-        state = Mutex((bytesPerSecond, MonotonicClock.nanoseconds()))
-    }
+    init(bytesPerSecond: Double) { budget = ByteRateBudget(bytesPerSecond: bytesPerSecond) }
 
     /// Waits until `count` bytes may be sent.
     func take(_ count: Int) async {
-        let wait: Double = state.withLock { s in
-            let now = MonotonicClock.nanoseconds()
-            s.tokens = min(bytesPerSecond, s.tokens + Double(now - s.last) / 1e9 * bytesPerSecond)
-            s.last = now
-            s.tokens -= Double(count)
-            return s.tokens >= 0 ? 0 : -s.tokens / bytesPerSecond
-        }
+        let wait = budget.reserve(count)
         if wait > 0 { try? await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
-    }
-}
-
-enum MonotonicClock {
-    static func nanoseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 }

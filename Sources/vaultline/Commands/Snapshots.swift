@@ -15,13 +15,11 @@ struct Snapshots: ParsableCommand {
                 try printJSON(all.map { SnapshotListing(id: $0.id, snapshot: $0.snapshot) })
                 return
             }
-            let f = DateFormatter()
-            f.dateFormat = "yyyy-MM-dd HH:mm:ss"
             print("ID        Time                 Host            Tags        Size        Paths")
             for (id, s) in all {
                 let tags = s.tags.joined(separator: ",")
                 let flag = s.partial ? " (partial)" : ""
-                print("\(id.prefix(8))  \(f.string(from: s.time))  \(s.host.padding(toLength: 14, withPad: " ", startingAt: 0))  \(tags.padding(toLength: 10, withPad: " ", startingAt: 0))  \(formatBytes(s.stats.totalBytes).padding(toLength: 10, withPad: " ", startingAt: 0))  \(s.paths.joined(separator: " "))\(flag)")
+                print("\(id.prefix(8))  \(formatDate(s.time))  \(s.host.padding(toLength: 14, withPad: " ", startingAt: 0))  \(tags.padding(toLength: 10, withPad: " ", startingAt: 0))  \(formatBytes(s.stats.totalBytes).padding(toLength: 10, withPad: " ", startingAt: 0))  \(s.paths.joined(separator: " "))\(flag)")
             }
             print("\(all.count) snapshots")
         }
