@@ -110,6 +110,30 @@ public struct LocalBackend: Backend {
         return true
     }
 
+    /// Puts a good copy of a content-addressed file in place of a damaged one (or a missing
+    /// one): `repair --from`. The only way a repository file is ever replaced, and only by bytes
+    /// that hash to its name, so a good file can never be made bad by it.
+    public func replaceVerified(_ kind: FileKind, _ name: String, _ bytes: [UInt8]) throws {
+        try validate(kind, name)
+        guard kind.isContentAddressed, SHA256.hash(bytes).hex == name else {
+            throw VaultlineError(.invalidArgument, "refusing to replace a file with bytes that do not hash to its name", object: path(kind, name))
+        }
+        let dir = directory(kind, name)
+        try FileSystem.makeDirectories(dir, mode: 0o700)
+        let final = path(kind, name)
+        let tmp = dir + "/.tmp-" + encodeHex(try SecureRandom.bytes(8))
+        do {
+            let fd = try FileDescriptor(open: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o400)
+            try fd.write(bytes)
+            try fd.sync()
+            guard rename(tmp, final) == 0 else { throw VaultlineError.system("rename", object: final) }
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+        try FileSystem.syncDirectory(dir)
+    }
+
     public func beginWrite(_ kind: FileKind) throws -> any BackendPendingFile {
         try LocalPendingFile(backend: self, kind: kind)
     }

@@ -42,6 +42,8 @@ public final class Checker {
 
     let repository: Repository
     public private(set) var report = Report()
+    /// Every blob found damaged or missing by the last run (`repair snapshots` works from it).
+    public private(set) var damage = DamageMap()
 
     public init(repository: Repository) { self.repository = repository }
 
@@ -50,6 +52,7 @@ public final class Checker {
     public func run(_ options: Options) throws -> Report {
         let start = MonotonicClock.nanoseconds()
         report = Report()
+        damage = DamageMap()
         report.readData = options.readData
         let backend = repository.backend
         // Index files, one by one so that one damaged file is named and the rest still count.
@@ -100,11 +103,10 @@ public final class Checker {
         }
         report.trees = seenTrees.count
 
-        var damage = DamageMap()
         damage.insert(packs: lostPacks, from: index)
         if options.readData {
             let chosen = onDisk.sorted().filter { options.subset.contains($0) }
-            readPacks(chosen, workers: options.workers, index: index, damage: &damage)
+            readPacks(chosen, workers: options.workers, index: index)
         }
         report.damagedBlobs = damage.count
         if !damage.isEmpty {
@@ -125,9 +127,11 @@ public final class Checker {
         do {
             tree = try repository.loadTree(id)
         } catch let e as VaultlineError {
+            if let bid = Bytes32(hex: id) { damage.insert(bid) }
             report.errors.append("snapshot \(snapshot.prefix(8)) \(path.isEmpty ? "/" : path): tree \(id.prefix(12)): \(e.message)")
             return
         } catch {
+            if let bid = Bytes32(hex: id) { damage.insert(bid) }
             report.errors.append("snapshot \(snapshot.prefix(8)) \(path.isEmpty ? "/" : path): tree \(id.prefix(12)): \(error)")
             return
         }
@@ -136,6 +140,7 @@ public final class Checker {
             for blob in node.content ?? [] {
                 report.blobs += 1
                 guard let bid = Bytes32(hex: blob), repository.index.contains(bid) else {
+                    if let bid = Bytes32(hex: blob) { damage.insert(bid) }
                     report.errors.append("snapshot \(snapshot.prefix(8)) \(p): data blob \(blob.prefix(12)) is not in the index")
                     continue
                 }
@@ -145,7 +150,7 @@ public final class Checker {
     }
 
     /// Reads and verifies `names` on `workers` threads; one pack in memory per thread.
-    private func readPacks(_ names: [String], workers: Int, index: BlobIndex, damage: inout DamageMap) {
+    private func readPacks(_ names: [String], workers: Int, index: BlobIndex) {
         struct Found: Sendable { var name: String; var bytes: Int; var outcome: PackVerifier.Outcome?; var readError: String? }
         let results = Locked<[Found]>([])
         let backend = repository.backend

@@ -15,9 +15,14 @@ public enum IndexRepair {
     public static let packsPerFile = 1000
 
     public static func run(_ repository: Repository) throws -> Result {
-        let backend = repository.backend
-        let lock = try RepositoryLock.acquire(backend, exclusive: true, command: "repair index")
+        let lock = try RepositoryLock.acquire(repository.backend, exclusive: true, command: "repair index")
         defer { lock.release() }
+        return try rebuild(repository)
+    }
+
+    /// The rebuild itself; the caller holds an exclusive lock.
+    static func rebuild(_ repository: Repository) throws -> Result {
+        let backend = repository.backend
         var result = Result()
         let old = try backend.list(.index)
         var batch: [IndexFile.Pack] = []

@@ -19,6 +19,8 @@ public final class Restorer: @unchecked Sendable {
         public var symlinks: UInt64 = 0
         public var bytes: UInt64 = 0
         public var durationSeconds: Double = 0
+        /// Items marked damaged by `repair snapshots` (data lost at every site): not restored.
+        public var damaged: [String] = []
     }
 
     struct FileJob: Sendable {
@@ -128,6 +130,10 @@ public final class Restorer: @unchecked Sendable {
         }
         let path = dir + "/" + node.name
         if shared.withLock({ $0.error != nil }) { return }
+        if let lost = node.damaged {
+            shared.withLock { $0.stats.damaged.append("\(path): \(lost)") }
+            if node.kind != .dir || node.subtree == nil { return }
+        }
         switch node.kind {
         case .dir:
             if mkdir(path, 0o700) != 0 && errno != EEXIST { throw VaultlineError.system("mkdir", object: path) }

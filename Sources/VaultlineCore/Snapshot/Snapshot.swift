@@ -46,6 +46,8 @@ public struct Snapshot: Codable, Sendable {
     public var sourceState: String?
     public var errors: [ItemError]
     public var partial: Bool
+    /// Set by `repair snapshots`: the snapshot this one replaces (whose data was partly lost).
+    public var repairedFrom: String?
 
     public init(time: Date, sourceKind: String, paths: [String], tags: [String], parent: String?, tree: String, stats: Stats) {
         self.time = time

@@ -26,6 +26,9 @@ public struct TreeNode: Codable, Sendable, Equatable {
     public var linkTarget: String?
     /// Source-specific metadata (Graph ids, e-tags...), opaque to the engine.
     public var metadata: [String: String]?
+    /// Set by `repair snapshots` when the item's data is lost at every site: what was lost.
+    /// A damaged file has no content and is never restored (restore lists it instead).
+    public var damaged: String?
 
     public init(name: String, kind: Kind) {
         self.name = name

@@ -47,7 +47,7 @@ struct ReceiverSession {
             guard hello.minVersion <= ProtocolLimits.version, hello.maxVersion >= ProtocolLimits.version else {
                 throw ReplicationError(.version, "no common protocol version: this receiver speaks 1…1, the peer \(hello.minVersion)…\(hello.maxVersion)")
             }
-            repository = try server.store.repository(id: hello.repositoryID, create: role.mayPush)
+            repository = try server.store.repository(id: hello.repositoryID, create: role.mayPush && !server.store.readOnly)
         } catch {
             log.warning("refused handshake", metadata: ["error": "\(error)"])
             try await refuse(error, requestID: 0)
@@ -108,6 +108,7 @@ struct ReceiverSession {
 
         case .offer:
             guard role.mayPush else { throw ReplicationError(.forbidden, "role \(role) may not push files") }
+            guard !server.store.readOnly else { throw ReplicationError(.forbidden, "this peer serves its repository read-only (for repair); it accepts no files") }
             guard !server.isShuttingDown else { throw ReplicationError(.shuttingDown, "the receiver is stopping; reconnect later") }
             guard transfers[frame.requestID] == nil else { throw ReplicationError(.malformed, "request id \(frame.requestID) is in use") }
             guard transfers.count < Int(ProtocolLimits.maxTransfers) else {

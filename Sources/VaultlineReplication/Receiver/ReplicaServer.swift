@@ -14,8 +14,11 @@ public final class ReplicaServer: Sendable {
         public var identity: SiteIdentity
         public var root: String
         public var serverName: String
+        /// Serve this one repository read-only instead of a root of replicas.
+        public var servedRepository: String?
 
-        public init(host: String, port: Int, identity: SiteIdentity, root: String, serverName: String) {
+        public init(host: String, port: Int, identity: SiteIdentity, root: String, serverName: String, servedRepository: String? = nil) {
+            self.servedRepository = servedRepository
             self.host = host
             self.port = port
             self.identity = identity
@@ -41,7 +44,7 @@ public final class ReplicaServer: Sendable {
     public init(configuration: Configuration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        store = try ReplicaStore(root: configuration.root)
+        store = try configuration.servedRepository.map { try ReplicaStore(serving: $0) } ?? ReplicaStore(root: configuration.root)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         threadPool = NIOThreadPool(numberOfThreads: 4)
         threadPool.start()

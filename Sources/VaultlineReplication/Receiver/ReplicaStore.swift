@@ -8,15 +8,28 @@ import VaultlineCore
 /// each in the repository layout of docs/FORMAT.md (so site B can restore from it).
 public final class ReplicaStore: Sendable {
     public let root: String
+    /// Set when serving one existing repository read-only (`replica serve --repository`): the
+    /// other site reads from it for `repair --from`; nothing may be pushed.
+    public let served: (id: String, directory: String)?
+    public var readOnly: Bool { served != nil }
     private let replicas = Mutex<[String: ReplicaRepository]>([:])
 
     public init(root: String) throws {
         var r = root
         while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
         self.root = r
+        served = nil
         do { try FileSystem.makeDirectories(r) } catch {
             throw ReplicationError(.io, "cannot create the receiver's root", object: r, cause: error)
         }
+    }
+
+    /// Serves the repository at `repository` only, read-only, under its own id.
+    public init(serving repository: String) throws {
+        root = repository
+        let backend = LocalBackend(root: repository)
+        let config = try RepositoryConfig.load(from: backend, path: repository)
+        served = (config.id, repository)
     }
 
     /// Repository ids are 64 lowercase hex digits: nothing else reaches the file system.
@@ -31,6 +44,12 @@ public final class ReplicaStore: Sendable {
         }
         return try replicas.withLock { map in
             if let r = map[id] { return r }
+            if let served {
+                guard id == served.id else { throw ReplicationError(.notFound, "this peer serves another repository", object: id) }
+                let r = try ReplicaRepository(directory: served.directory, readOnly: true)
+                map[id] = r
+                return r
+            }
             let dir = root + "/" + id
             guard create || FileSystem.isDirectory(dir) else {
                 throw ReplicationError(.notFound, "no replica of this repository here", object: id)
@@ -59,13 +78,15 @@ public final class ReplicaRepository: Sendable {
     /// that resumed transfers never receive a byte twice).
     public let appendedBytes = Atomic<Int64>(0)
 
-    init(directory: String) throws {
+    init(directory: String, readOnly: Bool = false) throws {
         self.directory = directory
         backend = LocalBackend(root: directory)
         incoming = directory + "/incoming"
         do {
-            try backend.createLayout()
-            try FileSystem.makeDirectories(incoming)
+            if !readOnly {
+                try backend.createLayout()
+                try FileSystem.makeDirectories(incoming)
+            }
         } catch {
             throw ReplicationError(.io, "cannot create the replica's folders", object: directory, cause: error)
         }

@@ -26,7 +26,9 @@ struct ReplicaServe: AsyncParsableCommand {
             """)
 
     @Option(help: "Address to listen on, HOST:PORT.") var listen: String
-    @Option(help: "Folder holding the replicas.") var root: String
+    @Option(help: "Folder holding the replicas.") var root: String?
+    @Option(help: "Instead of --root: serve this one repository read-only, so the other site can `repair --from` it (site A).")
+    var repository: String?
     @OptionGroup var identity: SiteIdentityOptions
     @Option(help: "This receiver's name, sent to peers.") var name = FileSystem.hostName()
     @Option(help: "Log level: debug, info, warning, error.") var logLevel = "info"
@@ -34,9 +36,13 @@ struct ReplicaServe: AsyncParsableCommand {
     func run() async throws {
         try await reporting {
             let (host, port) = try parseHostPort(listen, option: "--listen")
+            guard (root == nil) != (repository == nil) else {
+                throw VaultlineError(.invalidArgument, "give either --root (a receiver of replicas) or --repository (one repository served read-only)")
+            }
             let logger = makeLogger("vaultline.replica", level: Logger.Level(rawValue: logLevel) ?? .info)
             let server = try ReplicaServer(
-                configuration: .init(host: host, port: port, identity: try identity.load(), root: root, serverName: name),
+                configuration: .init(host: host, port: port, identity: try identity.load(), root: root ?? repository ?? "", serverName: name,
+                               servedRepository: repository),
                 logger: logger)
             signal(SIGTERM, SIG_IGN)
             signal(SIGINT, SIG_IGN)

@@ -42,7 +42,10 @@ struct Restore: ParsableCommand {
                 try printJSON(s)
             } else {
                 print("restored \(s.files) files, \(s.dirs) dirs, \(s.symlinks) symlinks, \(formatBytes(s.bytes)) into \(target) in \(String(format: "%.2f", s.durationSeconds)) s")
+                for d in s.damaged { print("not restored (lost at every site, marked by repair snapshots): \(d)") }
             }
+            // Exit 3 as a partial backup does: the restore finished, but not every item is there.
+            if !s.damaged.isEmpty { throw ExitCode(3) }
         }
     }
 }
