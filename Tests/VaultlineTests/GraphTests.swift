@@ -74,6 +74,7 @@ struct GraphTests {
         let before = f.client.stats.requests
         let second = try await f.backup()
         #expect(second.itemsDownloaded > 0 && second.itemsDownloaded < first.itemsDownloaded / 2, "only changes are downloaded")
+        #expect(second.snapshot.signal != nil && !second.snapshot.isFlagged, "ordinary edits are not flagged: \(String(describing: second.snapshot.signal))")
         #expect(f.client.stats.requests - before < first.graph.requests, "requests scale with the changes")
         #expect(try f.restore(second.snapshotID, "/users/\(upn)/mail") == f.expectedMailbox(upn), "deletions and moves applied")
         #expect(try f.restore(second.snapshotID, "/users/\(upn)/onedrive") == f.sim.tenant.driveFiles(upn: upn), "edits, renames, moves, deletions in the drive")
@@ -158,10 +159,13 @@ struct GraphTests {
         let first = try await f.backup()
         let hit = f.sim.tenant.ransomware(upn: upn, share: 0.5)
         #expect(hit.encrypted >= 3)
-        let second = try await f.backup()
+        // The test tenant's files are small: half a MB encrypted; the signal's floor goes down with it.
+        let second = try await f.backup { $0.signal.minIncompressibleBytes = 256 << 10 }
         #expect(second.itemsDownloaded == hit.encrypted, "only the encrypted files changed")
         #expect(second.snapshot.stats.newIncompressibleBytes > second.snapshot.stats.newRawBytes / 2, "encrypted content does not compress")
         #expect(first.snapshot.stats.newIncompressibleBytes < first.snapshot.stats.newRawBytes / 4)
+        #expect(first.snapshot.signal == nil && !first.snapshot.isFlagged, "a first backup has no parent to compare with")
+        #expect(second.snapshot.isFlagged, "the ransomware signal trips: \(String(describing: second.snapshot.signal))")
         // The good copies are still in the first snapshot.
         let before = try f.restore(first.snapshotID, "/users/\(upn)/onedrive")
         let after = try f.restore(second.snapshotID, "/users/\(upn)/onedrive")

@@ -6,11 +6,13 @@ public enum FileKind: String, Sendable, CaseIterable, Codable {
     case index
     case snapshot = "snapshots"
     case lock = "locks"
+    /// Prune plans: packs marked for deletion, and when (site-local; never replicated).
+    case plan = "prune"
 
     /// Immutable kinds are named by the SHA-256 of their bytes; config and locks are not.
     public var isContentAddressed: Bool {
         switch self {
-        case .key, .pack, .index, .snapshot: true
+        case .key, .pack, .index, .snapshot, .plan: true
         case .config, .lock: false
         }
     }

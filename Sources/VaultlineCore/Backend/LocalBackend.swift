@@ -62,6 +62,8 @@ public struct LocalBackend: Backend {
                 out += try FileSystem.list(root + "/packs/" + sub).filter { !$0.hasPrefix(".") }
             }
             return out
+        case .plan where !FileSystem.isDirectory(root + "/" + kind.rawValue):
+            return []  // repositories made before prune existed have no such folder
         default:
             return try FileSystem.list(root + "/" + kind.rawValue).filter { !$0.hasPrefix(".") }
         }
@@ -89,6 +91,7 @@ public struct LocalBackend: Backend {
         let dir = directory(kind, name)
         let final = path(kind, name)
         if FileSystem.exists(final) { return false }
+        if kind == .plan { try FileSystem.makeDirectories(dir) }
         let tmp = dir + "/.tmp-" + encodeHex(try SecureRandom.bytes(8))
         do {
             let fd = try FileDescriptor(open: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: kind == .lock ? 0o600 : 0o400)

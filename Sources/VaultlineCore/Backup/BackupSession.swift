@@ -167,7 +167,10 @@ public final class BackupSession: @unchecked Sendable {
     public func commit(_ snapshot: Snapshot) throws -> String {
         precondition(finished, "commit before finish")
         if let error = failure.withLock({ $0 }) { throw error }
-        return try repository.saveSnapshot(snapshot)
+        let id = try repository.saveSnapshot(snapshot)
+        // Written first, checked second: see Repository.reindexAfterConcurrentPrune.
+        try repository.reindexAfterConcurrentPrune(snapshotTree: snapshot.tree)
+        return id
     }
 
     /// Stops the pipeline after a failure of the caller; nothing more is written.

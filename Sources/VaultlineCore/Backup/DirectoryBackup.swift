@@ -24,6 +24,7 @@ public final class DirectoryBackup: @unchecked Sendable {
         /// Parent snapshot id; nil picks the latest snapshot of the same paths and host.
         public var parent: String?
         public var noParent = false
+        public var signal = RansomwareSignal()
         public var workers = ProcessInfo.processInfo.activeProcessorCount
         public var readers = ProcessInfo.processInfo.activeProcessorCount
         public init(paths: [String]) { self.paths = paths }
@@ -81,8 +82,10 @@ public final class DirectoryBackup: @unchecked Sendable {
 
         let parentID = try options.noParent ? nil : (options.parent.map(repository.resolveSnapshot) ?? findParent(absolute))
         var parentRoot: [String: TreeNode] = [:]
+        var parentStats: Snapshot.Stats?
         if let parentID {
             let parent = try repository.loadSnapshot(parentID)
+            parentStats = parent.stats
             parentRoot = Dictionary(try repository.loadTree(parent.tree).nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         }
 
@@ -127,6 +130,7 @@ public final class DirectoryBackup: @unchecked Sendable {
                 tree: rootID.hex, stats: stats)
             snapshot.errors = errors.sorted { $0.path < $1.path }
             snapshot.partial = !errors.isEmpty
+            snapshot.signal = options.signal.evaluate(stats, parent: parentStats)
             let id = try session.commit(snapshot)
             return Result(snapshotID: id, snapshot: snapshot)
         } catch {

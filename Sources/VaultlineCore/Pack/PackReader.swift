@@ -59,6 +59,29 @@ public final class BlobOpener {
         sealed: UnsafeRawBufferPointer, id: Bytes32, salt: Bytes32, offset: UInt32,
         codec: Codec, rawLength: Int, object: @autoclosure () -> String
     ) throws -> [UInt8] {
+        let plain = try decrypt(sealed: sealed, id: id, salt: salt, offset: offset, object: object())
+        if codec == .none {
+            guard plain.count == rawLength else {
+                throw VaultlineError(.corrupt, "blob \(id.hex) has length \(plain.count), index says \(rawLength)", object: object())
+            }
+            return plain
+        }
+        var out = [UInt8](repeating: 0, count: rawLength)
+        do {
+            try plain.withUnsafeBytes { src in
+                try out.withUnsafeMutableBytes { try decompressor.decompress(src, codec: codec, into: $0) }
+            }
+        } catch let e as VaultlineError {
+            throw VaultlineError(.corrupt, "blob \(id.hex): \(e.message)", object: object())
+        }
+        return out
+    }
+
+    /// Authenticates and decrypts one sealed blob, leaving it compressed (prune copies blobs
+    /// into new packs this way, without recompressing them).
+    public func decrypt(
+        sealed: UnsafeRawBufferPointer, id: Bytes32, salt: Bytes32, offset: UInt32, object: @autoclosure () -> String
+    ) throws -> [UInt8] {
         let cipher = try cipher(salt: salt)
         guard sealed.count >= AESGCM.tagSize else {
             throw VaultlineError(.corrupt, "sealed blob is shorter than its tag", object: object())
@@ -76,21 +99,7 @@ public final class BlobOpener {
         guard ok else {
             throw VaultlineError(.corrupt, "blob \(id.hex) does not authenticate (damaged pack)", object: object())
         }
-        if codec == .none {
-            guard plain.count == rawLength else {
-                throw VaultlineError(.corrupt, "blob \(id.hex) has length \(plain.count), index says \(rawLength)", object: object())
-            }
-            return plain
-        }
-        var out = [UInt8](repeating: 0, count: rawLength)
-        do {
-            try plain.withUnsafeBytes { src in
-                try out.withUnsafeMutableBytes { try decompressor.decompress(src, codec: codec, into: $0) }
-            }
-        } catch let e as VaultlineError {
-            throw VaultlineError(.corrupt, "blob \(id.hex): \(e.message)", object: object())
-        }
-        return out
+        return plain
     }
 
     private func cipher(salt: Bytes32) throws -> AESGCM {

@@ -3,16 +3,27 @@ import Foundation
 import Glibc
 #endif
 
-/// A lock file under `locks/` (docs/FORMAT.md, "Locks"). Backups take shared locks; maintenance
-/// that removes data takes an exclusive one. A lock whose process is gone (same host, no such
-/// pid) or that has not been refreshed for 30 minutes is stale and ignored.
+/// A lock file under `locks/` (docs/FORMAT.md, "Locks"). Backups, check and forget take shared
+/// locks; prune takes a maintenance lock (one prune at a time, backups may run alongside: its
+/// two phases protect them); `repair index` and `repair snapshots` take an exclusive one. A lock
+/// whose process is gone (same host, no such pid) or that has not been refreshed for 30 minutes
+/// is stale and ignored.
 public final class RepositoryLock: @unchecked Sendable {
+    public enum Mode: Sendable { case shared, maintenance, exclusive }
+
     public struct Record: Codable, Sendable, Equatable {
         public var exclusive: Bool
+        /// A maintenance lock (absent in older locks: false).
+        public var maintenance: Bool?
         public var host: String
         public var pid: Int32
+        /// Last refreshed.
         public var time: Date
+        /// When the lock was first taken (absent in older locks); prune compares it with its plans.
+        public var created: Date?
         public var command: String
+
+        var mode: Mode { exclusive ? .exclusive : (maintenance == true ? .maintenance : .shared) }
     }
 
     public static let staleAfter: TimeInterval = 30 * 60
@@ -31,15 +42,21 @@ public final class RepositoryLock: @unchecked Sendable {
     }
 
     public static func acquire(_ backend: any Backend, exclusive: Bool, command: String) throws -> RepositoryLock {
+        try acquire(backend, mode: exclusive ? .exclusive : .shared, command: command)
+    }
+
+    public static func acquire(_ backend: any Backend, mode: Mode, command: String) throws -> RepositoryLock {
+        let now = Date()
         let record = Record(
-            exclusive: exclusive, host: FileSystem.hostName(), pid: getpid(), time: Date(), command: command)
-        try checkConflicts(backend, exclusive: exclusive, ignoring: nil)
+            exclusive: mode == .exclusive, maintenance: mode == .maintenance ? true : nil, host: FileSystem.hostName(),
+            pid: getpid(), time: now, created: now, command: command)
+        try checkConflicts(backend, mode: mode, ignoring: nil)
         let name = encodeHex(try SecureRandom.bytes(16))
         try backend.writeIfAbsent(.lock, name, try StoredJSON.encode(record))
         let lock = RepositoryLock(backend: backend, name: name, record: record)
         // Two processes may have written at once: check again now that ours is visible.
         do {
-            try checkConflicts(backend, exclusive: exclusive, ignoring: name)
+            try checkConflicts(backend, mode: mode, ignoring: name)
         } catch {
             lock.release()
             throw error
@@ -78,18 +95,29 @@ public final class RepositoryLock: @unchecked Sendable {
         try? backend.delete(.lock, name)
     }
 
-    static func checkConflicts(_ backend: any Backend, exclusive: Bool, ignoring: String?) throws {
-        for other in try backend.list(.lock) where other != ignoring {
-            guard let bytes = try? backend.read(.lock, other),
-                  let rec = try? StoredJSON.decode(Record.self, from: bytes, object: "locks/\(other)")
-            else { continue }
-            if isStale(rec) { continue }
-            if exclusive || rec.exclusive {
+    static func checkConflicts(_ backend: any Backend, mode: Mode, ignoring: String?) throws {
+        for (other, rec) in try liveLocks(backend) where other != ignoring {
+            let conflict = switch (mode, rec.mode) {
+            case (.exclusive, _), (_, .exclusive), (.maintenance, .maintenance): true
+            default: false
+            }
+            if conflict {
                 throw VaultlineError(
                     .locked,
-                    "repository is locked \(rec.exclusive ? "exclusively" : "") by \(rec.command) (pid \(rec.pid) on \(rec.host) since \(StoredJSON.iso8601(rec.time)))",
+                    "repository is locked \(rec.mode == .shared ? "" : "(\(rec.mode)) ")by \(rec.command) (pid \(rec.pid) on \(rec.host) since \(StoredJSON.iso8601(rec.created ?? rec.time)))",
                     object: "locks/\(other)")
             }
+        }
+    }
+
+    /// Every lock that is not stale, by file name.
+    public static func liveLocks(_ backend: any Backend) throws -> [(name: String, record: Record)] {
+        try backend.list(.lock).compactMap { name in
+            guard let bytes = try? backend.read(.lock, name),
+                  let rec = try? StoredJSON.decode(Record.self, from: bytes, object: "locks/\(name)"),
+                  !isStale(rec)
+            else { return nil }
+            return (name, rec)
         }
     }
 

@@ -28,6 +28,7 @@ public final class M365Backup: Sendable {
         public var tags: [String] = []
         public var parent: String?
         public var noParent = false
+        public var signal = RansomwareSignal()
         /// Users backed up at once: mailboxes are limited one by one (4 requests in flight, a
         /// request budget), so throughput comes from working on many at once.
         public var concurrentUsers = 64
@@ -92,9 +93,11 @@ public final class M365Backup: Sendable {
         let graphBase = client.credentials.graphBase
         let parentID: String? = try options.noParent ? nil : (options.parent.map(repository.resolveSnapshot) ?? findParent(graphBase))
         var parentRoot: Tree?
+        var parentStats: Snapshot.Stats?
         var state = M365State(graphBase: graphBase)
         if let parentID {
             let parent = try repository.loadSnapshot(parentID)
+            parentStats = parent.stats
             parentRoot = try repository.loadTree(parent.tree)
             if let s = M365State.decode(parent.sourceState), s.graphBase == graphBase { state = s }
         }
@@ -157,6 +160,7 @@ public final class M365Backup: Sendable {
             snapshot.sourceState = newState.encoded()
             snapshot.errors = errors.withLock { $0 }
             snapshot.partial = !snapshot.errors.isEmpty
+            snapshot.signal = options.signal.evaluate(stats, parent: parentStats)
             let id = try session.commit(snapshot)
             journal.remove()
             return Result(snapshotID: id, snapshot: snapshot, graph: client.stats.since(graphBefore), itemsDownloaded: downloaded, itemsTotal: root.itemCount)

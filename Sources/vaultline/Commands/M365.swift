@@ -69,6 +69,8 @@ struct M365: AsyncParsableCommand {
         @Flag(help: "Do not use a parent snapshot (enumerate everything).")
         var noParent = false
 
+        @OptionGroup var signal: SignalOptions
+
         @Option(help: "Make stored data durable and indexed at least this often, so a killed run is not downloaded again (seconds).")
         var checkpointSeconds = 30.0
 
@@ -81,6 +83,7 @@ struct M365: AsyncParsableCommand {
                 options.tags = tag
                 options.noParent = noParent
                 options.checkpointSeconds = checkpointSeconds
+                options.signal = try signal.policy()
                 for s in skip {
                     switch s {
                     case "mail": options.mail = false
@@ -107,7 +110,7 @@ struct M365: AsyncParsableCommand {
                 } else {
                     printSummary(result)
                 }
-                if result.snapshot.partial { throw ExitCode(3) }
+                try exitForOutcome(result.snapshot)
             }
         }
     }
@@ -121,8 +124,10 @@ struct M365Summary: Encodable {
     var graph: GraphStats
     var errors: [Snapshot.ItemError]
     var partial: Bool
+    var signal: Snapshot.ChangeSignal?
 
     init(_ r: VaultlineGraph.M365Backup.Result) {
+        signal = r.snapshot.signal
         snapshot = r.snapshotID
         items = r.itemsTotal
         itemsDownloaded = r.itemsDownloaded
@@ -138,6 +143,7 @@ func printSummary(_ r: VaultlineGraph.M365Backup.Result, indent: String = "") {
     print("\(indent)snapshot \(r.snapshotID.prefix(8)) saved\(r.snapshot.partial ? " (partial)" : "")")
     print("\(indent)  items: \(r.itemsTotal) (\(r.itemsDownloaded) downloaded, \(formatBytes(s.bytesRead))), \(formatBytes(s.totalBytes)) in total")
     print("\(indent)  added: \(s.newBlobs) blobs, \(formatBytes(s.newRawBytes)) raw, \(formatBytes(s.newStoredBytes)) stored")
+    printSignal(r.snapshot, indent: indent)
     print("\(indent)  graph: \(r.graph.requests) requests, \(r.graph.throttled) throttled (429), \(r.graph.retries) retries, \(String(format: "%.2f", s.durationSeconds)) s")
     for e in r.snapshot.errors { print("\(indent)  could not back up \(e.path): \(e.message)") }
 }

@@ -7,9 +7,17 @@ struct Snapshots: ParsableCommand {
 
     @OptionGroup var repository: RepositoryOptions
 
+    @Option(help: "Release a flagged snapshot after looking at it: forget stops holding the unflagged one before it.")
+    var release: String?
+
     func run() throws {
         try reporting {
             let repo = try repository.open()
+            if let release {
+                let new = try repo.releaseFlag(release)
+                print("released; the snapshot's id is now \(new.prefix(8))")
+                return
+            }
             let all = try repo.listSnapshots()
             if repository.json {
                 try printJSON(all.map { SnapshotListing(id: $0.id, snapshot: $0.snapshot) })
@@ -18,7 +26,8 @@ struct Snapshots: ParsableCommand {
             print("ID        Time                 Host            Tags        Size        Paths")
             for (id, s) in all {
                 let tags = s.tags.joined(separator: ",")
-                let flag = s.partial ? " (partial)" : ""
+                let flag = (s.partial ? " (partial)" : "") + (s.isFlagged ? " FLAGGED: \(s.signal?.reason ?? "possible ransomware")" : "")
+                    + (s.released == true ? " (flag released)" : "")
                 print("\(id.prefix(8))  \(formatDate(s.time))  \(s.host.padding(toLength: 14, withPad: " ", startingAt: 0))  \(tags.padding(toLength: 10, withPad: " ", startingAt: 0))  \(formatBytes(s.stats.totalBytes).padding(toLength: 10, withPad: " ", startingAt: 0))  \(s.paths.joined(separator: " "))\(flag)")
             }
             print("\(all.count) snapshots")
