@@ -1,3 +1,5 @@
+import Foundation
+
 /// The kinds of file in a repository, each with its own folder (docs/FORMAT.md, "Layout").
 public enum FileKind: String, Sendable, CaseIterable, Codable {
     case config
@@ -32,6 +34,8 @@ public protocol Backend: Sendable {
     /// Writes a new file durably; returns false (and writes nothing) when the name exists.
     @discardableResult
     func writeIfAbsent(_ kind: FileKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws -> Bool
+    /// When a file was last written (at this site), or nil when unknown.
+    func modified(_ kind: FileKind, _ name: String) throws -> Date?
     /// Removes a file; a missing file is not an error.
     func delete(_ kind: FileKind, _ name: String) throws
     /// Starts a file whose name is known only once it is complete (packs are named by the
@@ -50,6 +54,8 @@ public protocol BackendPendingFile: AnyObject, Sendable {
 }
 
 extension Backend {
+    public func modified(_ kind: FileKind, _ name: String) throws -> Date? { nil }
+
     public func read(_ kind: FileKind, _ name: String) throws -> [UInt8] {
         try read(kind, name, offset: 0, length: nil)
     }

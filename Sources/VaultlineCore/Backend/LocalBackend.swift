@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -77,6 +78,16 @@ public struct LocalBackend: Backend {
             throw VaultlineError.system("stat", object: path(kind, name))
         }
         return Int64(st.st_size)
+    }
+
+    public func modified(_ kind: FileKind, _ name: String) throws -> Date? {
+        try validate(kind, name)
+        var st = Glibc.stat()
+        guard lstat(path(kind, name), &st) == 0 else {
+            if errno == ENOENT { return nil }
+            throw VaultlineError.system("stat", object: path(kind, name))
+        }
+        return Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9)
     }
 
     public func read(_ kind: FileKind, _ name: String, offset: Int64, length: Int?) throws -> [UInt8] {

@@ -73,10 +73,13 @@ public final class Checker {
         let onDisk = Set(try backend.list(.pack))
         var indexed = Set<String>()
         var lostPacks = Set<Bytes32>()
+        let pruned = (backend as? LocalBackend).map { PrunedNames.load(repository: $0.root)[.pack] ?? [] } ?? []
         for (id, _, _) in index.packIDs {
             let name = id.hex
             indexed.insert(name)
-            if !onDisk.contains(name) {
+            if !onDisk.contains(name) && pruned.contains(name) {
+                report.warnings.append("packs/\(name): removed by this replica's prune, still named by an index file from site A (the next `replica prune` drops it from the index)")
+            } else if !onDisk.contains(name) {
                 report.errors.append("packs/\(name): missing, but the index references it")
                 report.damagedPacks.append(name)
                 lostPacks.insert(id)

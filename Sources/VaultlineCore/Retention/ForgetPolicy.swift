@@ -33,6 +33,8 @@ public struct ForgetPolicy: Sendable, Codable, Equatable {
         public var keep: Bool
         /// Why it is kept ("last", "daily 2026-11-25", "tag weekly", "unflagged before flagged …").
         public var reasons: [String]
+        /// Set when the policy would remove it but site B's retention lock refuses: why.
+        public var refused: String?
     }
 
     public static func group(of snapshot: Snapshot, by grouping: Grouping) -> String {
@@ -101,17 +103,32 @@ public struct ForgetPolicy: Sendable, Codable, Equatable {
 extension Repository {
     /// Removes the snapshots the policy does not keep (unless `dryRun`); returns every decision.
     /// Only snapshot files are removed: the data they alone used is freed by `prune`.
+    ///
+    /// At site B (`replicaPath` set): a snapshot under the `retention` lock is kept and its
+    /// decision says why (`refused`); removed names are recorded first (``PrunedNames``).
     public func forget(
-        policy: ForgetPolicy, grouping: ForgetPolicy.Grouping, only filter: (Snapshot) -> Bool = { _ in true }, dryRun: Bool
+        policy: ForgetPolicy, grouping: ForgetPolicy.Grouping, only filter: (Snapshot) -> Bool = { _ in true }, dryRun: Bool,
+        retention: RetentionLock? = nil, replicaPath: String? = nil
     ) throws -> [ForgetPolicy.Decision] {
         guard !policy.isEmpty else {
             throw VaultlineError(.invalidArgument, "no keep rule given: refusing to forget every snapshot (give --keep-last, --keep-daily, … or --keep-within)")
         }
         let lock = try RepositoryLock.acquire(backend, exclusive: false, command: "forget")
         defer { lock.release() }
-        let decisions = policy.apply(try listSnapshots().filter { filter($0.snapshot) }, grouping: grouping)
+        var decisions = policy.apply(try listSnapshots().filter { filter($0.snapshot) }, grouping: grouping)
+        if let retention {
+            for i in decisions.indices where !decisions[i].keep {
+                let arrival = try backend.modified(.snapshot, decisions[i].id)
+                if retention.holds(arrival: arrival, time: decisions[i].time) {
+                    decisions[i].keep = true
+                    decisions[i].refused = "refused: the retention lock keeps everything younger than \(retention.days) days at this site (taken \(StoredJSON.iso8601(decisions[i].time)), arrived \(arrival.map(StoredJSON.iso8601) ?? "?"))"
+                }
+            }
+        }
+        let removed = decisions.filter { !$0.keep }.map(\.id)
         if !dryRun {
-            for d in decisions where !d.keep { try backend.delete(.snapshot, d.id) }
+            if let replicaPath { try PrunedNames.append(repository: replicaPath, .snapshot, removed) }
+            for id in removed { try backend.delete(.snapshot, id) }
         }
         return decisions
     }

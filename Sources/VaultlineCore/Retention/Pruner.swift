@@ -24,6 +24,10 @@ public final class Pruner {
         /// Repack packs with less than this share of their bytes in use.
         public var repackBelowUsage = 0.8
         public var dryRun = false
+        /// Site B (`replica prune`): the retention lock, and the replica's folder, where every
+        /// name deleted is first recorded (``PrunedNames``) so the receiver never takes it again.
+        public var retention: RetentionLock?
+        public var replicaPath: String?
         public init() {}
     }
 
@@ -120,6 +124,7 @@ public final class Pruner {
         let backend = repository.backend
         let indexed = Set(index.packIDs.map(\.id.hex))
         for (name, plan) in ripe {
+            var deleted: [String] = [], locked: [String] = []
             for pack in plan.packs {
                 guard !indexed.contains(pack), let size = try backend.stat(.pack, pack) else { continue }
                 // A blob some snapshot uses that the index lacks: index the pack again.
@@ -130,13 +135,35 @@ public final class Pruner {
                     report.packsReindexed += 1
                     continue
                 }
-                if !options.dryRun { try backend.delete(.pack, pack) }
+                if let lock = options.retention, lock.holds(arrival: try backend.modified(.pack, pack)) {
+                    locked.append(pack)
+                    continue
+                }
+                deleted.append(pack)
                 report.packsDeleted += 1
                 report.bytesFreed += UInt64(size)
             }
-            if !options.dryRun { try backend.delete(.plan, name) }
-            report.plansCarriedOut += 1
+            if !locked.isEmpty {
+                report.plansWaiting.append("prune/\(name.prefix(12)): \(locked.count) packs arrived less than \(options.retention?.days ?? 0) days ago (retention lock); they stay until it expires")
+            }
+            guard !options.dryRun else { continue }
+            try delete(.pack, deleted)
+            if !locked.isEmpty {
+                // The rest of the plan waits for the lock, under the plan's own time.
+                let bytes = try StoredJSON.encode(Plan(time: plan.time, packs: locked.sorted()))
+                try backend.writeIfAbsent(.plan, SHA256.hash(bytes).hex, bytes)
+            }
+            if SHA256.hash(try StoredJSON.encode(Plan(time: plan.time, packs: locked.sorted()))).hex != name || locked.isEmpty {
+                try backend.delete(.plan, name)
+            }
+            report.plansCarriedOut += locked.isEmpty ? 1 : 0
         }
+    }
+
+    /// Deletes files, recording their names first at a replica.
+    private func delete(_ kind: FileKind, _ names: [String]) throws {
+        if let path = options.replicaPath { try PrunedNames.append(repository: path, kind, names) }
+        for name in names { try repository.backend.delete(kind, name) }
     }
 
     // MARK: Mark phase
@@ -151,6 +178,17 @@ public final class Pruner {
         }
         let onDisk = try backend.list(.pack)
         report.packs = onDisk.count
+        // At a replica, packs its own prune deleted may still be named by index files that
+        // arrived from site A since: they leave the index quietly.
+        let pruned = options.replicaPath.map { PrunedNames.load(repository: $0)[.pack] ?? [] } ?? []
+        var droppedQuietly = 0
+        if !pruned.isEmpty {
+            let present = Set(onDisk)
+            for id in packs.keys where pruned.contains(id.hex) && !present.contains(id.hex) {
+                packs[id] = nil
+                droppedQuietly += 1
+            }
+        }
         var drop: [String] = []      // out of the index, into the plan
         var repack: [IndexFile.Pack] = []
         var keep: [IndexFile.Pack] = []
@@ -186,7 +224,7 @@ public final class Pruner {
             report.packsRepacked = repack.count
             return
         }
-        guard !drop.isEmpty || !repack.isEmpty else { return }
+        guard !drop.isEmpty || !repack.isEmpty || droppedQuietly > 0 else { return }
 
         // Copy the used blobs of the packs to repack into new packs (durable before indexed).
         let copied = try copyUsedBlobs(of: repack, index: index, referenced: referenced)
@@ -200,10 +238,14 @@ public final class Pruner {
             written.insert(try repository.writeIndexFile(Array(all[start..<min(all.count, start + IndexRepair.packsPerFile)])))
         }
         report.indexFilesWritten = written.count
+        var removable: [String] = []
         for name in oldIndexFiles where !written.contains(name) {
-            try backend.delete(.index, name)
-            report.indexFilesRemoved += 1
+            // Under the retention lock, an old index file stays (its packs then stay indexed).
+            if let lock = options.retention, lock.holds(arrival: try backend.modified(.index, name)) { continue }
+            removable.append(name)
         }
+        try delete(.index, removable)
+        report.indexFilesRemoved = removable.count
 
         // Snapshots written since the walk (backups that finished meanwhile) keep what they use.
         let fresh = BlobIndex()

@@ -91,8 +91,10 @@ public final class ReplicaRepository: Sendable {
             throw ReplicationError(.io, "cannot create the replica's folders", object: directory, cause: error)
         }
         var names: [ReplicatedKind: Set<Bytes32>] = [:]
+        // Names this replica's prune removed count as held: site A never sends them again.
+        let pruned = PrunedNames.load(repository: directory)
         for kind in ReplicatedKind.allCases {
-            var set = Set<Bytes32>()
+            var set = Set<Bytes32>(pruned[kind.fileKind, default: []].compactMap { Bytes32(hex: $0) })
             if kind == .config {
                 if let bytes = try? FileSystem.readFile(directory + "/config") { set.insert(SHA256.hash(bytes)) }
             } else {

@@ -15,6 +15,20 @@ struct Forget: ParsableCommand {
             """)
 
     @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var keep: KeepOptions
+    @Flag(help: "Only show what would be removed.") var dryRun = false
+
+    func run() throws {
+        try reporting {
+            let repo = try repository.open()
+            let decisions = try repo.forget(policy: try keep.policy(), grouping: try keep.grouping(), only: keep.filter, dryRun: dryRun)
+            try printDecisions(decisions, dryRun: dryRun, json: repository.json)
+        }
+    }
+}
+
+/// The keep rules and filters of `forget` and `replica prune`.
+struct KeepOptions: ParsableArguments {
     @Option(help: "Keep the newest N snapshots.") var keepLast = 0
     @Option(help: "Keep the newest snapshot of each of the last N hours.") var keepHourly = 0
     @Option(help: "… of each of the last N days.") var keepDaily = 0
@@ -27,36 +41,45 @@ struct Forget: ParsableCommand {
     @Option(help: "Only consider snapshots whose paths include this one (a tenant's Graph URL, a user, a directory; repeatable).")
     var path: [String] = []
     @Option(help: "Only consider snapshots with this tag (repeatable).") var tag: [String] = []
-    @Flag(help: "Only show what would be removed.") var dryRun = false
 
-    func run() throws {
-        try reporting {
-            var policy = ForgetPolicy()
-            policy.last = keepLast
-            policy.hourly = keepHourly
-            policy.daily = keepDaily
-            policy.weekly = keepWeekly
-            policy.monthly = keepMonthly
-            policy.yearly = keepYearly
-            policy.within = try keepWithin.map { try parseDuration($0, option: "--keep-within") }
-            policy.tags = keepTag
-            guard let grouping = ForgetPolicy.Grouping(rawValue: groupBy) else {
-                throw VaultlineError(.invalidArgument, "--group-by must be source, host or none, not \(groupBy)")
-            }
-            let repo = try repository.open()
-            let paths = path, tags = tag
-            let decisions = try repo.forget(policy: policy, grouping: grouping, only: { s in
-                (paths.isEmpty || s.paths.contains { p in paths.contains { p == $0 || p.hasPrefix($0 + "/") } })
-                    && (tags.isEmpty || s.tags.contains { tags.contains($0) })
-            }, dryRun: dryRun)
-            if repository.json { try printJSON(decisions); return }
-            var lastGroup: String?
-            for d in decisions {
-                if d.group != lastGroup { print("group \(d.group):"); lastGroup = d.group }
-                print("  \(d.keep ? "keep  " : (dryRun ? "would remove" : "remove")) \(d.id.prefix(8))  \(formatDate(d.time))  \(d.reasons.joined(separator: ", "))")
-            }
-            let removed = decisions.filter { !$0.keep }.count
-            print(dryRun ? "\(removed) snapshots would be removed" : "\(removed) snapshots removed; run `vaultline prune` to free their data")
+    func policy() throws -> ForgetPolicy {
+        var policy = ForgetPolicy()
+        policy.last = keepLast
+        policy.hourly = keepHourly
+        policy.daily = keepDaily
+        policy.weekly = keepWeekly
+        policy.monthly = keepMonthly
+        policy.yearly = keepYearly
+        policy.within = try keepWithin.map { try parseDuration($0, option: "--keep-within") }
+        policy.tags = keepTag
+        return policy
+    }
+
+    func grouping() throws -> ForgetPolicy.Grouping {
+        guard let grouping = ForgetPolicy.Grouping(rawValue: groupBy) else {
+            throw VaultlineError(.invalidArgument, "--group-by must be source, host or none, not \(groupBy)")
+        }
+        return grouping
+    }
+
+    var filter: (Snapshot) -> Bool {
+        let paths = path, tags = tag
+        return { s in
+            (paths.isEmpty || s.paths.contains { p in paths.contains { p == $0 || p.hasPrefix($0 + "/") } })
+                && (tags.isEmpty || s.tags.contains { tags.contains($0) })
         }
     }
+}
+
+func printDecisions(_ decisions: [ForgetPolicy.Decision], dryRun: Bool, json: Bool) throws {
+    if json { try printJSON(decisions); return }
+    var lastGroup: String?
+    for d in decisions {
+        if d.group != lastGroup { print("group \(d.group):"); lastGroup = d.group }
+        print("  \(d.keep ? "keep  " : (dryRun ? "would remove" : "remove")) \(d.id.prefix(8))  \(formatDate(d.time))  \(d.refused ?? d.reasons.joined(separator: ", "))")
+    }
+    let removed = decisions.filter { !$0.keep }.count
+    let refused = decisions.filter { $0.refused != nil }.count
+    if refused > 0 { print("\(refused) snapshots the policy would remove are kept by the retention lock") }
+    print(dryRun ? "\(removed) snapshots would be removed" : "\(removed) snapshots removed; run prune to free their data")
 }

@@ -12,7 +12,7 @@ import Glibc
 struct Replica: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The site-B replica receiver, and the replication status between two sites.",
-        subcommands: [ReplicaServe.self, ReplicaStatus.self])
+        subcommands: [ReplicaServe.self, ReplicaStatus.self, ReplicaPrune.self, ReplicaLock.self])
 }
 
 struct ReplicaServe: AsyncParsableCommand {
@@ -131,6 +131,77 @@ struct ReplicaStatus: AsyncParsableCommand {
                 print("newest snapshot here: \(here); at the replica: \(status.newestSnapshotAtReplica.map { "\($0)" } ?? "none")")
             }
             print(status.upToDate ? "the replica is up to date" : "the replica lags by \(status.missingFiles) files, \(formatBytes(UInt64(status.missingBytes)))")
+        }
+    }
+}
+
+struct ReplicaPrune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Site B's own retention: forget by policy and prune, never below the retention lock.",
+        discussion: """
+            Run at site B by an administrator with the repository password; the receiver daemon \
+            stays keyless. Nothing younger than the retention lock (`replica lock`) is deleted, \
+            whatever the policy: the snapshots it would remove are listed as refused, with why. \
+            Every name removed is recorded so site A never sends it again.
+            """)
+
+    @OptionGroup var repository: RepositoryOptions
+    @Option(help: "The receiver's root (instead of --repo): the replica in it, when it holds one.") var root: String?
+    @OptionGroup var keep: KeepOptions
+    @Option(help: "How long marked packs wait before deletion.") var grace = "6h"
+    @Option(help: "Repack packs with less than this share of their bytes in use (0–1).") var repackBelow = 0.8
+    @Flag(help: "Only show what would be removed.") var dryRun = false
+
+    func run() throws {
+        try reporting {
+            var target = repository
+            if let root {
+                let ids = try FileSystem.list(root).filter(ReplicaStore.isValidRepositoryID)
+                guard ids.count == 1 else {
+                    throw VaultlineError(.invalidArgument, "\(root) holds \(ids.count) replicas; name one with --repo \(root)/<id>: \(ids.joined(separator: " "))")
+                }
+                target.repo = root + "/" + ids[0]
+            }
+            let path = try target.repositoryPath
+            let repo = try target.open()
+            let lock = try RetentionLock.load(repository: path)
+            let decisions = try repo.forget(
+                policy: try keep.policy(), grouping: try keep.grouping(), only: keep.filter, dryRun: dryRun,
+                retention: lock, replicaPath: path)
+            var options = Pruner.Options()
+            options.grace = try parseDuration(grace, option: "--grace")
+            options.repackBelowUsage = repackBelow
+            options.dryRun = dryRun
+            options.retention = lock
+            options.replicaPath = path
+            let report = try Pruner(repository: repo, options: options).run()
+            if repository.json {
+                struct Out: Encodable { var retentionLockDays: Double?; var forget: [ForgetPolicy.Decision]; var prune: Pruner.Report }
+                try printJSON(Out(retentionLockDays: lock?.days, forget: decisions, prune: report))
+                return
+            }
+            print(lock.map { "retention lock: \($0.days) days" } ?? "no retention lock at this site (`vaultline replica lock --days N` sets one)")
+            try printDecisions(decisions, dryRun: dryRun, json: false)
+            print("prune: \(report.packsDeleted) packs deleted (\(formatBytes(report.bytesFreed))), \(report.packsMarked) marked")
+            for w in report.plansWaiting { print("waiting: \(w)") }
+        }
+    }
+}
+
+struct ReplicaLock: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lock",
+        abstract: "Set or raise site B's retention lock: nothing younger than N days is ever deleted here.",
+        discussion: "It can only be raised. Site A cannot change it: no replication verb touches it.")
+
+    @Option(help: "The replica repository (ROOT/<repository id>).") var repo: String
+    @Option(help: "Days.") var days: Double
+
+    func run() throws {
+        try reporting {
+            let lock = try RetentionLock.raise(repository: repo, days: days)
+            print("retention lock at \(repo): \(lock.days) days")
         }
     }
 }
