@@ -59,9 +59,11 @@ public struct FileDescriptor: ~Copyable {
     }
 
     public func pread(count: Int, at offset: Int64) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count)
-        try out.withUnsafeMutableBytes { try pread(into: $0, at: offset) }
-        return out
+        // Not zero-filled first: every byte is read or the call throws (check reads whole packs).
+        try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            try pread(into: UnsafeMutableRawBufferPointer(buffer), at: offset)
+            initialized = count
+        }
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {

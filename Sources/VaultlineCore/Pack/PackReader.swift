@@ -51,8 +51,15 @@ public final class BlobOpener {
     private let key: MasterKey
     private var ciphers: [Bytes32: AESGCM] = [:]
     private let decompressor = Decompressor()
+    private var plainScratch = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    private var rawScratch = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
     public init(key: MasterKey) { self.key = key }
+
+    deinit {
+        plainScratch.deallocate()
+        rawScratch.deallocate()
+    }
 
     /// Authenticates, decrypts and decompresses one sealed blob into a new array.
     public func open(
@@ -82,24 +89,67 @@ public final class BlobOpener {
     public func decrypt(
         sealed: UnsafeRawBufferPointer, id: Bytes32, salt: Bytes32, offset: UInt32, object: @autoclosure () -> String
     ) throws -> [UInt8] {
-        let cipher = try cipher(salt: salt)
         guard sealed.count >= AESGCM.tagSize else {
             throw VaultlineError(.corrupt, "sealed blob is shorter than its tag", object: object())
         }
         var plain = [UInt8](repeating: 0, count: sealed.count - AESGCM.tagSize)
+        try plain.withUnsafeMutableBytes { try decrypt(sealed: sealed, id: id, salt: salt, offset: offset, into: $0, object: object()) }
+        return plain
+    }
+
+    /// Authenticates, decrypts, decompresses and re-identifies one blob into buffers this opener
+    /// reuses (no allocation or zero-filling per blob): `check --read-data` and deep scrub.
+    /// Throws when the blob is damaged.
+    public func verify(
+        sealed: UnsafeRawBufferPointer, id: Bytes32, salt: Bytes32, offset: UInt32,
+        codec: Codec, rawLength: Int, object: @autoclosure () -> String
+    ) throws {
+        guard sealed.count >= AESGCM.tagSize else {
+            throw VaultlineError(.corrupt, "sealed blob is shorter than its tag", object: object())
+        }
+        let plainLength = sealed.count - AESGCM.tagSize
+        Self.grow(&plainScratch, to: plainLength)
+        let plain = UnsafeMutableRawBufferPointer(rebasing: plainScratch[0..<plainLength])
+        try decrypt(sealed: sealed, id: id, salt: salt, offset: offset, into: plain, object: object())
+        var raw = UnsafeRawBufferPointer(plain)
+        if codec != .none {
+            Self.grow(&rawScratch, to: rawLength)
+            let out = UnsafeMutableRawBufferPointer(rebasing: rawScratch[0..<rawLength])
+            do {
+                try decompressor.decompress(UnsafeRawBufferPointer(plain), codec: codec, into: out)
+            } catch let e as VaultlineError {
+                throw VaultlineError(.corrupt, "blob \(id.hex): \(e.message)", object: object())
+            }
+            raw = UnsafeRawBufferPointer(out)
+        } else if plainLength != rawLength {
+            throw VaultlineError(.corrupt, "blob \(id.hex) has length \(plainLength), index says \(rawLength)", object: object())
+        }
+        guard key.blobID(raw) == id else {
+            throw VaultlineError(.corrupt, "blob \(id.hex) content hashes to another id", object: object())
+        }
+    }
+
+    private static func grow(_ buffer: inout UnsafeMutableRawBufferPointer, to count: Int) {
+        guard buffer.count < count else { return }
+        buffer.deallocate()
+        buffer = .allocate(byteCount: max(count, buffer.count * 2, 1 << 16), alignment: 64)
+    }
+
+    private func decrypt(
+        sealed: UnsafeRawBufferPointer, id: Bytes32, salt: Bytes32, offset: UInt32,
+        into plain: UnsafeMutableRawBufferPointer, object: @autoclosure () -> String
+    ) throws {
+        let cipher = try cipher(salt: salt)
         let ok = withUnsafeTemporaryAllocation(byteCount: 44, alignment: 8) { scratch in
             PackFormat.blobNonce(offset: offset, into: scratch.baseAddress!)
             id.write(to: scratch.baseAddress! + 12)
-            return plain.withUnsafeMutableBytes {
-                cipher.open(
-                    sealed, nonce: UnsafeRawBufferPointer(rebasing: scratch[0..<12]),
-                    aad: UnsafeRawBufferPointer(rebasing: scratch[12..<44]), into: $0)
-            }
+            return cipher.open(
+                sealed, nonce: UnsafeRawBufferPointer(rebasing: scratch[0..<12]),
+                aad: UnsafeRawBufferPointer(rebasing: scratch[12..<44]), into: plain)
         }
         guard ok else {
             throw VaultlineError(.corrupt, "blob \(id.hex) does not authenticate (damaged pack)", object: object())
         }
-        return plain
     }
 
     private func cipher(salt: Bytes32) throws -> AESGCM {
