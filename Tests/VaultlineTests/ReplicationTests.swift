@@ -212,19 +212,7 @@ import Glibc
         let dir = TemporaryDirectory()
         let repo = try ReplicationFixtures.siteA(in: dir, seed: 3)
         let c = dir.path + "/ca"
-        func cli(_ args: [String]) throws -> (status: Int32, out: String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: FaultTests.cliPath)
-            p.arguments = args
-            p.environment = ["VAULTLINE_PASSWORD": String(decoding: Fixtures.password, as: UTF8.self)]
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            let out = pipe.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: out, as: UTF8.self))
-        }
+        let cli = Fixtures.cli
         #expect(try cli(["site", "init", "--out", c]).status == 0)
         #expect(try cli(["site", "issue-cert", "--ca", c + "/ca.pem", "--ca-key", c + "/ca-key.pem", "--name", "a", "--role", "primary", "--out", c]).status == 0)
         #expect(try cli(["site", "issue-cert", "--ca", c + "/ca.pem", "--ca-key", c + "/ca-key.pem", "--name", "b", "--role", "replica", "--host", "127.0.0.1", "--out", c]).status == 0)

@@ -80,6 +80,21 @@ enum Fixtures {
         utimensat(AT_FDCWD, root + "/one-byte", &times, 0)
     }
 
+    /// Runs the CLI built beside the tests with the test password; returns its status and stdout.
+    static func cli(_ args: [String]) throws -> (status: Int32, out: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: FaultTests.cliPath)
+        p.arguments = args
+        p.environment = ["VAULTLINE_PASSWORD": String(decoding: password, as: UTF8.self), "HOME": NSTemporaryDirectory()]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let out = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: out, as: UTF8.self))
+    }
+
     static func backup(_ repo: Repository, _ paths: [String], force: Bool = false) throws -> DirectoryBackup.Result {
         var o = DirectoryBackup.Options(paths: paths)
         o.force = force
