@@ -117,6 +117,20 @@ import Glibc
         #expect(throws: VaultlineError.self) { try VerificationSubset(parsing: "0%") }
     }
 
+    @Test func pacedScrubReadsWhatKeepsThePassOnSchedule() throws {
+        let (dir, repo, _) = try Self.manyPacks()
+        let state = dir.path + "/paced.json"
+        // A pass that started half a period ago: the paced run reads about half, then stops.
+        let started = Scrubber.State(passStarted: Date().addingTimeInterval(-500))
+        try FileSystem.replaceFile(state, with: try StoredJSON.encode(started))
+        let half = try Self.scrub(repo, .keyless, state: state) { $0.paced = true; $0.period = 1000; $0.workers = 1 }
+        let share = Double(half.bytesRead) / Double(half.bytesTotal)
+        #expect(!half.passCompleted && share >= 0.5 && share < 0.75, "read \(share) of the repository")
+        // On schedule already: the next run reads one batch at most.
+        let again = try Self.scrub(repo, .keyless, state: state) { $0.paced = true; $0.period = 1000; $0.workers = 1 }
+        #expect(again.bytesRead <= UInt64(256 << 20) && again.filesRead <= 1 + half.filesTotal / 4)
+    }
+
     @Test func scrubKeepsItsRateAndResumesFromItsCursor() throws {
         let (dir, repo, _) = try Self.manyPacks()
         let state = dir.path + "/scrub-state.json"

@@ -21,6 +21,10 @@ public final class Scrubber {
         public var maxSeconds: Double?
         /// A whole pass should take no longer than this; the report warns when it does.
         public var period: TimeInterval = 30 * 86400
+        /// Read only what keeps the pass on schedule: by `period × f` after the pass started,
+        /// a share `f` of the bytes has been read. A timer running often then spreads one pass
+        /// evenly over the period, and a missed run is caught up by the next.
+        public var paced = false
         public var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
         /// Where the cursor lives (``Scrubber/defaultStatePath(repositoryID:depth:)``).
         public var statePath: String
@@ -103,11 +107,17 @@ public final class Scrubber {
         let budget = options.bytesPerSecond.map { ByteRateBudget(bytesPerSecond: $0, startFull: false) }
         // About a second of work per batch when rate-limited: the cursor is saved and the time
         // limit looked at that often.
-        let batchBytes = Int64(min(max(options.bytesPerSecond ?? .infinity, Double(4 << 20)), Double(256 << 20)))
+        // Paced, a batch is a 64th of the repository at most: the run stops close to schedule.
+        var batchBytes = Int64(min(max(options.bytesPerSecond ?? .infinity, Double(4 << 20)), Double(256 << 20)))
+        if options.paced { batchBytes = min(batchBytes, Int64(report.bytesTotal / 64)) }
         let backend = self.backend, key = self.key, depth = options.depth
         let readStart = MonotonicClock.nanoseconds()
         while position < files.count {
             if let max = options.maxSeconds, MonotonicClock.seconds(since: start) >= max { break }
+            if options.paced, report.filesRead > 0 {
+                let due = Double(report.bytesTotal) * min(1, Date().timeIntervalSince(state.passStarted) / options.period)
+                if Double(state.bytesThisPass) >= due { break }
+            }
             var end = position, size: Int64 = 0
             while end < files.count && (end == position || size + files[end].size <= batchBytes) {
                 size += files[end].size

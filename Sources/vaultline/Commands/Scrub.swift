@@ -21,7 +21,8 @@ struct Scrub: ParsableCommand {
             Keyless (default): the SHA-256 of every file equals its name; no password needed, so \
             it runs at site B. --deep: also authenticate, decompress and re-id every blob (needs \
             the password). The cursor is kept in --state (default under $XDG_STATE_HOME/vaultline), \
-            so a run stopped by --max-duration, a signal or a reboot continues where it stopped. \
+            so a run stopped by --max-duration, a signal or a reboot continues where it stopped; \
+            with --paced each run reads just what keeps one pass per --period on schedule. \
             Exit status 13 when damage is found; repair it with `vaultline repair --from`.
             """)
 
@@ -31,6 +32,7 @@ struct Scrub: ParsableCommand {
     @Option(help: "Cap on bytes read per second: 50M, 1G.") var limitRate: String?
     @Option(help: "Stop after this long, keeping the cursor: 2h, 30m.") var maxDuration: String?
     @Option(help: "A whole pass should take at most this long; warn otherwise (default 30d).") var period = "30d"
+    @Flag(help: "Read only what keeps the pass on schedule for --period (for a frequent timer).") var paced = false
     @Option(help: "File holding the cursor.") var state: String?
     @Option(help: "Threads reading files (default: one per core).") var workers: Int?
     @Option(help: "Log level for the structured log on stderr.") var logLevel = "info"
@@ -46,6 +48,7 @@ struct Scrub: ParsableCommand {
             options.bytesPerSecond = try limitRate.map(parseRate)
             options.maxSeconds = try maxDuration.map { try parseDuration($0, option: "--max-duration") }
             options.period = try parseDuration(period, option: "--period")
+            options.paced = paced
             if let workers { options.workers = max(1, workers) }
             let key = deep ? try repository.open().key : nil
             var log = makeLogger("vaultline.scrub", level: Logger.Level(rawValue: logLevel) ?? .info)
