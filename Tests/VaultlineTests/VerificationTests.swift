@@ -75,6 +75,10 @@ import Glibc
         try repo.backend.delete(.pack, pack.hex)
         let report = try Checker(repository: repo).run(Checker.Options(readData: false))
         #expect(report.damagedPacks == [pack.hex])
+        let lostIDs = Set(try PackReader.parse(
+            trailer: Array(lost.suffix(PackFormat.trailerSize)), size: Int64(lost.count), object: "lost", key: repo.key
+        ) { o, n in Array(lost[Int(o)..<(Int(o) + n)]) }.entries.map { String($0.id.hex.prefix(48)) })
+        #expect(Set(report.damagedBlobIDs) == lostIDs, "every blob of the missing pack is named")
         let paths = try #require(report.affected.first { $0.snapshot == snap }).paths
         #expect(!paths.isEmpty && paths.allSatisfy { $0.contains("/docs/file-") }, "\(paths)")
         // Each listed file really is unrestorable and each other file restores.
@@ -89,7 +93,6 @@ import Glibc
             }
             #expect(listed != restored, "\(path)")
         }
-        _ = lost
     }
 
     static func snapshotPath(_ repo: Repository, _ snap: String, _ name: String) throws -> String {

@@ -36,6 +36,8 @@ public final class Checker {
         public var seconds = 0.0
         public var damagedPacks: [String] = []
         public var damagedBlobs = 0
+        /// Each damaged or missing blob (``DamageMap/idPrefixes``).
+        public var damagedBlobIDs: [String] = []
         public var affected: [AffectedSnapshot] = []
         public var ok: Bool { errors.isEmpty }
     }
@@ -112,6 +114,7 @@ public final class Checker {
             readPacks(chosen, workers: options.workers, index: index)
         }
         report.damagedBlobs = damage.count
+        report.damagedBlobIDs = damage.idPrefixes
         if !damage.isEmpty {
             var memo: [String: [String]] = [:]
             for (name, snap) in snapshots.sorted(by: { $0.1.time < $1.1.time }) {

@@ -10,6 +10,16 @@ public struct DamageMap: Sendable {
     public init() {}
 
     public var isEmpty: Bool { blobs.isEmpty }
+
+    /// The damaged blobs as 48 hex digits each: the first 24 bytes of the id, as the index
+    /// keeps them (`cat blob` and `ls` take such a prefix).
+    public var idPrefixes: [String] {
+        blobs.map { key in
+            var bytes: [UInt8] = []
+            for word in [key.a, key.b, key.c] { withUnsafeBytes(of: word.bigEndian) { bytes += $0 } }
+            return encodeHex(bytes)
+        }.sorted()
+    }
     public var count: Int { blobs.count }
 
     public mutating func insert(_ id: Bytes32) { blobs.insert(BlobIndex.Key(id)) }
