@@ -240,8 +240,9 @@ public final class BackupSession: @unchecked Sendable {
         defer { flushQueue.close() }
         let key = repository.key, backend = repository.backend
         let size = repository.config.packSize
-        let writers = [BlobType.data: PackWriter(type: .data, key: key, backend: backend, targetSize: size),
-                       BlobType.tree: PackWriter(type: .tree, key: key, backend: backend, targetSize: size)]
+        let dataWriter = PackWriter(type: .data, key: key, backend: backend, targetSize: size)
+        let treeWriter = PackWriter(type: .tree, key: key, backend: backend, targetSize: size)
+        func writer(_ type: BlobType) -> PackWriter { type == .data ? dataWriter : treeWriter }
         var openedAt: [BlobType: Date] = [:]
         receiving: while true {
             let blob: Compressed
@@ -253,7 +254,8 @@ public final class BackupSession: @unchecked Sendable {
                     // Checkpoint: seal the packs that have waited too long.
                     for (type, since) in openedAt where Date().timeIntervalSince(since) >= interval {
                         openedAt[type] = nil
-                        guard !failed, let w = writers[type], !w.isEmpty else { continue }
+                        let w = writer(type)
+                        guard !failed, !w.isEmpty else { continue }
                         do { flushQueue.push(try w.seal()) } catch { fail(error) }
                     }
                     continue
@@ -265,7 +267,7 @@ public final class BackupSession: @unchecked Sendable {
             defer { releasePayload(blob) }
             if failed { continue }
             do {
-                let w = writers[blob.type]!
+                let w = writer(blob.type)
                 if w.isEmpty { openedAt[blob.type] = Date() }
                 try w.add(id: blob.id, codec: blob.codec, rawLength: blob.rawLength, payload: blob.payload.bytes)
                 writerStats.withLock {
@@ -285,7 +287,7 @@ public final class BackupSession: @unchecked Sendable {
         guard !failed else { return }
         do {
             // Data packs before tree packs.
-            for type in [BlobType.data, .tree] where !writers[type]!.isEmpty { flushQueue.push(try writers[type]!.seal()) }
+            for w in [dataWriter, treeWriter] where !w.isEmpty { flushQueue.push(try w.seal()) }
         } catch {
             fail(error)
         }

@@ -168,7 +168,7 @@ public final class DirectoryBackup: @unchecked Sendable {
 
     /// Visits one directory entry and fills its slot in `dir` (now, or later by a reader).
     func visit(path: String, name: String, st: stat, parent: TreeNode?, in dir: DirectoryState) throws {
-        if shared.withLock({ $0.fatal != nil }) { throw shared.withLock { $0.fatal! } }
+        if let fatal = shared.withLock({ $0.fatal }) { throw fatal }
         var node = TreeNode(name: name, kind: .file)
         node.mode = UInt32(st.st_mode & 0o7777)
         node.mtimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)

@@ -154,6 +154,7 @@ extension BlobIndex {
         public var blobs = 0
         public var rawBytes: UInt64 = 0
         public var storedBytes: UInt64 = 0
+        public init() {}
     }
 
     public func totals() -> [BlobType: Totals] {
@@ -161,9 +162,9 @@ extension BlobIndex {
         var out: [BlobType: Totals] = [.data: Totals(), .tree: Totals()]
         for e in sorted {
             let type = packs[Int(e.pack)].type
-            out[type]!.blobs += 1
-            out[type]!.rawBytes += UInt64(e.rawAndCodec & 0x0fff_ffff)
-            out[type]!.storedBytes += UInt64(e.storedLength)
+            out[type, default: Totals()].blobs += 1
+            out[type, default: Totals()].rawBytes += UInt64(e.rawAndCodec & 0x0fff_ffff)
+            out[type, default: Totals()].storedBytes += UInt64(e.storedLength)
         }
         return out
     }

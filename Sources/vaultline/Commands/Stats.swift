@@ -29,7 +29,7 @@ struct Stats: ParsableCommand {
             var packBytes: Int64 = 0
             let packs = try repo.backend.list(.pack)
             for p in packs { packBytes += try repo.backend.stat(.pack, p) ?? 0 }
-            let data = totals[.data]!, tree = totals[.tree]!
+            let data = totals[.data] ?? .init(), tree = totals[.tree] ?? .init()
             let logical = snaps.reduce(UInt64(0)) { $0 + $1.snapshot.stats.totalBytes }
             let mem = repo.index.memoryFootprint
             let out = Output(
