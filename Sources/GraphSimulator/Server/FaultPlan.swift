@@ -41,4 +41,8 @@ public struct SimulatorStats: Sendable, Codable {
     public var expiredTokens = 0
     /// Highest number of requests in flight for one mailbox.
     public var peakMailboxConcurrency = 0
+    /// Mailbox-scoped requests admitted (not throttled), in all and for the busiest mailbox:
+    /// the busiest one's count at the per-mailbox rate is the least time a client can take.
+    public var mailboxRequests = 0
+    public var busiestMailboxRequests = 0
 }

@@ -61,6 +61,9 @@ extension GraphSimulator {
                     return (Self.throttled(plan.retryAfter, "ApplicationThrottled", "Application is over its MailboxConcurrency limit."), true)
                 }
                 r.inFlight[user.id] = inFlight
+                r.admitted[user.id, default: 0] += 1
+                let admitted = r.admitted[user.id, default: 0]
+                counters.withLock { $0.mailboxRequests += 1; $0.busiestMailboxRequests = max($0.busiestMailboxRequests, admitted) }
                 return nil
             }
             if let refused {

@@ -27,6 +27,8 @@ public final class GraphSimulator: Sendable {
         var inFlight: [String: Int] = [:]
         /// Token buckets per mailbox: (tokens, last refill).
         var buckets: [String: (Double, Date)] = [:]
+        /// Requests admitted per mailbox.
+        var admitted: [String: Int] = [:]
         var baseURL = ""
         var downloads = 0
         var tokenLifetime = 3599.0
