@@ -94,6 +94,7 @@ extension GraphSimulator {
             return Self.json(200, ["requests": s.requests, "throttled": s.throttled, "unavailable": s.unavailable,
                                    "concurrencyRefusals": s.concurrencyRefusals, "downloads": s.downloads,
                                    "downloadBytes": s.downloadBytes, "peakMailboxConcurrency": s.peakMailboxConcurrency,
+                                   "mailboxRequests": s.mailboxRequests, "busiestMailboxRequests": s.busiestMailboxRequests,
                                    "items": tenant.itemCount])
         case "mutate":
             let m = tenant.mutate(seed: UInt64(query["seed"] ?? "") ?? 1, share: Double(query["share"] ?? "") ?? 0.01)

@@ -10,6 +10,13 @@ import VaultlineCore
 /// (``store(_:)``) and hands it the item's bytes piece by piece through a ``StreamFeed``; each
 /// `append` returns once the chunker has consumed the piece, so at most one body piece per
 /// stream is held in memory and no task-pool thread ever blocks.
+///
+/// Two lanes share the threads. Mailbox content (mail, events, contacts) is paced by Exchange's
+/// per-mailbox request budget, which is lost if it waits, so it goes first; bulk content (drive
+/// files, which stream for as long as their download takes) uses what is left and never holds
+/// more than `bulkThreads`. Without the lanes, drive downloads held every thread (and the
+/// compression pipeline's buffers) for the first seconds of a tenant backup, and the mailboxes
+/// fell behind a budget that cannot be made up later.
 final class ChunkerPool: Sendable {
     private struct Job: Sendable {
         var run: @Sendable (ContentChunker) -> Void
@@ -18,11 +25,13 @@ final class ChunkerPool: Sendable {
     private let jobs = Mutex<[Job]>([])
     private let available = DispatchSemaphore(value: 0)
     private let slots: AsyncLimiter
+    private let bulkSlots: AsyncLimiter
     private let closed = Mutex(false)
     private let group = DispatchGroup()
 
-    init(session: BackupSession, threads: Int) {
+    init(session: BackupSession, threads: Int, bulkThreads: Int) {
         slots = AsyncLimiter(threads)
+        bulkSlots = AsyncLimiter(max(1, min(threads, bulkThreads)))
         threadCount = max(1, threads)
         for i in 0..<max(1, threads) {
             group.enter()
@@ -44,9 +53,10 @@ final class ChunkerPool: Sendable {
     private let threadCount: Int
 
     /// Stores one content stream: `produce` appends its bytes to the feed; returns the blob ids
-    /// and length.
-    func store(_ produce: (StreamFeed) async throws -> Void) async throws -> (ids: [Bytes32], size: UInt64) {
-        await slots.acquire()
+    /// and length. `bulk` content takes the bulk lane.
+    func store(bulk: Bool = false, _ produce: (StreamFeed) async throws -> Void) async throws -> (ids: [Bytes32], size: UInt64) {
+        if bulk { await bulkSlots.acquire() }
+        await slots.acquire(urgent: !bulk)
         let feed = StreamFeed()
         let (results, continuation) = AsyncStream.makeStream(of: Result<(ids: [Bytes32], size: UInt64), any Error>.self)
         jobs.withLock { $0.append(Job { chunker in
@@ -62,14 +72,10 @@ final class ChunkerPool: Sendable {
         var iterator = results.makeAsyncIterator()
         let result = await iterator.next()
         await slots.release()
+        if bulk { await bulkSlots.release() }
         if let produced { throw produced }
         guard let result else { throw VaultlineError(.io, "chunker thread ended without a result") }
         return try result.get()
-    }
-
-    /// Stores a small blob of known bytes (an item's JSON).
-    func store(bytes: [UInt8]) async throws -> (ids: [Bytes32], size: UInt64) {
-        try await store { try await $0.append(ByteBuffer(bytes: bytes)) }
     }
 
     /// Runs blocking engine work (storing a tree) on a pool thread.

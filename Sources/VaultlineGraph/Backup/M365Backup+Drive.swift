@@ -149,7 +149,7 @@ extension M365Backup {
         metadata["graph.item"] = String(decoding: JSONValue.object(json).encoded(), as: UTF8.self)
         let expected = item["size"]?.int64
         return try await storeContent(name: item["name"]?.string ?? id, metadata: metadata,
-                                      modified: Self.date(item["lastModifiedDateTime"]?.string), { feed in
+                                      modified: Self.date(item["lastModifiedDateTime"]?.string), bulk: true, { feed in
             let n = try await client.download(url, expectedSize: expected) { try await feed.append($0) }
             if let expected, n != expected {
                 throw GraphError(.malformed, "downloaded \(n) bytes, Graph listed \(expected)", url: url)

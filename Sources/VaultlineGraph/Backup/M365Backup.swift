@@ -105,9 +105,13 @@ public final class M365Backup: Sendable {
         // that much stored data unindexed, so the journal can vouch for nearly everything it
         // downloaded.
         let session = try BackupSession(repository: repository, checkpointInterval: options.checkpointSeconds)
-        // A pool thread is held while a file streams into it; each holds a chunk buffer of twice
-        // the maximum chunk, so their number bounds memory (mail is fetched before it takes one).
-        let pool = ChunkerPool(session: session, threads: 16)
+        // A pool thread is held while an item streams into it; each holds a chunk buffer of twice
+        // the maximum chunk (8 MiB once a large file has passed through), so their number bounds
+        // memory. Drive files stream on at most two threads per core: more front-loads the CPU
+        // onto them and starves the mailboxes, whose budget cannot be made up later. Four more
+        // are for mailbox content, which is fetched before it takes one and passes through fast.
+        let bulkThreads = max(4, 2 * ProcessInfo.processInfo.activeProcessorCount)
+        let pool = ChunkerPool(session: session, threads: bulkThreads + 4, bulkThreads: bulkThreads)
         let journal = DownloadJournal(path: options.journalPath ?? DownloadJournal.defaultPath(repositoryID: repository.config.id))
         let ctx = RunContext(session: session, pool: pool, parentRoot: parentRoot, journal: journal)
         var root = DirBuilder()
@@ -251,11 +255,13 @@ public final class M365Backup: Sendable {
         }
     }
 
-    /// Stores one item's content from a byte stream; returns its file node.
-    func storeContent(name: String, metadata: [String: String], modified: Date?, _ produce: (StreamFeed) async throws -> Void, _ ctx: RunContext) async throws -> TreeNode {
+    /// Stores one item's content from a byte stream; returns its file node. `bulk`: a drive
+    /// file, which yields the chunker threads to mailbox content (``ChunkerPool``).
+    func storeContent(name: String, metadata: [String: String], modified: Date?, bulk: Bool = false,
+                      _ produce: (StreamFeed) async throws -> Void, _ ctx: RunContext) async throws -> TreeNode {
         if let node = reuse(name: name, metadata: metadata, ctx) { return node }
         let key = Self.journalKey(name: name, metadata: metadata)
-        let (ids, size) = try await ctx.pool.store(produce)
+        let (ids, size) = try await ctx.pool.store(bulk: bulk, produce)
         var node = TreeNode(name: name, kind: .file)
         node.content = ids.map(\.hex)
         node.size = size
