@@ -92,6 +92,24 @@ public final class Checker {
         }
         report.packs = onDisk.count
 
+        // Data: packs are read and verified on worker threads while this thread walks the
+        // snapshots' trees (which reads through the repository, not through the workers).
+        let dataRead = DispatchGroup()
+        let found = Locked<[FoundPack]>([])
+        defer { dataRead.wait() }  // an error below returns only once the workers are done
+        if options.readData {
+            let chosen = onDisk.sorted().filter { options.subset.contains($0) }
+            let (backend, key, workers) = (repository.backend, repository.key, options.workers)
+            // A thread of its own: `concurrentPerform` started from a dispatch worker ran on
+            // fewer threads (2.3 s instead of 1.9 s for 435 MiB on 2 cores).
+            dataRead.enter()
+            Thread {
+                let results = Self.readPacks(chosen, workers: workers, backend: backend, key: key)
+                found.withLock { $0 = results }
+                dataRead.leave()
+            }.start()
+        }
+
         // Snapshots and the trees they reach, through the index of the readable index files.
         repository.index = index
         var seenTrees = Set<String>()
@@ -109,10 +127,8 @@ public final class Checker {
         report.trees = seenTrees.count
 
         damage.insert(packs: lostPacks, from: index)
-        if options.readData {
-            let chosen = onDisk.sorted().filter { options.subset.contains($0) }
-            readPacks(chosen, workers: options.workers, index: index)
-        }
+        dataRead.wait()
+        record(found.withLock { $0 }, index: index)
         report.damagedBlobs = damage.count
         report.damagedBlobIDs = damage.idPrefixes
         if !damage.isEmpty {
@@ -155,22 +171,32 @@ public final class Checker {
         }
     }
 
+    /// One pack's outcome in `check --read-data`.
+    struct FoundPack: Sendable {
+        var name: String
+        var bytes: Int
+        var outcome: PackVerifier.Outcome?
+        var readError: String?
+    }
+
     /// Reads and verifies `names` on `workers` threads; one pack in memory per thread.
-    private func readPacks(_ names: [String], workers: Int, index: BlobIndex) {
-        struct Found: Sendable { var name: String; var bytes: Int; var outcome: PackVerifier.Outcome?; var readError: String? }
-        let results = Locked<[Found]>([])
-        let backend = repository.backend
-        let key = repository.key
+    static func readPacks(_ names: [String], workers: Int, backend: any Backend, key: MasterKey) -> [FoundPack] {
+        let results = Locked<[FoundPack]>([])
         ParallelWork.forEach(names, workers: workers, makeState: { PackVerifier(key: key) }) { verifier, name in
             do {
                 let bytes = try backend.read(.pack, name)
                 let outcome = verifier.verify(name: name, bytes: bytes)
-                results.withLock { $0.append(Found(name: name, bytes: bytes.count, outcome: outcome)) }
+                results.withLock { $0.append(FoundPack(name: name, bytes: bytes.count, outcome: outcome)) }
             } catch {
-                results.withLock { $0.append(Found(name: name, bytes: 0, readError: PackVerifier.message(error))) }
+                results.withLock { $0.append(FoundPack(name: name, bytes: 0, readError: PackVerifier.message(error))) }
             }
         }
-        for found in results.withLock({ $0 }).sorted(by: { $0.name < $1.name }) {
+        return results.withLock { $0 }.sorted { $0.name < $1.name }
+    }
+
+    /// Counts what the data read found and names what it found damaged.
+    private func record(_ found: [FoundPack], index: BlobIndex) {
+        for found in found {
             report.packsRead += 1
             report.bytesRead += UInt64(found.bytes)
             report.blobsVerified += found.outcome?.blobsVerified ?? 0
