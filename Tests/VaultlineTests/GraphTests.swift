@@ -187,6 +187,45 @@ struct GraphTests {
     }
 
     @Test(.timeLimit(.minutes(2)))
+    func messageBodiesAreListedOnlyWhenSelectedAndNeverKeptInTheTree() async throws {
+        let f = try await GraphFixture()
+        let user = f.sim.tenant.users[0]
+        var folders: [String] = []
+        _ = try await f.client.pages(f.client.url("users", user.id, "mailFolders", "delta"), mailbox: user.id) { page in
+            folders += page.compactMap { $0["id"]?.string }
+        }
+        // As Microsoft's sample shows, a message delta without `$select` carries the body.
+        var full: [JSONValue] = []
+        for folder in folders {
+            _ = try await f.client.pages(f.client.url("users", user.id, "mailFolders", folder, "messages", "delta"), mailbox: user.id) { full += $0 }
+        }
+        #expect(!full.isEmpty && full.allSatisfy { $0["body"]?["content"]?.string?.isEmpty == false })
+        // With one, only what was selected (and the id and etag), on every page of the round.
+        var selected: [JSONValue] = []
+        for folder in folders {
+            let url = f.client.url("users", user.id, "mailFolders", folder, "messages", "delta") + "?$select=subject,isRead"
+            _ = try await f.client.pages(url, mailbox: user.id) { selected += $0 }
+        }
+        #expect(selected.count == full.count)
+        #expect(selected.allSatisfy { $0["body"] == nil && $0["receivedDateTime"] == nil && $0["subject"]?.string != nil && $0["id"] != nil })
+
+        // The backup asks for the message's properties without the body and keeps them.
+        let result = try await f.backup { $0.onedrive = false; $0.sites = false }
+        var items: [JSONValue] = []
+        func collect(_ tree: Tree) throws {
+            for node in tree.nodes {
+                if let sub = node.subtree { try collect(f.repo.loadTree(sub)) }
+                if node.name.hasSuffix(".eml"), let json = node.metadata?["graph.item"] { items.append(try JSONValue.parse(Array(json.utf8))) }
+            }
+        }
+        try f.repo.loadIndex()
+        try collect(f.repo.loadTree(f.repo.loadSnapshot(result.snapshotID).tree))
+        #expect(items.count == f.sim.tenant.users.reduce(0) { $0 + f.sim.tenant.mailbox(upn: $1.upn).count })
+        #expect(items.allSatisfy { $0["body"] == nil && $0["bodyPreview"] == nil && $0["subject"]?.string != nil && $0["receivedDateTime"] != nil })
+        await f.close()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
     func restoredMessagesParseWithPythonsEmailAndMailboxModules() async throws {
         let f = try await GraphFixture()
         let upn = f.sim.tenant.users[0].upn

@@ -30,7 +30,7 @@ extension GraphSimulator {
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
             let key = Tenant.foldersKey(u.id)
             let counts = folderCounts(u)
-            return delta(key: key, link: "\(base)/users/\(u.id)/mailFolders/delta", style: .outlook, query: query, request: request, plan: plan, pageDefault: 10) { e in
+            return delta(key: key, link: "\(base)/users/\(u.id)/mailFolders/delta", style: .outlook, query: query, request: request, plan: plan, pageDefault: 10) { e, _ in
                 guard case .folder(let f) = e.payload else { return nil }
                 return tenant.folderJSON(id: e.id, f, user: u, counts: counts[e.id] ?? (0, 0, 0))
             }
@@ -39,20 +39,22 @@ extension GraphSimulator {
             if !Self.hasToken(query), query["startDateTime"] == nil || query["endDateTime"] == nil {
                 return Self.error(400, "ErrorInvalidParameter", "This request requires a time window specified by the query string parameters StartDateTime and EndDateTime.")
             }
-            return delta(key: Tenant.eventsKey(u.id), link: "\(base)/users/\(u.id)/calendarView/delta", style: .outlook, query: query, request: request, plan: plan, pageDefault: 10) { e in
+            return delta(key: Tenant.eventsKey(u.id), link: "\(base)/users/\(u.id)/calendarView/delta", style: .outlook, query: query, request: request, plan: plan, pageDefault: 10) { e, _ in
                 guard case .event(let x) = e.payload else { return nil }
                 return tenant.eventJSON(id: e.id, x)
             }
         case 4 where p[0] == "users" && p[2] == "messages":
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
             guard let m = tenant.message(user: u.id, id: p[3]) else { return notFound(p[3]) }
-            return Self.json(200, tenant.messageJSON(id: p[3], m, user: u))
+            var json = tenant.messageJSON(id: p[3], m, user: u)
+            if let select = Self.selection(query) { json = json.filter { select.contains($0.key) || Self.alwaysReturned.contains($0.key) } }
+            return Self.json(200, json)
         case 4 where p[0] == "drives" && p[2] == "root" && (p[3] == "delta" || p[3].hasPrefix("delta(")):
             let drive = p[1]
             guard tenant.collection(Tenant.driveKey(drive)) != nil else { return notFound(drive) }
             var q = query
             if p[3].hasPrefix("delta(token="), let t = Self.functionToken(p[3]) { q["token"] = t }
-            return delta(key: Tenant.driveKey(drive), link: "\(base)/drives/\(drive)/root/delta", style: .drive, query: q, request: request, plan: plan, pageDefault: 200) { e in
+            return delta(key: Tenant.driveKey(drive), link: "\(base)/drives/\(drive)/root/delta", style: .drive, query: q, request: request, plan: plan, pageDefault: 200) { e, _ in
                 driveItemJSON(e, drive: drive)
             }
         case 5 where p[0] == "users" && p[2] == "messages" && p[4] == "$value":
@@ -65,14 +67,14 @@ extension GraphSimulator {
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
             guard tenant.entry(Tenant.foldersKey(u.id), p[3])?.deleted == nil, tenant.entry(Tenant.foldersKey(u.id), p[3]) != nil else { return notFound(p[3]) }
             return delta(key: Tenant.messagesKey(u.id, p[3]), link: "\(base)/users/\(u.id)/mailFolders('\(p[3].addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? p[3])')/messages/delta", style: .outlook,
-                         query: query, request: request, plan: plan, pageDefault: 10) { e in
+                         query: query, request: request, plan: plan, pageDefault: 10) { e, select in
                 guard case .message(let m) = e.payload else { return nil }
-                return tenant.messageJSON(id: e.id, m, user: u)
+                return tenant.messageJSON(id: e.id, m, user: u, body: select.map { $0.contains("body") || $0.contains("bodyPreview") } ?? true)
             }
         case 6 where p[0] == "users" && p[2] == "contactFolders" && p[4] == "contacts" && p[5] == "delta":
             guard let u = tenant.user(p[1]), p[3] == "contacts-" + u.id else { return notFound(p[3]) }
             return delta(key: Tenant.contactsKey(u.id), link: "\(base)/users/\(u.id)/contactFolders/\(p[3])/contacts/delta", style: .outlook,
-                         query: query, request: request, plan: plan, pageDefault: 10) { e in
+                         query: query, request: request, plan: plan, pageDefault: 10) { e, _ in
                 guard case .contact(let c) = e.payload else { return nil }
                 return tenant.contactJSON(id: e.id, c)
             }
@@ -159,14 +161,25 @@ extension GraphSimulator {
     enum LinkStyle { case outlook, drive }
 
     /// A delta token: which collection, the change-log position the round started from, where
-    /// it ends (fixed for all pages of a round), the page offset and the token generation.
+    /// it ends (fixed for all pages of a round), the page offset, the token generation and the
+    /// round's `$select` (as Graph's tokens carry the first request's query options).
     struct DeltaToken: Codable {
         var c: String
         var b: Int
         var u: Int?
         var o: Int
         var g: Int
+        var s: String? = nil
     }
+
+    /// The properties named by a request's `$select`, or nil when it has none.
+    static func selection(_ query: [String: String]) -> Set<String>? {
+        guard let list = query["$select"], !list.isEmpty else { return nil }
+        return Set(list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+    }
+
+    /// The properties a `$select` keeps; Graph returns these whatever is selected.
+    static let alwaysReturned: Set<String> = ["id", "@odata.type", "@odata.etag", "@removed"]
 
     static func hasToken(_ q: [String: String]) -> Bool { q["$skiptoken"] != nil || q["$deltatoken"] != nil || q["token"] != nil }
 
@@ -178,13 +191,13 @@ extension GraphSimulator {
     }
 
     private func delta(key: String, link: String, style: LinkStyle, query: [String: String], request: Request, plan: FaultPlan,
-                       pageDefault: Int, render: (Entry) -> [String: Any]?) -> Response {
+                       pageDefault: Int, render: (Entry, Set<String>?) -> [String: Any]?) -> Response {
         let size = Self.pageSize(request, query: query, default: pageDefault)
-        var token = DeltaToken(c: key, b: 0, u: nil, o: 0, g: plan.deltaGeneration)
+        var token = DeltaToken(c: key, b: 0, u: nil, o: 0, g: plan.deltaGeneration, s: query["$select"])
         if let raw = query["$skiptoken"] ?? query["$deltatoken"] ?? query["token"] {
             if style == .drive, raw == "latest" {
                 let seq = tenant.currentSeq
-                return Self.json(200, ["value": [Any](), "@odata.deltaLink": "\(link)?token=\(encode(DeltaToken(c: key, b: seq, u: nil, o: 0, g: plan.deltaGeneration)))"])
+                return Self.json(200, ["value": [Any](), "@odata.deltaLink": "\(link)?token=\(encode(DeltaToken(c: key, b: seq, u: nil, o: 0, g: plan.deltaGeneration, s: query["$select"])))"])
             }
             guard let data = Data(base64Encoded: Self.unURLSafe(raw)), let t = try? JSONDecoder().decode(DeltaToken.self, from: data), t.c == key else {
                 return Self.error(400, "BadRequest", "The delta token is not valid for this resource.")
@@ -201,20 +214,22 @@ extension GraphSimulator {
         let collection = tenant.collection(key) ?? Collection()  // an empty folder has no log yet
         let changes = collection.changes(since: token.b, upTo: upTo)
         let page = changes.dropFirst(token.o).prefix(size)
+        let select = Self.selection(["$select": token.s ?? ""])
         var value: [Any] = []
         for e in page {
             if e.deleted != nil, style == .outlook {
                 value.append(["@odata.type": typeName(e), "id": e.id, "@removed": ["reason": "deleted"]])
-            } else if let o = render(e) {
+            } else if var o = render(e, select) {
+                if let select { o = o.filter { select.contains($0.key) || Self.alwaysReturned.contains($0.key) } }
                 value.append(o)
             }
         }
         var body: [String: Any] = ["@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(\(typeName(e: page.first)))", "value": value]
         if token.o + size < changes.count {
-            let next = encode(DeltaToken(c: key, b: token.b, u: upTo, o: token.o + size, g: token.g))
+            let next = encode(DeltaToken(c: key, b: token.b, u: upTo, o: token.o + size, g: token.g, s: token.s))
             body["@odata.nextLink"] = style == .drive ? "\(link)(token='\(next)')" : "\(link)?$skiptoken=\(next)"
         } else {
-            let next = encode(DeltaToken(c: key, b: upTo, u: nil, o: 0, g: token.g))
+            let next = encode(DeltaToken(c: key, b: upTo, u: nil, o: 0, g: token.g, s: token.s))
             body["@odata.deltaLink"] = style == .drive ? "\(link)?token=\(next)" : "\(link)?$deltatoken=\(next)"
         }
         return Self.json(200, body)

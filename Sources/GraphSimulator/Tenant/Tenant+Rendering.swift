@@ -84,9 +84,12 @@ extension Tenant {
         return encoded
     }
 
-    func messageJSON(id: String, _ m: Message, user: User) -> [String: Any] {
+    /// A message as Graph lists it. Without `$select`, Graph's message delta returns the body
+    /// too (`body`, `bodyPreview`), as Microsoft's own sample shows; `body: false` leaves it out
+    /// when the caller selected neither.
+    func messageJSON(id: String, _ m: Message, user: User, body: Bool = true) -> [String: Any] {
         let changeKey = Self.changeKey(id, "\(m.version)|\(m.isRead)")
-        return [
+        var json: [String: Any] = [
             "@odata.type": "#microsoft.graph.message",
             "@odata.etag": "W/\"\(changeKey)\"",
             "id": id,
@@ -108,6 +111,12 @@ extension Tenant {
             "from": ["emailAddress": ["name": m.fromName, "address": m.fromAddress]],
             "toRecipients": m.to.map { ["emailAddress": ["name": $0, "address": $0]] },
         ]
+        if body {
+            let text = String(decoding: corpus.lines(seed: m.bodySeed, count: 8 + Int(m.bodySeed % 120)), as: UTF8.self)
+            json["body"] = ["contentType": "text", "content": text]
+            json["bodyPreview"] = String(text.prefix(255))
+        }
+        return json
     }
 
     func folderJSON(id: String, _ f: MailFolder, user: User, counts: (total: Int, unread: Int, children: Int)) -> [String: Any] {

@@ -5,6 +5,20 @@ import VaultlineCore
 /// Exchange mail: the folder hierarchy by mailFolders delta, each folder's messages by their own
 /// delta, content as MIME from `$value`, byte-exact.
 extension M365Backup {
+    /// The message properties asked for (`$select`) and kept as the item's Graph JSON. Without a
+    /// `$select`, Graph's message delta also returns the whole body, which the MIME already holds:
+    /// it would double what every snapshot tree keeps per message and what a run holds in memory.
+    static let messageProperties = [
+        "id", "changeKey", "parentFolderId", "subject", "from", "sender", "toRecipients", "ccRecipients",
+        "bccRecipients", "replyTo", "receivedDateTime", "sentDateTime", "createdDateTime", "lastModifiedDateTime",
+        "hasAttachments", "internetMessageId", "conversationId", "isRead", "isDraft", "importance", "categories",
+        "flag", "inferenceClassification",
+    ].joined(separator: ",")
+
+    /// Properties dropped from a message's JSON whatever was selected (a delta link saved before
+    /// `$select` was asked for still returns them).
+    static let bodyProperties = ["body", "uniqueBody", "bodyPreview"]
+
     struct Folder: Sendable {
         var name: String
         var parentId: String?
@@ -90,7 +104,7 @@ extension M365Backup {
         var retryByFolder: [String: [JSONValue]] = [:]
         for id in previous.retryMessages {
             do {
-                let json = try await client.json(client.url("users", user, "messages", id), mailbox: user)
+                let json = try await client.json(client.url("users", user, "messages", id) + "?$select=" + Self.messageProperties, mailbox: user)
                 if let fid = json["parentFolderId"]?.string { retryByFolder[fid, default: []].append(json) }
             } catch let e as GraphError where e.kind == .notFound {
                 continue  // deleted since
@@ -104,7 +118,7 @@ extension M365Backup {
         for fid in folders.keys.sorted() {
             guard var folder = folders[fid] else { continue }
             let folderPath = path + self.folderPath(fid, folders)
-            let initial = client.url("users", user, "mailFolders", fid, "messages", "delta")
+            let initial = client.url("users", user, "mailFolders", fid, "messages", "delta") + "?$select=" + Self.messageProperties
             var failed: [String] = []
             let round = try await deltaRound(link: previous.folderDeltas[fid], initial: initial, mailbox: user, what: folderPath) { page in
                 try await applyMessages(page, user: user, folder: &folder, path: folderPath, failed: &failed, ctx)
@@ -182,10 +196,12 @@ extension M365Backup {
 
     private func fetchMessage(user: String, id: String, json: JSONValue, _ ctx: RunContext) async throws -> TreeNode {
         let url = client.url("users", user, "messages", id, "$value")
+        var item = json.object ?? [:]
+        for p in Self.bodyProperties { item[p] = nil }
         let metadata = [
             "graph.id": id,
             "graph.changeKey": json["changeKey"]?.string ?? json["@odata.etag"]?.string ?? "",
-            "graph.item": String(decoding: json.encoded(), as: UTF8.self),
+            "graph.item": String(decoding: JSONValue.object(item).encoded(), as: UTF8.self),
         ]
         let name = itemFileName(id, ext: ".eml")
         if let node = reuse(name: name, metadata: metadata, ctx) { return node }
