@@ -139,7 +139,9 @@ public final class M365Backup: Sendable {
                 }
                 for _ in 0..<max(1, options.concurrentUsers) { startNext() }
                 for try await (id, dir, userState) in group {
-                    usersDir.dirs[safeName(userState.upn)] = dir
+                    // Stored as soon as the user is done: what a run holds in memory follows the
+                    // users in progress, not the tenant.
+                    usersDir.dirs[safeName(userState.upn)] = try await sealed(dir, ctx)
                     newState.users[id] = userState
                     startNext()
                 }
@@ -157,7 +159,7 @@ public final class M365Backup: Sendable {
             stats.files = UInt64(root.itemCount)
             stats.filesRead = UInt64(downloaded)
             stats.bytesRead = bytes
-            stats.totalBytes = totalBytes(root)
+            stats.totalBytes = root.totalBytes
             stats.durationSeconds = Date().timeIntervalSince(started)
             var snapshot = Snapshot(time: started, sourceKind: Self.sourceKind, paths: [graphBase], tags: options.tags,
                                     parent: parentID, tree: rootID.hex, stats: stats)
@@ -179,12 +181,9 @@ public final class M365Backup: Sendable {
         try repository.listSnapshots().last { $0.snapshot.sourceKind == Self.sourceKind && $0.snapshot.paths == [graphBase] }?.id
     }
 
-    private func totalBytes(_ d: DirBuilder) -> UInt64 {
-        d.files.values.reduce(0) { $0 + ($1.size ?? 0) } + d.dirs.values.reduce(0) { $0 + totalBytes($1) }
-    }
-
     /// Stores a directory and everything below it; returns the tree id.
     func storeTree(_ d: DirBuilder, _ ctx: RunContext) async throws -> Bytes32 {
+        if let stored = d.stored { return stored.tree }
         var nodes = Array(d.files.values)
         for (name, sub) in d.dirs {
             var node = TreeNode(name: name, kind: .dir)
@@ -196,6 +195,13 @@ public final class M365Backup: Sendable {
         let tree = Tree(nodes: nodes)
         let session = ctx.session
         return try await ctx.pool.run { _ in try session.store(tree) }
+    }
+
+    /// The directory stored now and kept as its tree id, counts and metadata only.
+    func sealed(_ d: DirBuilder, _ ctx: RunContext) async throws -> DirBuilder {
+        var out = DirBuilder(metadata: d.metadata)
+        out.stored = (try await storeTree(d, ctx), d.itemCount, d.totalBytes)
+        return out
     }
 
     static func journalKey(name: String, metadata: [String: String]) -> String {

@@ -43,6 +43,9 @@ struct DirBuilder: Sendable {
     var files: [String: TreeNode] = [:]
     var dirs: [String: DirBuilder] = [:]
     var metadata: [String: String]?
+    /// Set once the directory's tree is stored (``M365Backup/sealed(_:_:)``): then `files` and
+    /// `dirs` are empty and only the tree id and the counts remain in memory.
+    var stored: (tree: Bytes32, items: Int, bytes: UInt64)?
 
     subscript(path: [String]) -> DirBuilder {
         get {
@@ -57,7 +60,12 @@ struct DirBuilder: Sendable {
         }
     }
 
-    var itemCount: Int { files.count + dirs.values.reduce(0) { $0 + $1.itemCount } }
+    var itemCount: Int { stored?.items ?? files.count + dirs.values.reduce(0) { $0 + $1.itemCount } }
+
+    /// The bytes of every file below.
+    var totalBytes: UInt64 {
+        stored?.bytes ?? files.values.reduce(0) { $0 + ($1.size ?? 0) } + dirs.values.reduce(0) { $0 + $1.totalBytes }
+    }
 }
 
 /// Names that are safe as one path component: Graph ids and folder names may hold `/`.
