@@ -1,6 +1,6 @@
 import Foundation
-@testable import VaultlineCore
 import Testing
+@testable import VaultlineCore
 @testable import VaultlineGraph
 
 /// The limiter behind the per-mailbox request budget and the chunker pool's two lanes.
@@ -29,24 +29,34 @@ struct AsyncLimiterTests {
         #expect(order.withLock { $0 } == ["urgent", "ordinary"])
     }
 
-    @Test(.timeLimit(.minutes(1)))
-    func theBudgetHoldsItsRateAndMakesUpHalfASecondOfPause() async throws {
-        let rate = 40.0
-        let limiter = AsyncLimiter(100, ratePerSecond: rate)
-        func take(_ n: Int) async -> Double {
-            let start = ContinuousClock.now
-            for _ in 0..<n { await limiter.acquire(); await limiter.release() }
-            let d = ContinuousClock.now - start
+    /// On a clock of its own: the budget's arithmetic, whatever the machine is doing.
+    @Test func theBudgetKeepsItsRateAndMakesUpHalfASecondOfPause() {
+        let t0 = ContinuousClock.now
+        var budget = RequestBudget(ratePerSecond: 40, now: t0)
+        func seconds(_ i: ContinuousClock.Instant) -> Double {
+            let d = i - t0
             return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         }
-        // From the start: no burst saved up, so 40 acquisitions take about a second.
-        let steady = await take(40)
-        #expect(steady > 0.9 && steady < 3, "40 at 40/s took \(steady) s")
-        // After a pause, half a second of budget (20) is spent at once, then the rate again.
-        try await Task.sleep(for: .seconds(1))
-        let burst = await take(20)
-        #expect(burst < 0.25, "20 after a pause took \(burst) s")
-        let after = await take(20)
-        #expect(after > 0.4, "the next 20 wait for the budget: \(after) s")
+        // Asked for all at once from the start: one every 25 ms, no burst saved up.
+        let first = (0..<40).map { _ in seconds(budget.reserve(now: t0)) }
+        #expect(abs(first[0]) < 1e-6 && abs(first[39] - 0.975) < 1e-6)
+        // Two seconds later (idle since 1 s): half a second of budget (20) and the turn due now,
+        // 21 requests, at once.
+        let later = t0 + .seconds(2)
+        let burst = (0..<21).map { _ in seconds(budget.reserve(now: later)) }
+        #expect(burst.allSatisfy { abs($0 - 2) < 1e-6 })
+        // Then the rate again: the next waits 25 ms, the 19th after the burst 475 ms.
+        let after = (0..<19).map { _ in seconds(budget.reserve(now: later)) }
+        #expect(abs(after[0] - 2.025) < 1e-6 && abs(after[18] - 2.475) < 1e-6)
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aRatedLimiterNeverRunsAheadOfItsBudget() async throws {
+        let limiter = AsyncLimiter(100, ratePerSecond: 40)
+        let start = ContinuousClock.now
+        for _ in 0..<40 { await limiter.acquire(); await limiter.release() }
+        let d = ContinuousClock.now - start
+        // 40 at 40/s from a standing start: the last starts 0.975 s in (later under load, never sooner).
+        #expect(d >= .milliseconds(970), "40 at 40/s took \(d)")
     }
 }

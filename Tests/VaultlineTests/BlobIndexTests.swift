@@ -59,7 +59,9 @@ import Testing
         index.compact()
         let m = index.memoryFootprint
         let perBlob = Double(m.entries) / Double(index.count)
-        #expect(perBlob == 40)
+        // 40 bytes per entry; the allocator may round the array up by a page (glibc serves an
+        // 8 MB array from mmap or the heap depending on what was freed before: 40.0 or 40.02).
+        #expect(perBlob >= 40 && perBlob < 40.1)
         #expect(Double(m.entries + m.packs) / Double(index.count) < 41)
     }
 }

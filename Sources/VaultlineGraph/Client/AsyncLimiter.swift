@@ -1,23 +1,16 @@
 /// A counting semaphore for tasks: at most `limit` holders at once, the rest wait in order, and
-/// urgent waiters before the others.
-/// With a rate, acquisitions also keep to a request budget (a token bucket holding half a second
-/// of budget): at most `rate` per second on average, and budget left unused in the last half
-/// second may be spent at once, so that a short pause (a page turn, a busy moment) is made up
-/// rather than lost. The bucket is kept small so that requests delayed on their way (up to
-/// about half a second) still arrive inside a service limit a little above the rate.
+/// urgent waiters before the others. With a rate, each acquisition also waits for its turn in a
+/// ``RequestBudget``.
 actor AsyncLimiter {
     let limit: Int
-    let interval: Double
-    private let burst: Duration
     private var used = 0
     private var waiters: [CheckedContinuation<Void, Never>] = []
     private var urgentWaiters: [CheckedContinuation<Void, Never>] = []
-    private var nextStart = ContinuousClock.now
+    private var budget: RequestBudget?
 
     init(_ limit: Int, ratePerSecond: Double = 0) {
         self.limit = max(1, limit)
-        interval = ratePerSecond > 0 ? 1 / ratePerSecond : 0
-        burst = .milliseconds(ratePerSecond > 0 ? 500 : 0)
+        budget = ratePerSecond > 0 ? RequestBudget(ratePerSecond: ratePerSecond, now: .now) : nil
     }
 
     /// Waits for a slot. An urgent caller is served before every non-urgent one still waiting.
@@ -29,13 +22,10 @@ actor AsyncLimiter {
         } else {
             await withCheckedContinuation { waiters.append($0) }
         }
-        guard interval > 0 else { return }
+        guard budget != nil else { return }
         let now = ContinuousClock.now
-        // Budget older than `burst` is gone; what is left of it is spent first.
-        let due = max(nextStart, now - burst)
-        let start = max(now, due)
-        nextStart = due + .nanoseconds(Int64(interval * 1e9))
-        if start > now { try? await Task.sleep(until: start, clock: .continuous) }
+        guard let start = budget?.reserve(now: now), start > now else { return }
+        try? await Task.sleep(until: start, clock: .continuous)
     }
 
     func release() {
@@ -47,5 +37,31 @@ actor AsyncLimiter {
         } else {
             used -= 1
         }
+    }
+}
+
+/// A request budget: a token bucket holding half a second of budget. Requests start at most
+/// `rate` per second on average, and budget left unused in the last half second may be spent
+/// at once, so that a short pause (a page turn, a busy moment) is made up rather than lost. The
+/// bucket is kept small so that requests delayed on their way (up to about half a second) still
+/// arrive inside a service limit a little above the rate.
+struct RequestBudget {
+    let interval: Duration
+    let burst: Duration
+    /// When the next request may start if the bucket is empty.
+    private var nextStart: ContinuousClock.Instant
+
+    init(ratePerSecond: Double, now: ContinuousClock.Instant, burst: Duration = .milliseconds(500)) {
+        interval = .nanoseconds(Int64(1e9 / ratePerSecond))
+        self.burst = burst
+        nextStart = now
+    }
+
+    /// Takes the next turn; returns when its request may start (`now` or later).
+    mutating func reserve(now: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        // Budget older than `burst` is gone; what is left of it is spent first.
+        let due = max(nextStart, now - burst)
+        nextStart = due + interval
+        return max(now, due)
     }
 }
