@@ -78,9 +78,10 @@ final class ChunkerPool: Sendable {
         return try result.get()
     }
 
-    /// Runs blocking engine work (storing a tree) on a pool thread.
+    /// Runs blocking engine work (storing a tree) on a pool thread, in the mailbox lane (a
+    /// mailbox waits for its folder's tree before it goes on).
     func run<T: Sendable>(_ work: @escaping @Sendable (ContentChunker) throws -> T) async throws -> T {
-        await slots.acquire()
+        await slots.acquire(urgent: true)
         let (results, continuation) = AsyncStream.makeStream(of: Result<T, any Error>.self)
         jobs.withLock { $0.append(Job { chunker in
             continuation.yield(Result { try work(chunker) })

@@ -22,7 +22,9 @@ extension M365Backup {
     struct Folder: Sendable {
         var name: String
         var parentId: String?
-        var messages: [String: TreeNode] = [:]
+        /// The folder's tree in the parent snapshot (its messages are read from it when the
+        /// folder's turn comes, not before).
+        var parentTree: String?
     }
 
     func backupUser(id: String, upn: String, state previous: M365State.UserState, _ ctx: RunContext) async throws -> (String, DirBuilder, M365State.UserState) {
@@ -114,35 +116,60 @@ extension M365Backup {
             }
         }
 
-        // Messages, folder by folder.
-        for fid in folders.keys.sorted() {
-            guard var folder = folders[fid] else { continue }
+        // Messages, folder by folder, deepest first: a folder's tree is stored as soon as its
+        // messages are in, with its subfolders' trees (already stored) beside them. A mailbox
+        // run holds one folder's messages at a time, however large the mailbox.
+        var storedFolders: [String: DirBuilder] = [:]
+        let order = folders.keys.sorted { a, b in
+            let (da, db) = (folderPath(a, folders).count, folderPath(b, folders).count)
+            return da != db ? da > db : a < b
+        }
+        for fid in order {
+            guard let folder = folders[fid] else { continue }
             let folderPath = path + self.folderPath(fid, folders)
+            var messages: [String: TreeNode] = [:]
+            if let id = folder.parentTree {
+                for m in try loadParentTree(id).nodes where m.kind == .file {
+                    if let mid = m.metadata?["graph.id"] { messages[mid] = m }
+                }
+            }
             let initial = client.url("users", user, "mailFolders", fid, "messages", "delta") + "?$select=" + Self.messageProperties
             var failed: [String] = []
             let round = try await deltaRound(link: previous.folderDeltas[fid], initial: initial, mailbox: user, what: folderPath) { page in
-                try await applyMessages(page, user: user, folder: &folder, path: folderPath, failed: &failed, ctx)
+                try await applyMessages(page, user: user, messages: &messages, path: folderPath, failed: &failed, ctx)
             }
             state.folderDeltas[fid] = round.link
-            if let listed = round.listed { folder.messages = folder.messages.filter { listed.contains($0.key) } }
+            if let listed = round.listed { messages = messages.filter { listed.contains($0.key) } }
             if let again = retryByFolder[fid] {
                 failed.removeAll { id in again.contains { $0["id"]?.string == id } }
-                try await applyMessages(again, user: user, folder: &folder, path: folderPath, failed: &failed, ctx)
+                try await applyMessages(again, user: user, messages: &messages, path: folderPath, failed: &failed, ctx)
             }
             state.retryMessages += Set(failed)
-            folders[fid] = folder
+
+            var d = DirBuilder()
+            for (_, node) in messages { d.files[node.name] = node }
+            for (cid, child) in folders where child.parentId == fid && cid != fid {
+                guard let stored = storedFolders.removeValue(forKey: cid) else { continue }
+                d.dirs[Self.uniqueName(safeName(child.name), id: cid, taken: d.dirs.keys)] = stored
+            }
+            d.metadata = ["graph.id": fid, "graph.parentId": folder.parentId ?? "", "graph.name": folder.name]
+            storedFolders[fid] = try await sealed(d, ctx)
         }
 
-        // The directory: folders nested by parent, messages inside.
+        // The top: folders whose parent is not a folder (the mailbox's root).
         var dir = DirBuilder()
-        for (fid, folder) in folders {
-            let p = self.folderPath(fid, folders)
-            var d = dir[p]
-            for (_, node) in folder.messages { d.files[node.name] = node }
-            d.metadata = ["graph.id": fid, "graph.parentId": folder.parentId ?? "", "graph.name": folder.name]
-            dir[p] = d
+        for (fid, stored) in storedFolders.sorted(by: { $0.key < $1.key }) {
+            let name = folders[fid].map { safeName($0.name) } ?? fid
+            dir.dirs[Self.uniqueName(name, id: fid, taken: dir.dirs.keys)] = stored
         }
         return (dir, state)
+    }
+
+    /// `name`, or when a sibling already has it (Exchange does not allow that, but a folder
+    /// renamed between pages could), `name~<end of the Graph id>`.
+    static func uniqueName(_ name: String, id: String, taken: Dictionary<String, DirBuilder>.Keys) -> String {
+        guard taken.contains(name) else { return name }
+        return name + "~" + safeName(String(id.suffix(12)))
     }
 
     /// Folder path components from the top of the mailbox (parents not in the map are the root).
@@ -158,36 +185,33 @@ extension M365Backup {
         return out
     }
 
+    /// The parent snapshot's folders: names, parents and tree ids (not their messages).
     private func collectFolders(_ tree: Tree, parentId: String?, into folders: inout [String: Folder]) throws {
         for node in tree.nodes where node.kind == .dir {
             guard let id = node.metadata?["graph.id"], let sub = node.subtree else { continue }
-            var f = Folder(name: node.metadata?["graph.name"] ?? node.name, parentId: node.metadata?["graph.parentId"].flatMap { $0.isEmpty ? nil : $0 } ?? parentId)
-            let t = try loadParentTree(sub)
-            for m in t.nodes where m.kind == .file {
-                if let mid = m.metadata?["graph.id"] { f.messages[mid] = m }
-            }
-            folders[id] = f
-            try collectFolders(t, parentId: id, into: &folders)
+            let parent = node.metadata?["graph.parentId"].flatMap { $0.isEmpty ? nil : $0 } ?? parentId
+            folders[id] = Folder(name: node.metadata?["graph.name"] ?? node.name, parentId: parent, parentTree: sub)
+            try collectFolders(try loadParentTree(sub), parentId: id, into: &folders)
         }
     }
 
     /// Applies one page of a folder's message delta: removals, unchanged items kept, new and
     /// changed ones downloaded (several at once).
-    private func applyMessages(_ page: [JSONValue], user: String, folder: inout Folder, path: [String], failed: inout [String], _ ctx: RunContext) async throws {
+    private func applyMessages(_ page: [JSONValue], user: String, messages: inout [String: TreeNode], path: [String], failed: inout [String], _ ctx: RunContext) async throws {
         var toFetch: [(String, JSONValue)] = []
         for m in page {
             guard let id = m["id"]?.string else { continue }
-            if m["@removed"] != nil { folder.messages[id] = nil; continue }
+            if m["@removed"] != nil { messages[id] = nil; continue }
             let changeKey = m["changeKey"]?.string ?? m["@odata.etag"]?.string ?? ""
-            if let old = folder.messages[id], old.metadata?["graph.changeKey"] == changeKey, !changeKey.isEmpty { continue }
+            if let old = messages[id], old.metadata?["graph.changeKey"] == changeKey, !changeKey.isEmpty { continue }
             toFetch.append((id, m))
         }
         let results = try await fetchAll(toFetch) { id, json in try await self.fetchMessage(user: user, id: id, json: json, ctx) }
         for (id, r) in results {
             switch r {
-            case .success(let node): folder.messages[id] = node
+            case .success(let node): messages[id] = node
             case .failure(let e):
-                if e.kind == .notFound { folder.messages[id] = nil; continue }  // deleted since listed
+                if e.kind == .notFound { messages[id] = nil; continue }  // deleted since listed
                 recordError((path + [itemFileName(id, ext: ".eml")]).joined(separator: "/"), e)
                 failed.append(id)
             }
