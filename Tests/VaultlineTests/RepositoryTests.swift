@@ -2,6 +2,24 @@ import Testing
 @testable import VaultlineCore
 
 @Suite struct RepositoryTests {
+    @Test func aTreesDirectoriesDecodeAloneAsTheyDoInTheWholeTree() throws {
+        var file = TreeNode(name: "m.eml", kind: .file)
+        file.content = [String(repeating: "ab", count: 32)]
+        file.metadata = ["graph.item": "{\"subject\": \"x\"}"]
+        var dir = TreeNode(name: "Inbox", kind: .dir)
+        dir.subtree = String(repeating: "cd", count: 32)
+        dir.metadata = ["graph.id": "AAMk/1+=", "graph.name": "Inbox"]
+        dir.mode = 0o755
+        var damaged = TreeNode(name: "Lost", kind: .dir)
+        damaged.damaged = "tree unreadable"
+        let link = TreeNode(name: "l", kind: .symlink)
+        let bytes = try Tree(nodes: [file, dir, damaged, link]).encoded()
+        let whole = try Tree.decode(bytes, id: "t").nodes.filter { $0.kind == .dir }
+        #expect(try Tree.directories(bytes, id: "t") == whole)
+        #expect(whole.count == 2)
+        #expect(throws: VaultlineError.self) { try Tree.directories(Array("{\"nodes\": 3}".utf8), id: "t") }
+    }
+
     @Test func initThenOpenWithThePassword() throws {
         let dir = TemporaryDirectory()
         let repo = try Fixtures.repository(in: dir)

@@ -84,7 +84,7 @@ extension M365Backup {
         var state = M365State.UserState(upn: upn)
         // The parent snapshot's folders and messages, by Graph id.
         var folders: [String: Folder] = [:]
-        if let tree = try parentTree(path, ctx) { try collectFolders(tree, parentId: nil, into: &folders) }
+        if let tree = try parentTree(path, ctx) { try collectFolders(tree.nodes, parentId: nil, into: &folders) }
 
         // Folder hierarchy.
         func applyFolders(_ page: [JSONValue]) {
@@ -185,13 +185,15 @@ extension M365Backup {
         return out
     }
 
-    /// The parent snapshot's folders: names, parents and tree ids (not their messages).
-    private func collectFolders(_ tree: Tree, parentId: String?, into folders: inout [String: Folder]) throws {
-        for node in tree.nodes where node.kind == .dir {
+    /// The parent snapshot's folders: names, parents and tree ids (their messages are not built:
+    /// each folder's are read at its turn).
+    private func collectFolders(_ directories: [TreeNode], parentId: String?, into folders: inout [String: Folder]) throws {
+        for node in directories where node.kind == .dir {
             guard let id = node.metadata?["graph.id"], let sub = node.subtree else { continue }
             let parent = node.metadata?["graph.parentId"].flatMap { $0.isEmpty ? nil : $0 } ?? parentId
             folders[id] = Folder(name: node.metadata?["graph.name"] ?? node.name, parentId: parent, parentTree: sub)
-            try collectFolders(try loadParentTree(sub), parentId: id, into: &folders)
+            let children = try readLock.withLock { _ in try repository.loadTreeDirectories(sub) }
+            try collectFolders(children, parentId: id, into: &folders)
         }
     }
 
