@@ -128,9 +128,14 @@ extension M365Backup {
             guard let folder = folders[fid] else { continue }
             let folderPath = path + self.folderPath(fid, folders)
             var messages: [String: TreeNode] = [:]
+            // Messages whose data was lost at every site (marked by `repair snapshots`, or whose
+            // blobs the index no longer has): fetched again below, changed or not.
+            var lost: [String] = []
             if let id = folder.parentTree {
                 for m in try loadParentTree(id).nodes where m.kind == .file {
-                    if let mid = m.metadata?["graph.id"] { messages[mid] = m }
+                    guard let mid = m.metadata?["graph.id"] else { continue }
+                    messages[mid] = m
+                    if !isIntact(m) { lost.append(mid) }
                 }
             }
             let initial = client.url("users", user, "mailFolders", fid, "messages", "delta") + "?$select=" + Self.messageProperties
@@ -144,6 +149,18 @@ extension M365Backup {
                 failed.removeAll { id in again.contains { $0["id"]?.string == id } }
                 try await applyMessages(again, user: user, messages: &messages, path: folderPath, failed: &failed, ctx)
             }
+            var heal: [JSONValue] = []
+            for id in lost where messages[id].map({ !isIntact($0) }) ?? false {
+                do {
+                    heal.append(try await client.json(client.url("users", user, "messages", id) + "?$select=" + Self.messageProperties, mailbox: user))
+                } catch let e as GraphError where e.kind == .notFound {
+                    messages[id] = nil  // deleted since
+                } catch let e as GraphError {
+                    recordError((folderPath + [itemFileName(id, ext: ".eml")]).joined(separator: "/"), e)
+                    failed.append(id)  // the damaged node stays until a run can fetch it
+                }
+            }
+            try await applyMessages(heal, user: user, messages: &messages, path: folderPath, failed: &failed, force: true, ctx)
             state.retryMessages += Set(failed)
 
             var d = DirBuilder()
@@ -198,14 +215,15 @@ extension M365Backup {
     }
 
     /// Applies one page of a folder's message delta: removals, unchanged items kept, new and
-    /// changed ones downloaded (several at once).
-    private func applyMessages(_ page: [JSONValue], user: String, messages: inout [String: TreeNode], path: [String], failed: inout [String], _ ctx: RunContext) async throws {
+    /// changed ones downloaded (several at once). `force`: downloaded even if unchanged.
+    private func applyMessages(_ page: [JSONValue], user: String, messages: inout [String: TreeNode], path: [String], failed: inout [String],
+                               force: Bool = false, _ ctx: RunContext) async throws {
         var toFetch: [(String, JSONValue)] = []
         for m in page {
             guard let id = m["id"]?.string else { continue }
             if m["@removed"] != nil { messages[id] = nil; continue }
             let changeKey = m["changeKey"]?.string ?? m["@odata.etag"]?.string ?? ""
-            if let old = messages[id], old.metadata?["graph.changeKey"] == changeKey, !changeKey.isEmpty { continue }
+            if !force, let old = messages[id], old.metadata?["graph.changeKey"] == changeKey, !changeKey.isEmpty { continue }
             toFetch.append((id, m))
         }
         let results = try await fetchAll(toFetch) { id, json in try await self.fetchMessage(user: user, id: id, json: json, ctx) }

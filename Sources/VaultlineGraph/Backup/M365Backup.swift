@@ -208,6 +208,12 @@ public final class M365Backup: Sendable {
         "\(metadata["graph.id"] ?? name)|\(metadata["graph.changeKey"] ?? metadata["graph.cTag"] ?? "")"
     }
 
+    /// False when a parent snapshot's item lost its data: marked damaged by `repair snapshots`,
+    /// or a blob the index no longer has. Such an item is fetched again, changed or not.
+    func isIntact(_ node: TreeNode) -> Bool {
+        node.damaged == nil && (node.content ?? []).allSatisfy { Bytes32(hex: $0).map(repository.index.contains) ?? false }
+    }
+
     /// The node a killed earlier run stored for this item version, if its blobs are durable.
     func reuse(name: String, metadata: [String: String], _ ctx: RunContext) -> TreeNode? {
         guard let stored = ctx.journal.reusable(Self.journalKey(name: name, metadata: metadata), index: repository.index) else { return nil }
