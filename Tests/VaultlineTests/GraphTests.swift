@@ -226,11 +226,11 @@ struct GraphTests {
     }
 
     @Test(.timeLimit(.minutes(2)))
-    func messagesLostAtEverySiteAreFetchedAgainByTheNextBackup() async throws {
+    func messagesAndFilesLostAtEverySiteAreFetchedAgainByTheNextBackup() async throws {
         let f = try await GraphFixture()
-        let mailOnly: (inout M365Backup.Options) -> Void = { $0.onedrive = false; $0.sites = false; $0.calendar = false; $0.contacts = false }
-        _ = try await f.backup(mailOnly)
-        // Every data pack lost (at both sites): `repair snapshots` marks the messages damaged.
+        let mailAndDrives: (inout M365Backup.Options) -> Void = { $0.sites = false; $0.calendar = false; $0.contacts = false }
+        _ = try await f.backup(mailAndDrives)
+        // Every data pack lost (at both sites): `repair snapshots` marks the items damaged.
         try f.repo.loadIndex()
         for pack in f.repo.index.packIDs where pack.type == .data { try f.repo.backend.delete(.pack, pack.id.hex) }
         let repair = try SnapshotRepair.run(f.repo, readData: false, dryRun: false)
@@ -238,15 +238,17 @@ struct GraphTests {
         try f.repo.loadIndex()
 
         // Nothing changed in the tenant, so no delta lists them; the next run fetches them anyway.
-        let healed = try await f.backup(mailOnly)
-        let messages = f.sim.tenant.users.reduce(0) { $0 + f.sim.tenant.mailbox(upn: $1.upn).count }
-        #expect(healed.itemsDownloaded == messages)
+        let healed = try await f.backup(mailAndDrives)
+        let users = f.sim.tenant.users
+        let items = users.reduce(0) { $0 + f.sim.tenant.mailbox(upn: $1.upn).count + f.sim.tenant.driveFiles(upn: $1.upn).count }
+        #expect(healed.itemsDownloaded == items)
         #expect(!healed.snapshot.partial)
-        for u in f.sim.tenant.users {
+        for u in users {
             #expect(try f.restore(healed.snapshotID, "/users/\(u.upn)/mail") == f.expectedMailbox(u.upn))
+            #expect(try f.restore(healed.snapshotID, "/users/\(u.upn)/onedrive") == f.sim.tenant.driveFiles(upn: u.upn))
         }
         // And a run after that has nothing to fetch.
-        #expect(try await f.backup(mailOnly).itemsDownloaded == 0)
+        #expect(try await f.backup(mailAndDrives).itemsDownloaded == 0)
         await f.close()
     }
 

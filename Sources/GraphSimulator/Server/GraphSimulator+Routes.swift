@@ -57,6 +57,10 @@ extension GraphSimulator {
             return delta(key: Tenant.driveKey(drive), link: "\(base)/drives/\(drive)/root/delta", style: .drive, query: q, request: request, plan: plan, pageDefault: 200) { e, _ in
                 driveItemJSON(e, drive: drive)
             }
+        case 4 where p[0] == "drives" && p[2] == "items":
+            // One driveItem, with a fresh download URL for a file.
+            guard let e = tenant.entry(Tenant.driveKey(p[1]), p[3]), e.deleted == nil, let json = driveItemJSON(e, drive: p[1]) else { return notFound(p[3]) }
+            return Self.json(200, json)
         case 5 where p[0] == "users" && p[2] == "messages" && p[4] == "$value":
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
             if plan.alwaysFail.contains(p[3]) { return Self.error(500, "InternalServerError", "An internal server error occurred.") }

@@ -48,6 +48,7 @@ extension M365Backup {
             try await applyDrive(page, entries: &entries, root: &rootId, path: path, ctx)
         }
         if let listed = round.listed { entries = entries.filter { listed.contains($0.key) } }
+        try await healDrive(driveId: driveId, entries: &entries, path: path, ctx)
         // Assemble: every entry whose chain of parents reaches the root.
         var dir = DirBuilder()
         dir.metadata = ["graph.id": rootId ?? "", "graph.driveId": driveId]
@@ -76,6 +77,31 @@ extension M365Backup {
             }
         }
         return (dir, round.link)
+    }
+
+    /// Files whose data was lost at every site (marked damaged by `repair snapshots`, or blobs
+    /// the index no longer has) are fetched again, changed or not: no delta lists them.
+    private func healDrive(driveId: String, entries: inout [String: DriveEntry], path: [String], _ ctx: RunContext) async throws {
+        let lost = entries.compactMap { id, e in e.node.map { isIntact($0) ? nil : id } ?? nil }.sorted()
+        var items: [(String, JSONValue)] = []
+        for id in lost {
+            do {
+                items.append((id, try await client.json(client.url("drives", driveId, "items", id))))
+            } catch let e as GraphError where e.kind == .notFound {
+                entries[id] = nil  // deleted since
+            } catch let e as GraphError {
+                recordError((path + [entries[id]?.name ?? id]).joined(separator: "/"), e)
+            }
+        }
+        let results = try await fetchAll(items) { id, item in try await self.fetchFile(id: id, item: item, ctx) }
+        for (id, r) in results {
+            switch r {
+            case .success(let node): entries[id]?.node = node
+            case .failure(let e):
+                if e.kind == .notFound { entries[id] = nil; continue }
+                recordError((path + [entries[id]?.name ?? id]).joined(separator: "/"), e)  // the damaged node stays
+            }
+        }
     }
 
     private func collectDrive(_ tree: Tree, parentId: String?, into entries: inout [String: DriveEntry], root: inout String?) throws {
