@@ -118,21 +118,35 @@ import Glibc
     @Test(.timeLimit(.minutes(2)))
     func bytesAlteredOnTheReceiversDiskAreCaughtAndSentAgain() async throws {
         let dir = TemporaryDirectory()
-        let repo = try ReplicationFixtures.siteA(in: dir, seed: 8)
+        // Packs of nearly 2 MiB: after the first 1 MiB DATA frame the partial file waits about
+        // 0.4 s for the rest, which is when the corrupter alters it.
+        var options = Fixtures.options
+        options.packSize = 1_900_000
+        let repo = try Repository.initialize(path: dir.path + "/repo", password: Fixtures.password, options: options)
+        try Fixtures.makeTree(at: dir.path + "/src", seed: 8, scale: 2)
+        _ = try Fixtures.backup(repo, [dir.path + "/src"])
         let receiver = try await RunningReceiver(root: dir.path + "/site-b")
         // Slow enough that the partial file can be altered while it is being received.
         let proxy = try FaultProxy(upstreamPort: receiver.port) { _ in .init(bytesPerSecond: 2_000_000) }
         let incoming = dir.path + "/site-b/" + repo.config.id + "/incoming"
         let finished = Atomic<Bool>(false)
+        let siteA = LocalBackend(root: dir.path + "/repo")
+        var packSizes: [String: Int] = [:]
+        for name in try siteA.list(.pack) { packSizes[name] = Int(try siteA.stat(.pack, name) ?? 0) }
         let corrupter = Task.detached { () -> Bool in
-            // Polls until it has altered one partial pack, or the replication is over.
+            // Polls until it has altered one partial pack, or the replication is over. Only a
+            // file not yet wholly received (a pack of more than one 1 MiB DATA frame): once all
+            // of it is in, the receiver may already have hashed it, and a byte altered after that
+            // is scrub's to find, not the transfer's.
             while !finished.load(ordering: .relaxed) {
-                if let name = (try? FileSystem.list(incoming))?.first(where: { $0.hasPrefix("packs-") }) {
+                for name in (try? FileSystem.list(incoming)) ?? [] where name.hasPrefix("packs-") {
+                    let pack = String(name.dropFirst("packs-".count).prefix(64))
+                    guard let full = packSizes[pack] else { continue }
                     let fd = open(incoming + "/" + name, O_RDWR)
                     if fd >= 0 {
                         defer { close(fd) }
                         var st = stat()
-                        if fstat(fd, &st) == 0 && st.st_size > 16 {
+                        if fstat(fd, &st) == 0 && st.st_size > 16 && Int(st.st_size) < full {
                             var byte: UInt8 = 0
                             _ = pread(fd, &byte, 1, 0)
                             byte ^= 0xff
