@@ -229,7 +229,9 @@ struct GraphTests {
     func messagesAndFilesLostAtEverySiteAreFetchedAgainByTheNextBackup() async throws {
         let f = try await GraphFixture()
         let mailAndDrives: (inout M365Backup.Options) -> Void = { $0.sites = false; $0.calendar = false; $0.contacts = false }
-        _ = try await f.backup(mailAndDrives)
+        let users = f.sim.tenant.users
+        let items = users.reduce(0) { $0 + f.sim.tenant.mailbox(upn: $1.upn).count + f.sim.tenant.driveFiles(upn: $1.upn).count }
+        #expect(try await f.backup(mailAndDrives).itemsDownloaded == items, "each item downloaded once")
         // Every data pack lost (at both sites): `repair snapshots` marks the items damaged.
         try f.repo.loadIndex()
         for pack in f.repo.index.packIDs where pack.type == .data { try f.repo.backend.delete(.pack, pack.id.hex) }
@@ -239,8 +241,6 @@ struct GraphTests {
 
         // Nothing changed in the tenant, so no delta lists them; the next run fetches them anyway.
         let healed = try await f.backup(mailAndDrives)
-        let users = f.sim.tenant.users
-        let items = users.reduce(0) { $0 + f.sim.tenant.mailbox(upn: $1.upn).count + f.sim.tenant.driveFiles(upn: $1.upn).count }
         #expect(healed.itemsDownloaded == items)
         #expect(!healed.snapshot.partial)
         for u in users {

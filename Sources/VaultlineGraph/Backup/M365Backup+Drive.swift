@@ -43,12 +43,16 @@ extension M365Backup {
             rootId = nil
             try collectDrive(tree, parentId: nil, into: &entries, root: &rootId)
         }
+        // The parent's files whose data was lost at every site (before this run stores anything:
+        // a node stored by this run has blobs the index does not list yet).
+        let lost = entries.compactMap { id, e in e.node.flatMap { isIntact($0) ? nil : (id, $0) } }
         let initial = client.url("drives", driveId, "root", "delta")
         let round = try await deltaRound(link: link, initial: initial, mailbox: nil, what: path) { page in
             try await applyDrive(page, entries: &entries, root: &rootId, path: path, ctx)
         }
         if let listed = round.listed { entries = entries.filter { listed.contains($0.key) } }
-        try await healDrive(driveId: driveId, entries: &entries, path: path, ctx)
+        // Those the round left as they were are fetched again, changed or not: no delta lists them.
+        try await healDrive(driveId: driveId, lost: lost.filter { entries[$0.0]?.node == $0.1 }.map(\.0).sorted(), entries: &entries, path: path, ctx)
         // Assemble: every entry whose chain of parents reaches the root.
         var dir = DirBuilder()
         dir.metadata = ["graph.id": rootId ?? "", "graph.driveId": driveId]
@@ -79,10 +83,9 @@ extension M365Backup {
         return (dir, round.link)
     }
 
-    /// Files whose data was lost at every site (marked damaged by `repair snapshots`, or blobs
-    /// the index no longer has) are fetched again, changed or not: no delta lists them.
-    private func healDrive(driveId: String, entries: inout [String: DriveEntry], path: [String], _ ctx: RunContext) async throws {
-        let lost = entries.compactMap { id, e in e.node.map { isIntact($0) ? nil : id } ?? nil }.sorted()
+    /// Fetches `lost` files again: their data was lost at every site (marked damaged by
+    /// `repair snapshots`, or blobs the index no longer has).
+    private func healDrive(driveId: String, lost: [String], entries: inout [String: DriveEntry], path: [String], _ ctx: RunContext) async throws {
         var items: [(String, JSONValue)] = []
         for id in lost {
             do {

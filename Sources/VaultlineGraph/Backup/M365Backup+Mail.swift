@@ -130,12 +130,12 @@ extension M365Backup {
             var messages: [String: TreeNode] = [:]
             // Messages whose data was lost at every site (marked by `repair snapshots`, or whose
             // blobs the index no longer has): fetched again below, changed or not.
-            var lost: [String] = []
+            var lost: [String: TreeNode] = [:]
             if let id = folder.parentTree {
                 for m in try loadParentTree(id).nodes where m.kind == .file {
                     guard let mid = m.metadata?["graph.id"] else { continue }
                     messages[mid] = m
-                    if !isIntact(m) { lost.append(mid) }
+                    if !isIntact(m) { lost[mid] = m }
                 }
             }
             let initial = client.url("users", user, "mailFolders", fid, "messages", "delta") + "?$select=" + Self.messageProperties
@@ -150,7 +150,9 @@ extension M365Backup {
                 try await applyMessages(again, user: user, messages: &messages, path: folderPath, failed: &failed, ctx)
             }
             var heal: [JSONValue] = []
-            for id in lost where messages[id].map({ !isIntact($0) }) ?? false {
+            // Those the round left as they were (a node this run stored has blobs the index
+            // does not list yet, so it is compared with the parent's, not checked again).
+            for (id, parent) in lost.sorted(by: { $0.key < $1.key }) where messages[id] == parent {
                 do {
                     heal.append(try await client.json(client.url("users", user, "messages", id) + "?$select=" + Self.messageProperties, mailbox: user))
                 } catch let e as GraphError where e.kind == .notFound {
