@@ -118,55 +118,24 @@ import Glibc
     @Test(.timeLimit(.minutes(2)))
     func bytesAlteredOnTheReceiversDiskAreCaughtAndSentAgain() async throws {
         let dir = TemporaryDirectory()
-        // Packs of nearly 2 MiB: after the first 1 MiB DATA frame the partial file waits about
-        // 0.4 s for the rest, which is when the corrupter alters it.
-        var options = Fixtures.options
-        options.packSize = 1_900_000
-        let repo = try Repository.initialize(path: dir.path + "/repo", password: Fixtures.password, options: options)
-        try Fixtures.makeTree(at: dir.path + "/src", seed: 8, scale: 2)
-        _ = try Fixtures.backup(repo, [dir.path + "/src"])
-        let receiver = try await RunningReceiver(root: dir.path + "/site-b")
-        // Slow enough that the partial file can be altered while it is being received.
-        let proxy = try FaultProxy(upstreamPort: receiver.port) { _ in .init(bytesPerSecond: 2_000_000) }
-        let incoming = dir.path + "/site-b/" + repo.config.id + "/incoming"
-        let finished = Atomic<Bool>(false)
-        let siteA = LocalBackend(root: dir.path + "/repo")
-        var sizes: [String: Int] = [:]
-        for name in try siteA.list(.pack) { sizes[name] = Int(try siteA.stat(.pack, name) ?? 0) }
-        let packSizes = sizes
-        // On a thread of its own: a task could wait for a busy cooperative pool past the window.
-        let corrupter = ThreadResult { () -> Bool in
-            // Polls until it has altered one partial pack, or the replication is over. Only a
-            // file not yet wholly received (a pack of more than one 1 MiB DATA frame): once all
-            // of it is in, the receiver may already have hashed it, and a byte altered after that
-            // is scrub's to find, not the transfer's.
-            while !finished.load(ordering: .relaxed) {
-                for name in (try? FileSystem.list(incoming)) ?? [] where name.hasPrefix("packs-") {
-                    let pack = String(name.dropFirst("packs-".count).prefix(64))
-                    guard let full = packSizes[pack] else { continue }
-                    let fd = open(incoming + "/" + name, O_RDWR)
-                    if fd >= 0 {
-                        defer { close(fd) }
-                        var st = stat()
-                        if fstat(fd, &st) == 0 && st.st_size > 16 && Int(st.st_size) < full {
-                            var byte: UInt8 = 0
-                            _ = pread(fd, &byte, 1, 0)
-                            byte ^= 0xff
-                            _ = pwrite(fd, &byte, 1, 0)
-                            return true
-                        }
-                    }
-                }
-                usleep(2_000)
-            }
-            return false
+        let repo = try ReplicationFixtures.siteA(in: dir, seed: 8)
+        // The first pack received is altered on disk after it is written and fsync'd, before it
+        // is hashed back, as a faulty disk (or a bug below us) would.
+        let altered = Atomic<Int>(0)
+        let receiver = try await RunningReceiver(root: dir.path + "/site-b") { path in
+            guard path.contains("/incoming/packs-"), altered.compareExchange(expected: 0, desired: 1, ordering: .relaxed).exchanged else { return }
+            let fd = open(path, O_RDWR)
+            guard fd >= 0 else { return }
+            defer { close(fd) }
+            var byte: UInt8 = 0
+            _ = pread(fd, &byte, 1, 0)
+            byte ^= 0xff
+            _ = pwrite(fd, &byte, 1, 0)
         }
-        let summary = try await ReplicationFixtures.replicate(dir.path + "/repo", port: proxy.port) { $0.transfers = 1 }
-        finished.store(true, ordering: .relaxed)
-        #expect(corrupter.value)
-        #expect(summary.hashMismatchesResent >= 1)
+        let summary = try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port) { $0.transfers = 1 }
+        #expect(altered.load(ordering: .relaxed) == 1)
+        #expect(summary.hashMismatchesResent == 1)
         #expect(try ReplicationFixtures.files(dir.path + "/site-b/" + repo.config.id) == ReplicationFixtures.files(dir.path + "/repo"))
-        proxy.stop()
         await receiver.stop()
     }
 

@@ -87,6 +87,7 @@ final class IncomingFile: @unchecked Sendable {
         guard fsync(fd) == 0 else { throw Self.systemError("fsync", path) }
         close(fd)
         fd = -1
+        repository.receivedFileFault?(path)
         let digest = try Self.hashFile(path)
         guard digest == ref.name else {
             unlink(path)

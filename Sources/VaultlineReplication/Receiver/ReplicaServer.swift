@@ -16,6 +16,9 @@ public final class ReplicaServer: Sendable {
         public var serverName: String
         /// Serve this one repository read-only instead of a root of replicas.
         public var servedRepository: String?
+        /// Fault injection for tests: called with each received file's path once it is written
+        /// and fsync'd, before it is hashed back, to alter bytes as a faulty disk would.
+        var receivedFileFault: (@Sendable (String) -> Void)?
 
         public init(host: String, port: Int, identity: SiteIdentity, root: String, serverName: String, servedRepository: String? = nil) {
             self.servedRepository = servedRepository
@@ -44,7 +47,8 @@ public final class ReplicaServer: Sendable {
     public init(configuration: Configuration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        store = try configuration.servedRepository.map { try ReplicaStore(serving: $0) } ?? ReplicaStore(root: configuration.root)
+        store = try configuration.servedRepository.map { try ReplicaStore(serving: $0) }
+            ?? ReplicaStore(root: configuration.root, receivedFileFault: configuration.receivedFileFault)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         threadPool = NIOThreadPool(numberOfThreads: 4)
         threadPool.start()

@@ -13,8 +13,13 @@ public final class ReplicaStore: Sendable {
     public let served: (id: String, directory: String)?
     public var readOnly: Bool { served != nil }
     private let replicas = Mutex<[String: ReplicaRepository]>([:])
+    /// See ``ReplicaServer/Configuration/receivedFileFault``.
+    let receivedFileFault: (@Sendable (String) -> Void)?
 
-    public init(root: String) throws {
+    public convenience init(root: String) throws { try self.init(root: root, receivedFileFault: nil) }
+
+    init(root: String, receivedFileFault: (@Sendable (String) -> Void)?) throws {
+        self.receivedFileFault = receivedFileFault
         var r = root
         while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
         self.root = r
@@ -27,6 +32,7 @@ public final class ReplicaStore: Sendable {
     /// Serves the repository at `repository` only, read-only, under its own id.
     public init(serving repository: String) throws {
         root = repository
+        receivedFileFault = nil
         let backend = LocalBackend(root: repository)
         let config = try RepositoryConfig.load(from: backend, path: repository)
         served = (config.id, repository)
@@ -54,7 +60,7 @@ public final class ReplicaStore: Sendable {
             guard create || FileSystem.isDirectory(dir) else {
                 throw ReplicationError(.notFound, "no replica of this repository here", object: id)
             }
-            let r = try ReplicaRepository(directory: dir)
+            let r = try ReplicaRepository(directory: dir, receivedFileFault: receivedFileFault)
             map[id] = r
             return r
         }
@@ -78,8 +84,11 @@ public final class ReplicaRepository: Sendable {
     /// that resumed transfers never receive a byte twice).
     public let appendedBytes = Atomic<Int64>(0)
 
-    init(directory: String, readOnly: Bool = false) throws {
+    let receivedFileFault: (@Sendable (String) -> Void)?
+
+    init(directory: String, readOnly: Bool = false, receivedFileFault: (@Sendable (String) -> Void)? = nil) throws {
         self.directory = directory
+        self.receivedFileFault = receivedFileFault
         backend = LocalBackend(root: directory)
         incoming = directory + "/incoming"
         do {

@@ -42,13 +42,15 @@ final class RunningReceiver: @unchecked Sendable {
     let port: Int
     let root: String
 
-    init(root: String, identity: SiteIdentity = TestSites.shared.replica, serving repository: String? = nil) async throws {
+    init(root: String, identity: SiteIdentity = TestSites.shared.replica, serving repository: String? = nil,
+         receivedFileFault: (@Sendable (String) -> Void)? = nil) async throws {
         var logger = Logger(label: "test.receiver")
         logger.logLevel = ProcessInfo.processInfo.environment["VAULTLINE_TEST_LOG"] != nil ? .debug : .critical
         self.root = root
-        server = try ReplicaServer(
-            configuration: .init(host: "127.0.0.1", port: 0, identity: identity, root: root, serverName: "test-site-b", servedRepository: repository),
-            logger: logger)
+        var configuration = ReplicaServer.Configuration(host: "127.0.0.1", port: 0, identity: identity, root: root, serverName: "test-site-b",
+                                                        servedRepository: repository)
+        configuration.receivedFileFault = receivedFileFault
+        server = try ReplicaServer(configuration: configuration, logger: logger)
         let (stream, continuation) = AsyncStream<Int>.makeStream()
         let server = self.server
         task = Task { try await server.run { continuation.yield($0); continuation.finish() } }
