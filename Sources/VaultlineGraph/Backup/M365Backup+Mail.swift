@@ -126,53 +126,16 @@ extension M365Backup {
         }
         for fid in order {
             guard let folder = folders[fid] else { continue }
-            let folderPath = path + self.folderPath(fid, folders)
-            var messages: [String: TreeNode] = [:]
-            // Messages whose data was lost at every site (marked by `repair snapshots`, or whose
-            // blobs the index no longer has): fetched again below, changed or not.
-            var lost: [String: TreeNode] = [:]
-            if let id = folder.parentTree {
-                for m in try loadParentTree(id).nodes where m.kind == .file {
-                    guard let mid = m.metadata?["graph.id"] else { continue }
-                    messages[mid] = m
-                    if !isIntact(m) { lost[mid] = m }
-                }
-            }
-            let initial = client.url("users", user, "mailFolders", fid, "messages", "delta") + "?$select=" + Self.messageProperties
-            var failed: [String] = []
-            let round = try await deltaRound(link: previous.folderDeltas[fid], initial: initial, mailbox: user, what: folderPath) { page in
-                try await applyMessages(page, user: user, messages: &messages, path: folderPath, failed: &failed, ctx)
-            }
-            state.folderDeltas[fid] = round.link
-            if let listed = round.listed { messages = messages.filter { listed.contains($0.key) } }
-            if let again = retryByFolder[fid] {
-                failed.removeAll { id in again.contains { $0["id"]?.string == id } }
-                try await applyMessages(again, user: user, messages: &messages, path: folderPath, failed: &failed, ctx)
-            }
-            var heal: [JSONValue] = []
-            // Those the round left as they were (a node this run stored has blobs the index
-            // does not list yet, so it is compared with the parent's, not checked again).
-            for (id, parent) in lost.sorted(by: { $0.key < $1.key }) where messages[id] == parent {
-                do {
-                    heal.append(try await client.json(client.url("users", user, "messages", id) + "?$select=" + Self.messageProperties, mailbox: user))
-                } catch let e as GraphError where e.kind == .notFound {
-                    messages[id] = nil  // deleted since
-                } catch let e as GraphError {
-                    recordError((folderPath + [itemFileName(id, ext: ".eml")]).joined(separator: "/"), e)
-                    failed.append(id)  // the damaged node stays until a run can fetch it
-                }
-            }
-            try await applyMessages(heal, user: user, messages: &messages, path: folderPath, failed: &failed, force: true, ctx)
-            state.retryMessages += Set(failed)
-
-            var d = DirBuilder()
-            for (_, node) in messages { d.files[node.name] = node }
+            var subfolders: [String: DirBuilder] = [:]
             for (cid, child) in folders where child.parentId == fid && cid != fid {
                 guard let stored = storedFolders.removeValue(forKey: cid) else { continue }
-                d.dirs[Self.uniqueName(safeName(child.name), id: cid, taken: d.dirs.keys)] = stored
+                subfolders[Self.uniqueName(safeName(child.name), id: cid, taken: subfolders.keys)] = stored
             }
-            d.metadata = ["graph.id": fid, "graph.parentId": folder.parentId ?? "", "graph.name": folder.name]
-            storedFolders[fid] = try await sealed(d, ctx)
+            let turn = try await backupFolder(fid, folder, subfolders: subfolders, user: user, path: path + folderPath(fid, folders),
+                                              link: previous.folderDeltas[fid], retry: retryByFolder[fid], ctx)
+            storedFolders[fid] = turn.stored
+            state.folderDeltas[fid] = turn.link
+            state.retryMessages += turn.failed
         }
 
         // The top: folders whose parent is not a folder (the mailbox's root).
@@ -182,6 +145,54 @@ extension M365Backup {
             dir.dirs[Self.uniqueName(name, id: fid, taken: dir.dirs.keys)] = stored
         }
         return (dir, state)
+    }
+
+    /// One mail folder's turn: the parent snapshot's messages, the delta round, messages that
+    /// failed last time and messages lost at every site; then the folder's tree is stored, with
+    /// its subfolders' (already stored) beside the messages. Returns it, the round's delta link
+    /// and the ids to try again next run.
+    private func backupFolder(_ fid: String, _ folder: Folder, subfolders: [String: DirBuilder], user: String, path folderPath: [String],
+                              link: String?, retry again: [JSONValue]?, _ ctx: RunContext) async throws -> (stored: DirBuilder, link: String?, failed: [String]) {
+        var messages: [String: TreeNode] = [:]
+        // Messages whose data was lost at every site (marked by `repair snapshots`, or whose
+        // blobs the index no longer has): fetched again below, changed or not.
+        var lost: [String: TreeNode] = [:]
+        if let id = folder.parentTree {
+            for m in try loadParentTree(id).nodes where m.kind == .file {
+                guard let mid = m.metadata?["graph.id"] else { continue }
+                messages[mid] = m
+                if !isIntact(m) { lost[mid] = m }
+            }
+        }
+        let initial = client.url("users", user, "mailFolders", fid, "messages", "delta") + "?$select=" + Self.messageProperties
+        var failed: [String] = []
+        let round = try await deltaRound(link: link, initial: initial, mailbox: user, what: folderPath) { page in
+            try await applyMessages(page, user: user, messages: &messages, path: folderPath, failed: &failed, ctx)
+        }
+        if let listed = round.listed { messages = messages.filter { listed.contains($0.key) } }
+        if let again {
+            failed.removeAll { id in again.contains { $0["id"]?.string == id } }
+            try await applyMessages(again, user: user, messages: &messages, path: folderPath, failed: &failed, ctx)
+        }
+        var heal: [JSONValue] = []
+        // Those the round left as they were (a node this run stored has blobs the index does not
+        // list yet, so it is compared with the parent's, not checked again).
+        for (id, parent) in lost.sorted(by: { $0.key < $1.key }) where messages[id] == parent {
+            do {
+                heal.append(try await client.json(client.url("users", user, "messages", id) + "?$select=" + Self.messageProperties, mailbox: user))
+            } catch let e as GraphError where e.kind == .notFound {
+                messages[id] = nil  // deleted since
+            } catch let e as GraphError {
+                recordError((folderPath + [itemFileName(id, ext: ".eml")]).joined(separator: "/"), e)
+                failed.append(id)  // the damaged node stays until a run can fetch it
+            }
+        }
+        try await applyMessages(heal, user: user, messages: &messages, path: folderPath, failed: &failed, force: true, ctx)
+
+        var d = DirBuilder(dirs: subfolders)
+        for (_, node) in messages { d.files[node.name] = node }
+        d.metadata = ["graph.id": fid, "graph.parentId": folder.parentId ?? "", "graph.name": folder.name]
+        return (try await sealed(d, ctx), round.link, Array(Set(failed)))
     }
 
     /// `name`, or when a sibling already has it (Exchange does not allow that, but a folder
