@@ -50,9 +50,9 @@ struct NetnsReplicationTests {
         pass.standardError = FileHandle.nullDevice
         try pass.run()
         try await Task.sleep(nanoseconds: 1_000_000_000)
-        link.setUp(false)
+        link.setLink(up: false)
         try await Task.sleep(nanoseconds: 2_000_000_000)
-        link.setUp(true)
+        link.setLink(up: true)
         try await Task.sleep(nanoseconds: 700_000_000)
         let killedMidPass = pass.isRunning
         kill(receiver.processIdentifier, SIGKILL)

@@ -47,7 +47,7 @@ extension GraphSimulator {
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
             guard let m = tenant.message(user: u.id, id: p[3]) else { return notFound(p[3]) }
             var json = tenant.messageJSON(id: p[3], m, user: u)
-            if let select = Self.selection(query) { json = json.filter { select.contains($0.key) || Self.alwaysReturned.contains($0.key) } }
+            if let select = Self.selection(query["$select"]) { json = json.filter { select.contains($0.key) || Self.alwaysReturned.contains($0.key) } }
             return Self.json(200, json)
         case 4 where p[0] == "drives" && p[2] == "root" && (p[3] == "delta" || p[3].hasPrefix("delta(")):
             let drive = p[1]
@@ -176,9 +176,9 @@ extension GraphSimulator {
         var s: String? = nil
     }
 
-    /// The properties named by a request's `$select`, or nil when it has none.
-    static func selection(_ query: [String: String]) -> Set<String>? {
-        guard let list = query["$select"], !list.isEmpty else { return nil }
+    /// The properties named by a `$select` list, or nil when there is none.
+    static func selection(_ list: String?) -> Set<String>? {
+        guard let list, !list.isEmpty else { return nil }
         return Set(list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
     }
 
@@ -218,7 +218,7 @@ extension GraphSimulator {
         let collection = tenant.collection(key) ?? Collection()  // an empty folder has no log yet
         let changes = collection.changes(since: token.b, upTo: upTo)
         let page = changes.dropFirst(token.o).prefix(size)
-        let select = Self.selection(["$select": token.s ?? ""])
+        let select = Self.selection(token.s)
         var value: [Any] = []
         for e in page {
             if e.deleted != nil, style == .outlook {

@@ -96,15 +96,7 @@ extension M365Backup {
                 recordError((path + [entries[id]?.name ?? id]).joined(separator: "/"), e)
             }
         }
-        let results = try await fetchAll(items) { id, item in try await self.fetchFile(id: id, item: item, ctx) }
-        for (id, r) in results {
-            switch r {
-            case .success(let node): entries[id]?.node = node
-            case .failure(let e):
-                if e.kind == .notFound { entries[id] = nil; continue }
-                recordError((path + [entries[id]?.name ?? id]).joined(separator: "/"), e)  // the damaged node stays
-            }
-        }
+        try await fetchFiles(items, entries: &entries, path: path, ctx)  // a file that fails keeps its damaged node
     }
 
     private func collectDrive(_ tree: Tree, parentId: String?, into entries: inout [String: DriveEntry], root: inout String?) throws {
@@ -151,14 +143,20 @@ extension M365Backup {
             }
             toFetch.append((id, item))
         }
-        let results = try await fetchAll(toFetch) { id, item in try await self.fetchFile(id: id, item: item, ctx) }
+        try await fetchFiles(toFetch, entries: &entries, path: path, ctx)
+    }
+
+    /// Downloads `items` (several at once) into `entries`. A file gone since it was listed is
+    /// dropped; one that fails is recorded and keeps its previous version, if any (without one
+    /// it is left out).
+    private func fetchFiles(_ items: [(String, JSONValue)], entries: inout [String: DriveEntry], path: [String], _ ctx: RunContext) async throws {
+        let results = try await fetchAll(items) { id, item in try await self.fetchFile(id: id, item: item, ctx) }
         for (id, r) in results {
             switch r {
             case .success(let node): entries[id]?.node = node
             case .failure(let e):
                 if e.kind == .notFound { entries[id] = nil; continue }
                 recordError((path + [entries[id]?.name ?? id]).joined(separator: "/"), e)
-                // The previous version, if any, stays; without one the file is left out.
                 if entries[id]?.node == nil { entries[id] = nil }
             }
         }

@@ -19,6 +19,11 @@ extension M365Backup {
     /// `$select` was asked for still returns them).
     static let bodyProperties = ["body", "uniqueBody", "bodyPreview"]
 
+    /// One message's properties (`GET /users/{id}/messages/{id}?$select=…`).
+    func messageURL(user: String, id: String) -> String {
+        client.url("users", user, "messages", id) + "?$select=" + Self.messageProperties
+    }
+
     struct Folder: Sendable {
         var name: String
         var parentId: String?
@@ -106,7 +111,7 @@ extension M365Backup {
         var retryByFolder: [String: [JSONValue]] = [:]
         for id in previous.retryMessages {
             do {
-                let json = try await client.json(client.url("users", user, "messages", id) + "?$select=" + Self.messageProperties, mailbox: user)
+                let json = try await client.json(messageURL(user: user, id: id), mailbox: user)
                 if let fid = json["parentFolderId"]?.string { retryByFolder[fid, default: []].append(json) }
             } catch let e as GraphError where e.kind == .notFound {
                 continue  // deleted since
@@ -120,15 +125,17 @@ extension M365Backup {
         // messages are in, with its subfolders' trees (already stored) beside them. A mailbox
         // run holds one folder's messages at a time, however large the mailbox.
         var storedFolders: [String: DirBuilder] = [:]
-        let order = folders.keys.sorted { a, b in
-            let (da, db) = (folderPath(a, folders).count, folderPath(b, folders).count)
-            return da != db ? da > db : a < b
+        let depth = folders.keys.reduce(into: [String: Int]()) { $0[$1] = folderPath($1, folders).count }
+        let order = folders.keys.sorted { a, b in depth[a] != depth[b] ? depth[a, default: 0] > depth[b, default: 0] : a < b }
+        var children: [String: [String]] = [:]
+        for (cid, child) in folders.sorted(by: { $0.key < $1.key }) where child.parentId != cid {
+            if let parent = child.parentId { children[parent, default: []].append(cid) }
         }
         for fid in order {
             guard let folder = folders[fid] else { continue }
             var subfolders: [String: DirBuilder] = [:]
-            for (cid, child) in folders where child.parentId == fid && cid != fid {
-                guard let stored = storedFolders.removeValue(forKey: cid) else { continue }
+            for cid in children[fid] ?? [] {
+                guard let child = folders[cid], let stored = storedFolders.removeValue(forKey: cid) else { continue }
                 subfolders[Self.uniqueName(safeName(child.name), id: cid, taken: subfolders.keys)] = stored
             }
             let turn = try await backupFolder(fid, folder, subfolders: subfolders, user: user, path: path + folderPath(fid, folders),
@@ -179,7 +186,7 @@ extension M365Backup {
         // list yet, so it is compared with the parent's, not checked again).
         for (id, parent) in lost.sorted(by: { $0.key < $1.key }) where messages[id] == parent {
             do {
-                heal.append(try await client.json(client.url("users", user, "messages", id) + "?$select=" + Self.messageProperties, mailbox: user))
+                heal.append(try await client.json(messageURL(user: user, id: id), mailbox: user))
             } catch let e as GraphError where e.kind == .notFound {
                 messages[id] = nil  // deleted since
             } catch let e as GraphError {

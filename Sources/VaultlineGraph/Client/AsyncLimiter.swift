@@ -22,10 +22,8 @@ actor AsyncLimiter {
         } else {
             await withCheckedContinuation { waiters.append($0) }
         }
-        guard budget != nil else { return }
         let now = ContinuousClock.now
-        guard let start = budget?.reserve(now: now), start > now else { return }
-        try? await Task.sleep(until: start, clock: .continuous)
+        if let start = budget?.reserve(now: now), start > now { try? await Task.sleep(until: start, clock: .continuous) }
     }
 
     func release() {

@@ -46,7 +46,7 @@ final class NetnsLink {
     }
 
     /// Takes site A's end of the link down or up.
-    func setUp(_ up: Bool) {
+    func setLink(up: Bool) {
         _ = FaultTests.shell("ip link set \(hostSide) \(up ? "up" : "down")")
     }
 
