@@ -35,10 +35,15 @@ let package = Package(
         .systemLibrary(
             name: "CCrypto", pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]),
+        // An on-disk B-tree for collections too large to hold in memory during a Graph backup
+        // (SpillTable): SQLite beats writing one.
+        .systemLibrary(
+            name: "CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
         .target(
             name: "VaultlineCore",
             dependencies: [
-                "CZstd", "CLZ4", "CCrypto",
+                "CZstd", "CLZ4", "CCrypto", "CSQLite",
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["README.md"],

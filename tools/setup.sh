@@ -3,7 +3,7 @@
 # Used by the README's two commands and by .ci/run; safe to run again.
 set -euo pipefail
 need=()
-for pkg in libzstd-dev liblz4-dev libssl-dev pkg-config; do
+for pkg in libzstd-dev liblz4-dev libssl-dev libsqlite3-dev pkg-config; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

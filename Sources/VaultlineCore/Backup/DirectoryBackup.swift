@@ -249,7 +249,7 @@ public final class DirectoryBackup: @unchecked Sendable {
 
     /// Stores a finished directory's tree and completes its slot in the parent, upwards.
     func storeTree(of dir: DirectoryState, _ nodes: [TreeNode]) throws {
-        let id = try session.store(Tree(nodes: nodes))
+        let id = try TreeWriter.write(nodes, store: session.store)
         if let parent = dir.parent, var node = dir.node {
             node.subtree = id.hex
             try complete(parent, slot: dir.slot, node: node)

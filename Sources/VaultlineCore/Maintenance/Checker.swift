@@ -147,7 +147,9 @@ public final class Checker {
         guard seen.insert(id).inserted else { return }
         let tree: Tree
         do {
-            tree = try repository.loadTree(id)
+            let (loaded, parts) = try repository.loadTreeAndParts(id)
+            tree = loaded
+            seen.formUnion(parts)
         } catch let e as VaultlineError {
             if let bid = Bytes32(hex: id) { damage.insert(bid) }
             report.errors.append("snapshot \(snapshot.prefix(8)) \(path.isEmpty ? "/" : path): tree \(id.prefix(12)): \(e.message)")

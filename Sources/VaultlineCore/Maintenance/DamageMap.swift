@@ -51,6 +51,8 @@ public struct DamageMap: Sendable {
         var out: [String] = []
         if contains(hex: id) {
             out = ["/ (directory lost: its tree blob is damaged)"]
+        } else if let (_, parts) = try? repository.loadTreeAndParts(id), parts.contains(where: { contains(hex: $0) }) {
+            out = ["/ (directory lost: a part of its tree blob is damaged)"]
         } else if let tree = try? repository.loadTree(id) {
             for node in tree.nodes {
                 let path = "/" + node.name

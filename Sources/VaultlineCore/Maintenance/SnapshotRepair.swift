@@ -107,7 +107,7 @@ public enum SnapshotRepair {
         }
         var newID = id
         if !damaged.isEmpty, let session {
-            newID = try session.store(Tree(nodes: nodes)).hex
+            newID = try TreeWriter.write(nodes, store: session.store).hex
         }
         memo[id] = (newID, damaged)
         return (newID, damaged)

@@ -143,9 +143,32 @@ public final class Repository: @unchecked Sendable {
         }
     }
 
+    /// A directory's tree, with every node of a directory stored as parts.
     public func loadTree(_ id: String) throws -> Tree {
+        try loadTreeAndParts(id).tree
+    }
+
+    /// A directory's tree and the ids of the part trees it was read from (empty when it is
+    /// stored whole): for walks that account for every tree blob.
+    public func loadTreeAndParts(_ id: String) throws -> (tree: Tree, parts: [String]) {
+        let head = try loadStoredTree(id)
+        guard let parts = head.parts else { return (head, []) }
+        var nodes = head.nodes
+        for part in parts { nodes += try loadTreePart(part, of: id).nodes }
+        return (Tree(sortedNodes: nodes), parts)
+    }
+
+    /// One stored tree blob as it is: the head of a directory stored as parts has only `parts`.
+    public func loadStoredTree(_ id: String) throws -> Tree {
         guard let bid = Bytes32(hex: id) else { throw VaultlineError(.corrupt, "malformed tree id", object: id) }
         return try Tree.decode(try readBlob(bid), id: id)
+    }
+
+    /// A part of directory `head`, which holds nodes only.
+    public func loadTreePart(_ id: String, of head: String) throws -> Tree {
+        let part = try loadStoredTree(id)
+        guard part.parts == nil else { throw VaultlineError(.corrupt, "a part of tree \(head) has parts of its own", object: "tree \(id)") }
+        return part
     }
 
     // MARK: Snapshots

@@ -6,7 +6,12 @@ extension Repository {
     func reachableBlobs(from tree: String, into blobs: inout Set<Bytes32>) throws {
         guard let id = Bytes32(hex: tree) else { throw VaultlineError(.corrupt, "malformed tree id", object: tree) }
         guard blobs.insert(id).inserted else { return }
-        for node in try loadTree(tree).nodes {
+        let (loaded, parts) = try loadTreeAndParts(tree)
+        for part in parts {
+            guard let b = Bytes32(hex: part) else { throw VaultlineError(.corrupt, "malformed tree part id", object: tree) }
+            blobs.insert(b)
+        }
+        for node in loaded.nodes {
             for hex in node.content ?? [] {
                 guard let b = Bytes32(hex: hex) else { throw VaultlineError(.corrupt, "malformed blob id in tree", object: tree) }
                 blobs.insert(b)

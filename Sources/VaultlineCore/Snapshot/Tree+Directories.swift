@@ -5,8 +5,14 @@ extension Tree {
     /// only the hierarchy (a Graph backup finding the parent snapshot's mail folders, whose trees
     /// also hold every message). The JSON is still parsed whole; the file nodes are not built.
     public static func directories(_ bytes: [UInt8], id: String) throws -> [TreeNode] {
+        try directoriesAndParts(bytes, id: id).nodes
+    }
+
+    /// ``directories(_:id:)`` and the tree's parts, if it is the head of a large directory.
+    static func directoriesAndParts(_ bytes: [UInt8], id: String) throws -> (nodes: [TreeNode], parts: [String]) {
         do {
-            return try JSONDecoder().decode(DirectoriesOnly.self, from: Data(bytes)).nodes
+            let d = try JSONDecoder().decode(DirectoriesOnly.self, from: Data(bytes))
+            return (d.nodes, d.parts ?? [])
         } catch {
             throw VaultlineError(.corrupt, "cannot decode the tree's directories", object: "tree \(id)", cause: error)
         }
@@ -15,19 +21,34 @@ extension Tree {
 
 extension Repository {
     /// ``Tree/directories(_:id:)`` of a stored tree.
+    /// A directory stored as parts is read part by part.
     public func loadTreeDirectories(_ id: String) throws -> [TreeNode] {
+        let (nodes, parts) = try Tree.directoriesAndParts(try readBlob(treeID(id)), id: id)
+        var out = nodes
+        for part in parts {
+            let (more, nested) = try Tree.directoriesAndParts(try readBlob(treeID(part)), id: part)
+            guard nested.isEmpty else { throw VaultlineError(.corrupt, "a part of tree \(id) has parts of its own", object: "tree \(part)") }
+            out += more
+        }
+        return out
+    }
+
+    private func treeID(_ id: String) throws -> Bytes32 {
         guard let bid = Bytes32(hex: id) else { throw VaultlineError(.corrupt, "malformed tree id", object: id) }
-        return try Tree.directories(try readBlob(bid), id: id)
+        return bid
     }
 }
 
 private struct DirectoriesOnly: Decodable {
     var nodes: [TreeNode] = []
+    var parts: [String]?
 
-    private enum Keys: String, CodingKey { case nodes }
+    private enum Keys: String, CodingKey { case nodes, parts }
 
     init(from decoder: any Decoder) throws {
-        var list = try decoder.container(keyedBy: Keys.self).nestedUnkeyedContainer(forKey: .nodes)
+        let c = try decoder.container(keyedBy: Keys.self)
+        parts = try c.decodeIfPresent([String].self, forKey: .parts)
+        var list = try c.nestedUnkeyedContainer(forKey: .nodes)
         while !list.isAtEnd {
             if let node = try list.decode(DirectoryNode.self).node { nodes.append(node) }
         }

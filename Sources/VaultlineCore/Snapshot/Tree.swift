@@ -37,12 +37,28 @@ public struct TreeNode: Codable, Sendable, Equatable {
 }
 
 /// A directory: nodes sorted by name (byte order), so equal directories encode to equal blobs
-/// and deduplicate.
+/// and deduplicate. A large directory is stored as parts (``TreeWriter``): its stored tree has
+/// no nodes, only `parts`, the ids of trees whose nodes, concatenated, are the directory's.
+/// ``Repository/loadTree(_:)`` reads them and returns the whole directory.
 public struct Tree: Codable, Sendable, Equatable {
     public var nodes: [TreeNode]
+    /// The part trees of a large directory, in order (only in a stored tree as read by
+    /// ``Repository/loadStoredTree(_:)``).
+    public var parts: [String]?
 
     public init(nodes: [TreeNode]) {
-        self.nodes = nodes.sorted { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
+        self.nodes = nodes.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
+    }
+
+    /// The head of a directory stored as parts.
+    public init(parts: [String]) {
+        self.nodes = []
+        self.parts = parts
+    }
+
+    /// Nodes already in name order (a directory's parts, concatenated).
+    init(sortedNodes: [TreeNode]) {
+        self.nodes = sortedNodes
     }
 
     public func encoded() throws -> [UInt8] { try StoredJSON.encode(self) }

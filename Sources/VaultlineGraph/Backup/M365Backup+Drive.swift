@@ -5,13 +5,6 @@ import VaultlineCore
 /// OneDrive and SharePoint document libraries: drive delta from the root, content streamed from
 /// each file's download URL into the chunker.
 extension M365Backup {
-    struct DriveEntry: Sendable {
-        var name: String
-        var parentId: String?
-        var isFolder: Bool
-        var node: TreeNode?
-    }
-
     func backupSites(state: M365State, _ ctx: RunContext) async throws -> (DirBuilder, [String: String]) {
         var dir = DirBuilder()
         var links: [String: String] = [:]
@@ -37,127 +30,107 @@ extension M365Backup {
     }
 
     func backupDrive(driveId: String, link: String?, path: [String], _ ctx: RunContext) async throws -> (DirBuilder, String?) {
-        var entries: [String: DriveEntry] = [:]
+        // The drive's files and folders by Graph id, the parent snapshot's first, on disk past a
+        // small cache: a library of a million files costs no more memory than one of ten.
+        let entries = try ItemSpill(what: path.joined(separator: "/"))
         var rootId: String?
-        if let tree = try parentTree(path, ctx) {
-            rootId = nil
-            try collectDrive(tree, parentId: nil, into: &entries, root: &rootId)
+        if let node = try parentNode(path, ctx), let tree = node.subtree {
+            rootId = node.metadata?["graph.id"].flatMap { $0.isEmpty ? nil : $0 }
+            try spillParentDrive(tree: tree, folder: rootId, into: entries, root: &rootId, depth: 0)
         }
-        // The parent's files whose data was lost at every site (before this run stores anything:
-        // a node stored by this run has blobs the index does not list yet).
-        let lost = entries.compactMap { id, e in e.node.flatMap { isIntact($0) ? nil : (id, $0) } }
         let initial = client.url("drives", driveId, "root", "delta")
-        let round = try await deltaRound(link: link, initial: initial, mailbox: nil, what: path) { page in
-            try await applyDrive(page, entries: &entries, root: &rootId, path: path, ctx)
+        let round = try await deltaRound(link: link, initial: initial, mailbox: nil, what: path) { page, full in
+            try await applyDrive(page, full: full, entries: entries, root: &rootId, path: path, ctx)
         }
-        if let listed = round.listed { entries = entries.filter { listed.contains($0.key) } }
-        // Those the round left as they were are fetched again, changed or not: no delta lists them.
-        try await healDrive(driveId: driveId, lost: lost.filter { entries[$0.0]?.node == $0.1 }.map(\.0).sorted(), entries: &entries, path: path, ctx)
-        // Assemble: every entry whose chain of parents reaches the root.
-        var dir = DirBuilder()
-        dir.metadata = ["graph.id": rootId ?? "", "graph.driveId": driveId]
-        func relPath(_ id: String) -> [String]? {
-            var out: [String] = []
-            var cur = id
-            for _ in 0..<256 {
-                if cur == rootId { return out }
-                guard let e = entries[cur], let p = e.parentId else { return nil }
-                out.insert(safeName(e.name), at: 0)
-                cur = p
-            }
-            return nil
-        }
-        for (id, e) in entries where id != rootId {
-            guard let p = relPath(id) else { continue }
-            if e.isFolder {
-                var d = dir[p]
-                d.metadata = ["graph.id": id, "graph.parentId": e.parentId ?? ""]
-                dir[p] = d
-            } else if var node = e.node {
-                node.name = p.last ?? node.name
-                var parentDir = dir[Array(p.dropLast())]
-                parentDir.files[node.name] = node
-                dir[Array(p.dropLast())] = parentDir
-            }
-        }
-        return (dir, round.link)
+        if round.full { try entries.removeUnlisted() }
+        // The parent's files whose data was lost at every site and which the round left as they
+        // were: no delta lists them, so they are fetched again, changed or not.
+        try await healDrive(driveId: driveId, lost: try entries.ids(with: ItemSpill.lost), entries: entries, path: path, ctx)
+        // Every entry whose chain of parents reaches the root, a directory at a time.
+        let metadata = ["graph.id": rootId ?? "", "graph.driveId": driveId]
+        return (try await writeSpilled(entries, parent: rootId ?? "\u{1}no root", metadata: metadata, ctx), round.link)
     }
 
     /// Fetches `lost` files again: their data was lost at every site (marked damaged by
     /// `repair snapshots`, or blobs the index no longer has).
-    private func healDrive(driveId: String, lost: [String], entries: inout [String: DriveEntry], path: [String], _ ctx: RunContext) async throws {
+    private func healDrive(driveId: String, lost: [String], entries: ItemSpill, path: [String], _ ctx: RunContext) async throws {
         var items: [(String, JSONValue)] = []
         for id in lost {
             do {
                 items.append((id, try await client.json(client.url("drives", driveId, "items", id))))
             } catch let e as GraphError where e.kind == .notFound {
-                entries[id] = nil  // deleted since
+                try entries.remove(id)  // deleted since
             } catch let e as GraphError {
-                recordError((path + [entries[id]?.name ?? id]).joined(separator: "/"), e)
+                recordError((path + [try entries.get(id)?.name ?? id]).joined(separator: "/"), e)
             }
         }
-        try await fetchFiles(items, entries: &entries, path: path, ctx)  // a file that fails keeps its damaged node
+        try await fetchFiles(items, entries: entries, path: path, ctx)  // a file that fails keeps its damaged node
     }
 
-    private func collectDrive(_ tree: Tree, parentId: String?, into entries: inout [String: DriveEntry], root: inout String?) throws {
-        for node in tree.nodes {
-            guard let id = node.metadata?["graph.id"] else { continue }
-            let parent = node.metadata?["graph.parentId"].flatMap { $0.isEmpty ? nil : $0 } ?? parentId
-            if node.kind == .dir, let sub = node.subtree {
-                entries[id] = DriveEntry(name: node.name, parentId: parent, isFolder: true, node: nil)
-                try collectDrive(try loadParentTree(sub), parentId: id, into: &entries, root: &root)
-            } else if node.kind == .file {
-                entries[id] = DriveEntry(name: node.name, parentId: parent, isFolder: false, node: node)
-            }
+    /// The parent snapshot's drive directory `tree` (the folder `folder`, nil: the root, named
+    /// by its nodes) into `entries`, folders included.
+    private func spillParentDrive(tree: String, folder: String?, into entries: ItemSpill, root: inout String?, depth: Int) throws {
+        guard depth < 256 else { return }
+        let dirs = try spillParentFiles(tree: tree, parent: folder, tagKey: "graph.cTag", into: entries)
+        for node in dirs {
+            guard let id = node.metadata?["graph.id"], let sub = node.subtree else { continue }
+            let parent = node.metadata?["graph.parentId"].flatMap { $0.isEmpty ? nil : $0 } ?? folder
+            if root == nil, depth == 0 { root = parent }
+            try entries.put(.init(id: id, parent: parent ?? "", name: node.name, tag: "", isFolder: true, flags: 0, node: nil))
+            try spillParentDrive(tree: sub, folder: id, into: entries, root: &root, depth: depth + 1)
         }
-        // The drive's own directory names its root.
-        if root == nil, parentId == nil { root = tree.nodes.first?.metadata?["graph.parentId"] }
     }
 
-    private func applyDrive(_ page: [JSONValue], entries: inout [String: DriveEntry], root: inout String?, path: [String], _ ctx: RunContext) async throws {
+    private func applyDrive(_ page: [JSONValue], full: Bool, entries: ItemSpill, root: inout String?, path: [String], _ ctx: RunContext) async throws {
+        let listed = full ? ItemSpill.listed : 0
         var toFetch: [(String, JSONValue)] = []
         for item in page {
             guard let id = item["id"]?.string else { continue }
             if item["deleted"] != nil || item["@removed"] != nil {
-                entries[id] = nil
+                try entries.remove(id)
                 continue
             }
             if item["root"] != nil {
                 root = id
                 continue
             }
-            let name = item["name"]?.string ?? id
-            let parent = item["parentReference"]?["id"]?.string
             let isFolder = item["folder"] != nil
-            let old = entries[id]
-            entries[id] = DriveEntry(name: name, parentId: parent, isFolder: isFolder, node: old?.node)
-            guard !isFolder else { continue }
             let cTag = item["cTag"]?.string ?? item["eTag"]?.string ?? ""
-            if let node = old?.node, node.metadata?["graph.cTag"] == cTag, !cTag.isEmpty {
+            let old = try entries.get(id)
+            // The previous version stays until the new one is in (a lost one stays marked lost).
+            var entry = ItemSpill.Item(id: id, parent: item["parentReference"]?["id"]?.string ?? "", name: safeName(item["name"]?.string ?? id),
+                                       tag: old?.tag ?? "", isFolder: isFolder, flags: (old?.flags ?? 0) & ItemSpill.lost | listed,
+                                       node: isFolder ? nil : old?.node)
+            if let node = entry.node, node.metadata?["graph.cTag"] == cTag, !cTag.isEmpty {
                 // Renamed or moved, content unchanged: keep the blobs, refresh the metadata.
-                var n = node
-                n.metadata?["graph.parentId"] = parent ?? ""
-                n.metadata?["graph.item"] = String(decoding: item.encoded(), as: UTF8.self)
-                entries[id]?.node = n
-                continue
+                entry.node?.metadata?["graph.parentId"] = entry.parent
+                entry.node?.metadata?["graph.item"] = String(decoding: item.encoded(), as: UTF8.self)
+            } else if !isFolder {
+                toFetch.append((id, item))
             }
-            toFetch.append((id, item))
+            try entries.put(entry)
         }
-        try await fetchFiles(toFetch, entries: &entries, path: path, ctx)
+        try await fetchFiles(toFetch, entries: entries, path: path, ctx)
     }
 
     /// Downloads `items` (several at once) into `entries`. A file gone since it was listed is
     /// dropped; one that fails is recorded and keeps its previous version, if any (without one
     /// it is left out).
-    private func fetchFiles(_ items: [(String, JSONValue)], entries: inout [String: DriveEntry], path: [String], _ ctx: RunContext) async throws {
+    private func fetchFiles(_ items: [(String, JSONValue)], entries: ItemSpill, path: [String], _ ctx: RunContext) async throws {
         let results = try await fetchAll(items) { id, item in try await self.fetchFile(id: id, item: item, ctx) }
         for (id, r) in results {
             switch r {
-            case .success(let node): entries[id]?.node = node
+            case .success(let node):
+                guard var entry = try entries.get(id) else { continue }
+                entry.node = node
+                entry.tag = node.metadata?["graph.cTag"] ?? ""
+                entry.flags &= ~ItemSpill.lost
+                try entries.put(entry)
             case .failure(let e):
-                if e.kind == .notFound { entries[id] = nil; continue }
-                recordError((path + [entries[id]?.name ?? id]).joined(separator: "/"), e)
-                if entries[id]?.node == nil { entries[id] = nil }
+                if e.kind == .notFound { try entries.remove(id); continue }
+                let entry = try entries.get(id)
+                recordError((path + [entry?.name ?? id]).joined(separator: "/"), e)
+                if entry?.node == nil { try entries.remove(id) }
             }
         }
     }

@@ -103,9 +103,13 @@ extension M365Backup {
             }
         }
         let initialFolders = client.url("users", user, "mailFolders", "delta")
-        let hierarchy = try await deltaRound(link: previous.mailFoldersDelta, initial: initialFolders, mailbox: user, what: path) { applyFolders($0) }
+        var listed: Set<String> = []
+        let hierarchy = try await deltaRound(link: previous.mailFoldersDelta, initial: initialFolders, mailbox: user, what: path) { page, full in
+            applyFolders(page)
+            if full { for f in page where f["@removed"] == nil { if let fid = f["id"]?.string { listed.insert(fid) } } }
+        }
         state.mailFoldersDelta = hierarchy.link
-        if let listed = hierarchy.listed { folders = folders.filter { listed.contains($0.key) } }
+        if hierarchy.full { folders = folders.filter { listed.contains($0.key) } }
 
         // Messages that failed last time: fetched again, whether or not they changed since.
         var retryByFolder: [String: [JSONValue]] = [:]
@@ -160,46 +164,39 @@ extension M365Backup {
     /// and the ids to try again next run.
     private func backupFolder(_ fid: String, _ folder: Folder, subfolders: [String: DirBuilder], user: String, path folderPath: [String],
                               link: String?, retry again: [JSONValue]?, _ ctx: RunContext) async throws -> (stored: DirBuilder, link: String?, failed: [String]) {
-        var messages: [String: TreeNode] = [:]
-        // Messages whose data was lost at every site (marked by `repair snapshots`, or whose
-        // blobs the index no longer has): fetched again below, changed or not.
-        var lost: [String: TreeNode] = [:]
-        if let id = folder.parentTree {
-            for m in try loadParentTree(id).nodes where m.kind == .file {
-                guard let mid = m.metadata?["graph.id"] else { continue }
-                messages[mid] = m
-                if !isIntact(m) { lost[mid] = m }
-            }
-        }
+        // The folder's messages, the parent's first, on disk past a small cache: a folder of a
+        // million messages costs no more memory than one of ten.
+        let messages = try ItemSpill(what: folderPath.joined(separator: "/"))
+        if let id = folder.parentTree { try spillParentFiles(tree: id, tagKey: "graph.changeKey", into: messages) }
         let initial = client.url("users", user, "mailFolders", fid, "messages", "delta") + "?$select=" + Self.messageProperties
         var failed: [String] = []
-        let round = try await deltaRound(link: link, initial: initial, mailbox: user, what: folderPath) { page in
-            try await applyMessages(page, user: user, messages: &messages, path: folderPath, failed: &failed, ctx)
+        let round = try await deltaRound(link: link, initial: initial, mailbox: user, what: folderPath) { page, full in
+            try await applyMessages(page, user: user, messages: messages, full: full, path: folderPath, failed: &failed, ctx)
         }
-        if let listed = round.listed { messages = messages.filter { listed.contains($0.key) } }
+        if round.full { try messages.removeUnlisted() }
         if let again {
             failed.removeAll { id in again.contains { $0["id"]?.string == id } }
-            try await applyMessages(again, user: user, messages: &messages, path: folderPath, failed: &failed, ctx)
+            try await applyMessages(again, user: user, messages: messages, path: folderPath, failed: &failed, ctx)
         }
+        // Messages whose data was lost at every site (marked by `repair snapshots`, or whose
+        // blobs the index no longer has) and which the round left as they were: no delta lists
+        // them, so they are fetched again, changed or not.
         var heal: [JSONValue] = []
-        // Those the round left as they were (a node this run stored has blobs the index does not
-        // list yet, so it is compared with the parent's, not checked again).
-        for (id, parent) in lost.sorted(by: { $0.key < $1.key }) where messages[id] == parent {
+        for id in try messages.ids(with: ItemSpill.lost) {
             do {
                 heal.append(try await client.json(messageURL(user: user, id: id), mailbox: user))
             } catch let e as GraphError where e.kind == .notFound {
-                messages[id] = nil  // deleted since
+                try messages.remove(id)  // deleted since
             } catch let e as GraphError {
                 recordError((folderPath + [itemFileName(id, ext: ".eml")]).joined(separator: "/"), e)
                 failed.append(id)  // the damaged node stays until a run can fetch it
             }
         }
-        try await applyMessages(heal, user: user, messages: &messages, path: folderPath, failed: &failed, force: true, ctx)
+        try await applyMessages(heal, user: user, messages: messages, path: folderPath, failed: &failed, force: true, ctx)
 
-        var d = DirBuilder(dirs: subfolders)
-        for (_, node) in messages { d.files[node.name] = node }
-        d.metadata = ["graph.id": fid, "graph.parentId": folder.parentId ?? "", "graph.name": folder.name]
-        return (try await sealed(d, ctx), round.link, Array(Set(failed)))
+        let metadata = ["graph.id": fid, "graph.parentId": folder.parentId ?? "", "graph.name": folder.name]
+        let stored = try await writeSpilled(messages, extra: subfolders, metadata: metadata, ctx)
+        return (stored, round.link, Array(Set(failed)))
     }
 
     /// `name`, or when a sibling already has it (Exchange does not allow that, but a folder
@@ -235,25 +232,33 @@ extension M365Backup {
     }
 
     /// Applies one page of a folder's message delta: removals, unchanged items kept, new and
-    /// changed ones downloaded (several at once). `force`: downloaded even if unchanged.
-    private func applyMessages(_ page: [JSONValue], user: String, messages: inout [String: TreeNode], path: [String], failed: inout [String],
+    /// changed ones downloaded (several at once). `force`: downloaded even if unchanged. `full`:
+    /// the page is part of a full listing (every item it names is marked listed).
+    private func applyMessages(_ page: [JSONValue], user: String, messages: ItemSpill, full: Bool = false, path: [String], failed: inout [String],
                                force: Bool = false, _ ctx: RunContext) async throws {
         var toFetch: [(String, JSONValue)] = []
         for m in page {
             guard let id = m["id"]?.string else { continue }
-            if m["@removed"] != nil { messages[id] = nil; continue }
+            if m["@removed"] != nil { try messages.remove(id); continue }
             let changeKey = m["changeKey"]?.string ?? m["@odata.etag"]?.string ?? ""
-            if !force, let old = messages[id], old.metadata?["graph.changeKey"] == changeKey, !changeKey.isEmpty { continue }
+            if !force, !changeKey.isEmpty, let old = try messages.get(id), old.tag == changeKey {
+                if full { try messages.mark(id, ItemSpill.listed) }
+                continue
+            }
             toFetch.append((id, m))
         }
+        let listed = full ? ItemSpill.listed : 0
         let results = try await fetchAll(toFetch) { id, json in try await self.fetchMessage(user: user, id: id, json: json, ctx) }
         for (id, r) in results {
             switch r {
-            case .success(let node): messages[id] = node
+            case .success(let node):
+                try messages.put(.init(id: id, parent: "", name: node.name, tag: node.metadata?["graph.changeKey"] ?? "",
+                                       isFolder: false, flags: listed, node: node))
             case .failure(let e):
-                if e.kind == .notFound { messages[id] = nil; continue }  // deleted since listed
+                if e.kind == .notFound { try messages.remove(id); continue }  // deleted since listed
                 recordError((path + [itemFileName(id, ext: ".eml")]).joined(separator: "/"), e)
                 failed.append(id)
+                if full { try messages.mark(id, ItemSpill.listed) }  // the previous version stays
             }
         }
     }
@@ -286,27 +291,27 @@ extension M365Backup {
 
     /// Events or contacts: each item's Graph JSON is its content.
     func backupJSONItems(initial: String, link: String?, mailbox: String, path: [String], kind: String, _ ctx: RunContext) async throws -> (DirBuilder, String?) {
-        var items: [String: TreeNode] = [:]
-        if let tree = try parentTree(path, ctx) {
-            for n in tree.nodes where n.kind == .file { if let id = n.metadata?["graph.id"] { items[id] = n } }
-        }
-        func apply(_ page: [JSONValue]) async throws {
+        let items = try ItemSpill(what: path.joined(separator: "/"))
+        if let tree = try parentNode(path, ctx)?.subtree { try spillParentFiles(tree: tree, tagKey: "graph.changeKey", into: items) }
+        func apply(_ page: [JSONValue], full: Bool) async throws {
             for item in page {
                 guard let id = item["id"]?.string else { continue }
-                if item["@removed"] != nil { items[id] = nil; continue }
+                if item["@removed"] != nil { try items.remove(id); continue }
                 let changeKey = item["changeKey"]?.string ?? item["@odata.etag"]?.string ?? ""
-                if let old = items[id], old.metadata?["graph.changeKey"] == changeKey, !changeKey.isEmpty { continue }
+                if !changeKey.isEmpty, let old = try items.get(id), old.tag == changeKey {
+                    if full { try items.mark(id, ItemSpill.listed) }
+                    continue
+                }
                 let bytes = item.encoded()
-                items[id] = try await storeContent(name: itemFileName(id, ext: ".json"),
-                                                   metadata: ["graph.id": id, "graph.changeKey": changeKey, "graph.kind": kind],
-                                                   modified: Self.date(item["lastModifiedDateTime"]?.string),
-                                                   { try await $0.append(ByteBuffer(bytes: bytes)) }, ctx)
+                let node = try await storeContent(name: itemFileName(id, ext: ".json"),
+                                                  metadata: ["graph.id": id, "graph.changeKey": changeKey, "graph.kind": kind],
+                                                  modified: Self.date(item["lastModifiedDateTime"]?.string),
+                                                  { try await $0.append(ByteBuffer(bytes: bytes)) }, ctx)
+                try items.put(.init(id: id, parent: "", name: node.name, tag: changeKey, isFolder: false, flags: full ? ItemSpill.listed : 0, node: node))
             }
         }
-        let round = try await deltaRound(link: link, initial: initial, mailbox: mailbox, what: path) { try await apply($0) }
-        if let listed = round.listed { items = items.filter { listed.contains($0.key) } }
-        var dir = DirBuilder()
-        for (_, n) in items { dir.files[n.name] = n }
-        return (dir, round.link)
+        let round = try await deltaRound(link: link, initial: initial, mailbox: mailbox, what: path) { try await apply($0, full: $1) }
+        if round.full { try items.removeUnlisted() }
+        return (try await writeSpilled(items, metadata: nil, ctx), round.link)
     }
 }

@@ -227,22 +227,16 @@ public final class M365Backup: Sendable {
     }
 
     /// One delta round of a collection, from its saved link or from `initial` on a first run.
-    /// When Graph says the link expired (410), one full round from `initial` instead: `listed`
-    /// then holds every item it listed, and the caller drops whatever else it holds.
+    /// When Graph says the link expired (410), one full round from `initial` instead: `apply`
+    /// is then told it sees a full listing (`full`), and the caller drops whatever it holds that
+    /// the listing did not name.
     func deltaRound(link: String?, initial: String, mailbox: String?, what path: [String],
-                    apply: ([JSONValue]) async throws -> Void) async throws -> (link: String?, listed: Set<String>?) {
+                    apply: ([JSONValue], _ full: Bool) async throws -> Void) async throws -> (link: String?, full: Bool) {
         do {
-            return (try await client.pages(link ?? initial, mailbox: mailbox, page: apply), nil)
+            return (try await client.pages(link ?? initial, mailbox: mailbox) { try await apply($0, false) }, false)
         } catch let e as GraphError where e.kind == .syncStateExpired {
             logger.info("delta token expired; enumerating again", metadata: ["path": "\(path.joined(separator: "/"))"])
-            var listed: Set<String> = []
-            let next = try await client.pages(initial, mailbox: mailbox) { page in
-                for item in page where item["@removed"] == nil && item["deleted"] == nil {
-                    if let id = item["id"]?.string { listed.insert(id) }
-                }
-                try await apply(page)
-            }
-            return (next, listed)
+            return (try await client.pages(initial, mailbox: mailbox) { try await apply($0, true) }, true)
         }
     }
 
@@ -305,6 +299,13 @@ extension M365Backup {
             tree = try loadParentTree(sub)
         }
         return tree
+    }
+
+    /// The parent snapshot's directory node at `path`, if there is one.
+    func parentNode(_ path: [String], _ ctx: RunContext) throws -> TreeNode? {
+        guard let last = path.last, let tree = try parentTree(Array(path.dropLast()), ctx),
+              let node = tree.node(named: last), node.kind == .dir else { return nil }
+        return node
     }
 
     /// Reads a tree of the parent snapshot. The repository's read path is not safe for
