@@ -1,4 +1,5 @@
 import ArgumentParser
+import VaultlineCore
 
 @main
 struct Vaultline: AsyncParsableCommand {
@@ -17,4 +18,19 @@ struct Vaultline: AsyncParsableCommand {
             Stats.self, Key.self, Forget.self, Prune.self, Scrub.self, Repair.self, Unlock.self, Debug.self, Demo.self,
             Site.self, Replica.self, Replicate.self, M365.self, GraphSim.self,
         ])
+
+    /// ArgumentParser's own entry, after the allocator is tuned (before any thread allocates).
+    static func main() async {
+        Memory.tuneAllocator()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

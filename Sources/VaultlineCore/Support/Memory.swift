@@ -16,6 +16,24 @@ public enum Memory {
         #endif
     }
 
+    /// Tunes glibc's allocator for a long run of many threads passing buffers of every size
+    /// between them: at most two arenas, and allocations of 1 MiB and more mapped and unmapped
+    /// on their own (a fixed threshold; glibc's default one grows after the first free and then
+    /// leaves large freed buffers scattered in the arenas). Measured on a Graph backup of one
+    /// 100,000-message mailbox: peak RSS 238 → 143 MB, time 137 → 117 s, while the live heap
+    /// stays at ~150 MB throughout (heaptrack). A variable the administrator set
+    /// (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`) wins. Call first thing in `main`.
+    public static func tuneAllocator() {
+        #if canImport(Glibc)
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        guard let symbol = dlsym(nil, "mallopt") else { return }
+        let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
+        let (arenaMax, mmapThreshold): (Int32, Int32) = (-8, -3)  // M_ARENA_MAX, M_MMAP_THRESHOLD
+        if getenv("MALLOC_ARENA_MAX") == nil { _ = mallopt(arenaMax, 2) }
+        if getenv("MALLOC_MMAP_THRESHOLD_") == nil { _ = mallopt(mmapThreshold, 1 << 20) }
+        #endif
+    }
+
     /// The resident set size of this process, from /proc/self/statm (0 where unavailable).
     public static func residentBytes() -> Int {
         guard let bytes = try? FileSystem.readProcFile("/proc/self/statm") else { return 0 }

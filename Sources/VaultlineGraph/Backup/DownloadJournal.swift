@@ -21,25 +21,26 @@ final class DownloadJournal: Sendable {
     }
 
     let path: String
-    private let entries: [String: Stored]
+    /// What the earlier run stored, by key: on disk past a small cache (a killed first backup of
+    /// a large tenant leaves a line per item).
+    private let entries: SpillTable?
     private let fd: Mutex<Int32>
 
     /// Opens (creating) the journal at `path` and reads what an earlier, unfinished run left.
     init(path: String) {
         self.path = path
-        var loaded: [String: Stored] = [:]
-        if let bytes = try? FileSystem.readFile(path) {
+        var loaded: SpillTable?
+        if let bytes = try? FileSystem.readFile(path), let table = try? SpillTable(what: path) {
             var lines = bytes.split(separator: 10, omittingEmptySubsequences: false)
             // Only lines ended by a newline count: a kill mid-write can tear the last one, and a
             // torn line could still parse (a blob list cut at a comma).
             lines.removeLast()
             for line in lines {
-                let f = line.split(separator: 9, omittingEmptySubsequences: false)
-                guard f.count == 4, let size = UInt64(String(decoding: f[1], as: UTF8.self)) else { continue }
-                let ids = f[3].split(separator: UInt8(ascii: ",")).map { String(decoding: $0, as: UTF8.self) }
-                guard ids.allSatisfy({ $0.utf8.count == 64 }) else { continue }
-                loaded[String(decoding: f[0], as: UTF8.self)] = Stored(size: size, mtimeNs: Int64(String(decoding: f[2], as: UTF8.self)), content: ids)
+                let f = line.split(separator: 9, maxSplits: 1, omittingEmptySubsequences: false)
+                guard f.count == 2, Self.parse(f[1]) != nil else { continue }
+                try? table.put(.init(id: String(decoding: f[0], as: UTF8.self), name: "", body: Array(f[1])))
             }
+            loaded = table
         }
         entries = loaded
         let dir = (path as NSString).deletingLastPathComponent
@@ -55,11 +56,20 @@ final class DownloadJournal: Sendable {
         return base + "/vaultline/" + repositoryID + "/m365-journal"
     }
 
-    var count: Int { entries.count }
+    var count: Int { (try? entries?.count) ?? 0 }
+
+    /// `size TAB mtimeNs TAB blob ids joined by commas`.
+    private static func parse(_ line: ArraySlice<UInt8>) -> Stored? {
+        let f = line.split(separator: 9, omittingEmptySubsequences: false)
+        guard f.count == 3, let size = UInt64(String(decoding: f[0], as: UTF8.self)) else { return nil }
+        let ids = f[2].split(separator: UInt8(ascii: ",")).map { String(decoding: $0, as: UTF8.self) }
+        guard ids.allSatisfy({ $0.utf8.count == 64 }) else { return nil }
+        return Stored(size: size, mtimeNs: Int64(String(decoding: f[1], as: UTF8.self)), content: ids)
+    }
 
     /// What an earlier unfinished run stored for `key`, if all its blobs are durable.
     func reusable(_ key: String, index: BlobIndex) -> Stored? {
-        guard let stored = entries[key] else { return nil }
+        guard let body = (try? entries?.get(key))??.body, let stored = Self.parse(body[...]) else { return nil }
         for id in stored.content {
             guard let b = Bytes32(hex: id), index.contains(b) else { return nil }
         }

@@ -20,6 +20,18 @@ struct GraphOptions: ParsableArguments {
     @Option(help: "Identity platform URL.")
     var authority = "https://login.microsoftonline.com"
 
+    @Option(help: "Requests per second spent on one mailbox (Exchange allows 10,000 per 10 minutes: 16.5 stays under it).")
+    var mailboxRate = 16.5
+
+    func clientOptions() throws -> GraphClient.Options {
+        guard mailboxRate > 0, mailboxRate.isFinite else {
+            throw VaultlineError(.invalidArgument, "--mailbox-rate must be a positive number of requests per second")
+        }
+        var o = GraphClient.Options()
+        o.mailboxRequestsPerSecond = mailboxRate
+        return o
+    }
+
     func credentials() throws -> GraphCredentials {
         let env = ProcessInfo.processInfo.environment
         guard let tenant = tenant ?? env["VAULTLINE_GRAPH_TENANT"] else {
@@ -77,7 +89,7 @@ struct M365: AsyncParsableCommand {
         func run() async throws {
             try await reporting {
                 let repo = try repository.open()
-                let client = GraphClient(credentials: try graph.credentials())
+                let client = GraphClient(credentials: try graph.credentials(), options: try graph.clientOptions())
                 var options = VaultlineGraph.M365Backup.Options()
                 options.users = user.isEmpty ? nil : user
                 options.tags = tag
