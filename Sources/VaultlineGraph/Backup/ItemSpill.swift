@@ -83,6 +83,52 @@ extension M365Backup {
         return dirs
     }
 
+    /// The parent snapshot's directory `tree` as this run's, when a delta round changed nothing
+    /// in it: every file intact (nothing to fetch again) and its subdirectories exactly `extra`
+    /// (stored by this run, unchanged). Nil when anything differs. An untouched folder costs a
+    /// read of its tree, not a spill and a tree written again.
+    func unchangedParent(tree id: String, extra: [String: DirBuilder], metadata: [String: String]?) throws -> DirBuilder? {
+        guard let treeID = Bytes32(hex: id) else { return nil }
+        let (extraNodes, extraItems, extraBytes) = Self.directoryNodes(extra)
+        var files = 0
+        var bytes: UInt64 = 0
+        var dirs: [TreeNode] = []
+        let head = try loadParentTree(stored: id)
+        var next = (head.parts ?? [])[...]
+        var tree: Tree? = head
+        while let t = tree {
+            for node in t.nodes {
+                if node.kind == .dir { dirs.append(node); continue }
+                guard isIntact(node) else { return nil }
+                files += 1
+                bytes += node.size ?? 0
+            }
+            tree = try next.popFirst().map { part in try readLock.withLock { _ in try repository.loadTreePart(part, of: id) } }
+        }
+        guard dirs == extraNodes else { return nil }
+        var out = DirBuilder(metadata: metadata)
+        out.stored = (treeID, files + extraItems, bytes + extraBytes)
+        return out
+    }
+
+    /// Directory nodes for stored subdirectories, in name order, and the items and bytes below.
+    static func directoryNodes(_ dirs: [String: DirBuilder]) -> (nodes: [TreeNode], items: Int, bytes: UInt64) {
+        var nodes: [TreeNode] = []
+        var items = 0
+        var bytes: UInt64 = 0
+        for (name, d) in dirs {
+            guard let stored = d.stored else { continue }
+            var node = TreeNode(name: name, kind: .dir)
+            node.subtree = stored.tree.hex
+            node.metadata = d.metadata
+            node.mode = 0o755
+            nodes.append(node)
+            items += stored.items
+            bytes += stored.bytes
+        }
+        return (Tree(nodes: nodes).nodes, items, bytes)
+    }
+
     /// A parent snapshot's stored tree as it is (a large directory's head lists its parts).
     func loadParentTree(stored id: String) throws -> Tree {
         try readLock.withLock { _ in try repository.loadStoredTree(id) }
@@ -94,20 +140,7 @@ extension M365Backup {
     func writeSpilled(_ items: ItemSpill, parent: String = "", extra: [String: DirBuilder] = [:], metadata: [String: String]?,
                       _ ctx: RunContext) async throws -> DirBuilder {
         let session = ctx.session
-        var extraNodes: [TreeNode] = []
-        var count = 0
-        var bytes: UInt64 = 0
-        for (name, d) in extra {
-            guard let stored = d.stored else { continue }
-            var node = TreeNode(name: name, kind: .dir)
-            node.subtree = stored.tree.hex
-            node.metadata = d.metadata
-            node.mode = 0o755
-            extraNodes.append(node)
-            count += stored.items
-            bytes += stored.bytes
-        }
-        let sortedExtra = Tree(nodes: extraNodes).nodes
+        let (sortedExtra, count, bytes) = Self.directoryNodes(extra)
         let written = try await ctx.pool.run { _ in
             try Self.writeDirectory(items, parent: parent, extra: sortedExtra, depth: 0, store: session.store)
         }

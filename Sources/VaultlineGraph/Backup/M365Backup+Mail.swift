@@ -166,13 +166,26 @@ extension M365Backup {
                               link: String?, retry again: [JSONValue]?, _ ctx: RunContext) async throws -> (stored: DirBuilder, link: String?, failed: [String]) {
         // The folder's messages, the parent's first, on disk past a small cache: a folder of a
         // million messages costs no more memory than one of ten.
+        // Read when the round first lists a message: most folders of an incremental run list none.
         let messages = try ItemSpill(what: folderPath.joined(separator: "/"))
-        if let id = folder.parentTree { try spillParentFiles(tree: id, tagKey: "graph.changeKey", into: messages) }
+        var loaded = false
+        func load() throws {
+            guard !loaded else { return }
+            loaded = true
+            if let id = folder.parentTree { try spillParentFiles(tree: id, tagKey: "graph.changeKey", into: messages) }
+        }
         let initial = client.url("users", user, "mailFolders", fid, "messages", "delta") + "?$select=" + Self.messageProperties
         var failed: [String] = []
         let round = try await deltaRound(link: link, initial: initial, mailbox: user, what: folderPath) { page, full in
+            if full || !page.isEmpty { try load() }
             try await applyMessages(page, user: user, messages: messages, full: full, path: folderPath, failed: &failed, ctx)
         }
+        let metadata = ["graph.id": fid, "graph.parentId": folder.parentId ?? "", "graph.name": folder.name]
+        if !loaded, again?.isEmpty ?? true, let id = folder.parentTree,
+           let same = try unchangedParent(tree: id, extra: subfolders, metadata: metadata) {
+            return (same, round.link, [])
+        }
+        try load()
         if round.full { try messages.removeUnlisted() }
         if let again {
             failed.removeAll { id in again.contains { $0["id"]?.string == id } }
@@ -194,7 +207,6 @@ extension M365Backup {
         }
         try await applyMessages(heal, user: user, messages: messages, path: folderPath, failed: &failed, force: true, ctx)
 
-        let metadata = ["graph.id": fid, "graph.parentId": folder.parentId ?? "", "graph.name": folder.name]
         let stored = try await writeSpilled(messages, extra: subfolders, metadata: metadata, ctx)
         return (stored, round.link, Array(Set(failed)))
     }
@@ -292,8 +304,13 @@ extension M365Backup {
     /// Events or contacts: each item's Graph JSON is its content.
     func backupJSONItems(initial: String, link: String?, mailbox: String, path: [String], kind: String, _ ctx: RunContext) async throws -> (DirBuilder, String?) {
         let items = try ItemSpill(what: path.joined(separator: "/"))
-        if let tree = try parentNode(path, ctx)?.subtree { try spillParentFiles(tree: tree, tagKey: "graph.changeKey", into: items) }
+        let parentTree = try parentNode(path, ctx)?.subtree
+        var loaded = false  // as for mail folders: when the round first lists an item
         func apply(_ page: [JSONValue], full: Bool) async throws {
+            if !loaded, full || !page.isEmpty {
+                loaded = true
+                if let parentTree { try spillParentFiles(tree: parentTree, tagKey: "graph.changeKey", into: items) }
+            }
             for item in page {
                 guard let id = item["id"]?.string else { continue }
                 if item["@removed"] != nil { try items.remove(id); continue }
@@ -311,6 +328,10 @@ extension M365Backup {
             }
         }
         let round = try await deltaRound(link: link, initial: initial, mailbox: mailbox, what: path) { try await apply($0, full: $1) }
+        if !loaded, let parentTree, let same = try unchangedParent(tree: parentTree, extra: [:], metadata: nil) {
+            return (same, round.link)
+        }
+        try await apply([], full: true)  // loads the parent's items if no page did
         if round.full { try items.removeUnlisted() }
         return (try await writeSpilled(items, metadata: nil, ctx), round.link)
     }

@@ -192,9 +192,8 @@ public final class M365Backup: Sendable {
             node.mode = 0o755
             nodes.append(node)
         }
-        let tree = Tree(nodes: nodes)
-        let session = ctx.session
-        return try await ctx.pool.run { _ in try session.store(tree) }
+        let (session, all) = (ctx.session, nodes)
+        return try await ctx.pool.run { _ in try TreeWriter.write(all, store: session.store) }
     }
 
     /// The directory stored now and kept as its tree id, counts and metadata only.
