@@ -1,5 +1,6 @@
 import Testing
 @testable import VaultlineCore
+@testable import VaultlineGraph
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -123,5 +124,34 @@ import Glibc
         try table.remove(flagged[0])
         try table.removeAll(without: 2)
         #expect(try table.count == Set(flagged.dropFirst() + some).subtracting([flagged[0]]).count)
+    }
+}
+
+/// The spill table's encoding of tree nodes (VaultlineGraph's ItemSpill).
+@Suite struct SpilledNodeTests {
+    @Test func everyFieldOfANodeComesBackAndDamagedBytesAreRefused() throws {
+        var full = TreeNode(name: "Résumé 📎.eml", kind: .file)
+        full.mode = 0o644
+        full.mtimeNs = -1_234_567_890_123
+        full.uid = 1000
+        full.gid = 100
+        full.inode = UInt64.max
+        full.device = 42
+        full.size = 1 << 40
+        full.content = [String(repeating: "ab", count: 32), String(repeating: "cd", count: 32)]
+        full.subtree = String(repeating: "ef", count: 32)
+        full.linkTarget = "../x"
+        full.metadata = ["graph.id": "AAMk/1+=", "graph.item": String(repeating: "{\"k\": \"v\"}", count: 300), "": ""]
+        full.damaged = "1 of 2 content blobs lost"
+        var empty = TreeNode(name: "", kind: .symlink)
+        empty.content = []
+        empty.metadata = [:]
+        for node in [full, empty, TreeNode(name: "d", kind: .dir)] {
+            #expect(try VaultlineGraph.NodeCoding.decode(VaultlineGraph.NodeCoding.encode(node)) == node)
+        }
+        let bytes = VaultlineGraph.NodeCoding.encode(full)
+        for cut in [0, 1, 5, bytes.count / 2, bytes.count - 1] {
+            #expect(throws: (any Error).self) { try VaultlineGraph.NodeCoding.decode(Array(bytes.prefix(cut))) }
+        }
     }
 }

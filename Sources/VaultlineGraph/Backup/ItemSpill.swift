@@ -30,7 +30,7 @@ struct ItemSpill: Sendable {
 
     func put(_ item: Item) throws {
         try table.put(.init(id: item.id, parent: item.parent, name: item.name, tag: item.tag, isFolder: item.isFolder,
-                            flags: item.flags, body: try item.node.map(Self.encode)))
+                            flags: item.flags, body: item.node.map(Self.encode)))
     }
 
     func get(_ id: String) throws -> Item? {
@@ -53,12 +53,14 @@ struct ItemSpill: Sendable {
 
     private static func item(_ row: SpillTable.Row) throws -> Item {
         Item(id: row.id, parent: row.parent, name: row.name, tag: row.tag, isFolder: row.isFolder, flags: row.flags,
-             node: try row.body.map { try JSONDecoder().decode(TreeNode.self, from: Data($0)) })
+             node: try row.body.map { body in
+                 do { return try NodeCoding.decode(body) } catch {
+                     throw VaultlineError(.corrupt, "a spilled item does not decode", object: row.id)
+                 }
+             })
     }
 
-    private static func encode(_ node: TreeNode) throws -> [UInt8] {
-        Array(try JSONEncoder().encode(node))
-    }
+    private static func encode(_ node: TreeNode) -> [UInt8] { NodeCoding.encode(node) }
 }
 
 extension M365Backup {
