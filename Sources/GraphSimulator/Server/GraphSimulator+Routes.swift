@@ -57,6 +57,11 @@ extension GraphSimulator {
             return delta(key: Tenant.driveKey(drive), link: "\(base)/drives/\(drive)/root/delta", style: .drive, query: q, request: request, plan: plan, pageDefault: 200) { e, _ in
                 driveItemJSON(e, drive: drive)
             }
+        case 4 where p[0] == "users" && p[2] == "events":
+            // One event (GET /users/{id}/events/{id}).
+            guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
+            guard let e = tenant.entry(Tenant.eventsKey(u.id), p[3]), e.deleted == nil, case .event(let x) = e.payload else { return notFound(p[3]) }
+            return Self.json(200, tenant.eventJSON(id: e.id, x))
         case 4 where p[0] == "drives" && p[2] == "items":
             // One driveItem, with a fresh download URL for a file.
             guard let e = tenant.entry(Tenant.driveKey(p[1]), p[3]), e.deleted == nil, let json = driveItemJSON(e, drive: p[1]) else { return notFound(p[3]) }
@@ -82,6 +87,11 @@ extension GraphSimulator {
                 guard case .contact(let c) = e.payload else { return nil }
                 return tenant.contactJSON(id: e.id, c)
             }
+        case 6 where p[0] == "users" && p[2] == "contactFolders" && p[4] == "contacts":
+            // One contact (GET /users/{id}/contactFolders/{id}/contacts/{id}).
+            guard let u = tenant.user(p[1]), p[3] == "contacts-" + u.id else { return notFound(p[3]) }
+            guard let e = tenant.entry(Tenant.contactsKey(u.id), p[5]), e.deleted == nil, case .contact(let x) = e.payload else { return notFound(p[5]) }
+            return Self.json(200, tenant.contactJSON(id: e.id, x))
         default:
             break
         }

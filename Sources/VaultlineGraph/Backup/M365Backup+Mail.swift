@@ -49,7 +49,8 @@ extension M365Backup {
         if options.calendar {
             let start = "2000-01-01T00:00:00Z", end = "2100-01-01T00:00:00Z"
             let initial = client.url("users", id, "calendarView", "delta") + "?startDateTime=\(start)&endDateTime=\(end)"
-            let (d, link) = try await backupJSONItems(initial: initial, link: previous.eventsDelta, mailbox: id, path: base + ["calendar"], kind: "event", ctx)
+            let (d, link) = try await backupJSONItems(initial: initial, link: previous.eventsDelta, mailbox: id, path: base + ["calendar"], kind: "event",
+                                                      itemURL: { self.client.url("users", id, "events", $0) }, ctx)
             dir.dirs["calendar"] = d
             state.eventsDelta = link
         }
@@ -62,7 +63,8 @@ extension M365Backup {
             for (fid, name) in folders {
                 let initial = client.url("users", id, "contactFolders", fid, "contacts", "delta")
                 let (d, link) = try await backupJSONItems(initial: initial, link: previous.contactDeltas[fid], mailbox: id,
-                                                          path: base + ["contacts", safeName(name)], kind: "contact", ctx)
+                                                          path: base + ["contacts", safeName(name)], kind: "contact",
+                                                          itemURL: { self.client.url("users", id, "contactFolders", fid, "contacts", $0) }, ctx)
                 var d2 = d
                 d2.metadata = ["graph.id": fid]
                 contacts.dirs[safeName(name)] = d2
@@ -301,21 +303,25 @@ extension M365Backup {
         }
     }
 
-    /// Events or contacts: each item's Graph JSON is its content.
-    func backupJSONItems(initial: String, link: String?, mailbox: String, path: [String], kind: String, _ ctx: RunContext) async throws -> (DirBuilder, String?) {
+    /// Events or contacts: each item's Graph JSON is its content. `itemURL`: one item's URL, to
+    /// fetch again an item whose data was lost at every site.
+    func backupJSONItems(initial: String, link: String?, mailbox: String, path: [String], kind: String,
+                         itemURL: (String) -> String, _ ctx: RunContext) async throws -> (DirBuilder, String?) {
         let items = try ItemSpill(what: path.joined(separator: "/"))
         let parentTree = try parentNode(path, ctx)?.subtree
         var loaded = false  // as for mail folders: when the round first lists an item
-        func apply(_ page: [JSONValue], full: Bool) async throws {
-            if !loaded, full || !page.isEmpty {
-                loaded = true
-                if let parentTree { try spillParentFiles(tree: parentTree, tagKey: "graph.changeKey", into: items) }
-            }
+        func load() throws {
+            guard !loaded else { return }
+            loaded = true
+            if let parentTree { try spillParentFiles(tree: parentTree, tagKey: "graph.changeKey", into: items) }
+        }
+        func apply(_ page: [JSONValue], full: Bool, force: Bool = false) async throws {
+            if full || !page.isEmpty { try load() }
             for item in page {
                 guard let id = item["id"]?.string else { continue }
                 if item["@removed"] != nil { try items.remove(id); continue }
                 let changeKey = item["changeKey"]?.string ?? item["@odata.etag"]?.string ?? ""
-                if !changeKey.isEmpty, let old = try items.get(id), old.tag == changeKey {
+                if !force, !changeKey.isEmpty, let old = try items.get(id), old.tag == changeKey {
                     if full { try items.mark(id, ItemSpill.listed) }
                     continue
                 }
@@ -331,8 +337,18 @@ extension M365Backup {
         if !loaded, let parentTree, let same = try unchangedParent(tree: parentTree, extra: [:], metadata: nil) {
             return (same, round.link)
         }
-        try await apply([], full: true)  // loads the parent's items if no page did
+        try load()
         if round.full { try items.removeUnlisted() }
+        // Items whose data was lost at every site and which the round left as they were.
+        for id in try items.ids(with: ItemSpill.lost) {
+            do {
+                try await apply([try await client.json(itemURL(id), mailbox: mailbox)], full: false, force: true)
+            } catch let e as GraphError where e.kind == .notFound {
+                try items.remove(id)  // deleted since
+            } catch let e as GraphError {
+                recordError((path + [itemFileName(id, ext: ".json")]).joined(separator: "/"), e)  // the damaged node stays
+            }
+        }
         return (try await writeSpilled(items, metadata: nil, ctx), round.link)
     }
 }

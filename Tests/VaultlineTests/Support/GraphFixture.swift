@@ -2,7 +2,7 @@ import Foundation
 import GraphSimulator
 import Logging
 @testable import VaultlineCore
-import VaultlineGraph
+@testable import VaultlineGraph
 
 /// A simulated tenant served on loopback, a repository, and a client signed in to the simulator.
 final class GraphFixture: @unchecked Sendable {
@@ -53,6 +53,23 @@ final class GraphFixture: @unchecked Sendable {
     }
 
     /// Restores `path` of `snapshot` and returns every restored file by name with its bytes.
+    /// A user's events and contacts restored from `snapshot` against the Graph JSON the simulator
+    /// serves: what differs (nothing, when every item came back as served).
+    func jsonItemMismatches(_ snapshot: String, upn: String) throws -> [String] {
+        var out: [String] = []
+        for (events, dir) in [(true, "calendar"), (false, "contacts")] {
+            let served = sim.tenant.jsonItems(upn: upn, events: events)
+            let restored = try restore(snapshot, "/users/\(upn)/\(dir)")
+            if restored.count != served.count || served.isEmpty { out.append("\(dir): \(restored.count) restored, \(served.count) served") }
+            for (id, json) in served {
+                let name = id.replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "+", with: "-") + ".json"
+                guard let file = restored.first(where: { $0.key.hasSuffix(name) }) else { out.append("\(dir)/\(name) missing"); continue }
+                if try JSONValue.parse(file.value) != JSONValue.parse(json) { out.append("\(dir)/\(name) differs") }
+            }
+        }
+        return out
+    }
+
     func restore(_ snapshot: String, _ path: String) throws -> [String: [UInt8]] {
         let target = dir.path + "/restore-\(UUID().uuidString.prefix(8))"
         try Restorer(repository: repo).restore(snapshotID: snapshot, path: path, target: target)
