@@ -12,7 +12,7 @@ public final class Repository: @unchecked Sendable {
     public let keySlot: String
     public internal(set) var index = BlobIndex()
     public private(set) var indexFiles: [String] = []
-    private var opener: BlobOpener
+    var opener: BlobOpener
 
     public struct InitOptions: Sendable {
         public var chunker = FastCDC.Parameters.default
@@ -143,32 +143,37 @@ public final class Repository: @unchecked Sendable {
         }
     }
 
-    /// A directory's tree, with every node of a directory stored as parts.
-    public func loadTree(_ id: String) throws -> Tree {
-        try loadTreeAndParts(id).tree
+    /// A directory's tree, with every node of a directory stored as parts. `opener`: the
+    /// caller's own, to read from several threads at once (see ``readBlob(_:using:)``).
+    public func loadTree(_ id: String, using opener: BlobOpener? = nil) throws -> Tree {
+        try loadTreeAndParts(id, using: opener).tree
     }
 
     /// A directory's tree and the ids of the part trees it was read from (empty when it is
     /// stored whole): for walks that account for every tree blob.
-    public func loadTreeAndParts(_ id: String) throws -> (tree: Tree, parts: [String]) {
-        let head = try loadStoredTree(id)
+    public func loadTreeAndParts(_ id: String, using opener: BlobOpener? = nil) throws -> (tree: Tree, parts: [String]) {
+        let head = try loadStoredTree(id, using: opener)
         guard let parts = head.parts else { return (head, []) }
         var nodes = head.nodes
-        for part in parts { nodes += try loadTreePart(part, of: id).nodes }
+        for part in parts { nodes += try loadTreePart(part, of: id, using: opener).nodes }
         return (Tree(sortedNodes: nodes), parts)
     }
 
     /// One stored tree blob as it is: the head of a directory stored as parts has only `parts`.
-    public func loadStoredTree(_ id: String) throws -> Tree {
-        guard let bid = Bytes32(hex: id) else { throw VaultlineError(.corrupt, "malformed tree id", object: id) }
-        return try Tree.decode(try readBlob(bid), id: id)
+    public func loadStoredTree(_ id: String, using opener: BlobOpener? = nil) throws -> Tree {
+        try Tree.decode(try readBlob(treeID(id), using: opener ?? self.opener), id: id)
     }
 
     /// A part of directory `head`, which holds nodes only.
-    public func loadTreePart(_ id: String, of head: String) throws -> Tree {
-        let part = try loadStoredTree(id)
+    public func loadTreePart(_ id: String, of head: String, using opener: BlobOpener? = nil) throws -> Tree {
+        let part = try loadStoredTree(id, using: opener)
         guard part.parts == nil else { throw VaultlineError(.corrupt, "a part of tree \(head) has parts of its own", object: "tree \(id)") }
         return part
+    }
+
+    func treeID(_ id: String) throws -> Bytes32 {
+        guard let bid = Bytes32(hex: id) else { throw VaultlineError(.corrupt, "malformed tree id", object: id) }
+        return bid
     }
 
     // MARK: Snapshots

@@ -21,22 +21,19 @@ extension Tree {
 
 extension Repository {
     /// ``Tree/directories(_:id:)`` of a stored tree.
-    /// A directory stored as parts is read part by part.
-    public func loadTreeDirectories(_ id: String) throws -> [TreeNode] {
-        let (nodes, parts) = try Tree.directoriesAndParts(try readBlob(treeID(id)), id: id)
+    /// A directory stored as parts is read part by part. `opener`: as for ``loadTree(_:using:)``.
+    public func loadTreeDirectories(_ id: String, using opener: BlobOpener? = nil) throws -> [TreeNode] {
+        let opener = opener ?? self.opener
+        let (nodes, parts) = try Tree.directoriesAndParts(try readBlob(treeID(id), using: opener), id: id)
         var out = nodes
         for part in parts {
-            let (more, nested) = try Tree.directoriesAndParts(try readBlob(treeID(part)), id: part)
+            let (more, nested) = try Tree.directoriesAndParts(try readBlob(treeID(part), using: opener), id: part)
             guard nested.isEmpty else { throw VaultlineError(.corrupt, "a part of tree \(id) has parts of its own", object: "tree \(part)") }
             out += more
         }
         return out
     }
 
-    private func treeID(_ id: String) throws -> Bytes32 {
-        guard let bid = Bytes32(hex: id) else { throw VaultlineError(.corrupt, "malformed tree id", object: id) }
-        return bid
-    }
 }
 
 private struct DirectoriesOnly: Decodable {

@@ -81,7 +81,7 @@ extension M365Backup {
         }
         let head = try loadParentTree(stored: id)
         try take(head)
-        for part in head.parts ?? [] { try take(try readLock.withLock { _ in try repository.loadTreePart(part, of: id) }) }
+        for part in head.parts ?? [] { try take(try withOpener { try repository.loadTreePart(part, of: id, using: $0) }) }
         return dirs
     }
 
@@ -105,7 +105,7 @@ extension M365Backup {
                 files += 1
                 bytes += node.size ?? 0
             }
-            tree = try next.popFirst().map { part in try readLock.withLock { _ in try repository.loadTreePart(part, of: id) } }
+            tree = try next.popFirst().map { part in try withOpener { try repository.loadTreePart(part, of: id, using: $0) } }
         }
         guard dirs == extraNodes else { return nil }
         var out = DirBuilder(metadata: metadata)
@@ -133,7 +133,7 @@ extension M365Backup {
 
     /// A parent snapshot's stored tree as it is (a large directory's head lists its parts).
     func loadParentTree(stored id: String) throws -> Tree {
-        try readLock.withLock { _ in try repository.loadStoredTree(id) }
+        try withOpener { try repository.loadStoredTree(id, using: $0) }
     }
 
     /// Stores the directory of the items under `parent` (and `extra` nodes beside them, stored

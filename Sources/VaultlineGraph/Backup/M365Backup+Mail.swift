@@ -240,7 +240,7 @@ extension M365Backup {
             guard let id = node.metadata?["graph.id"], let sub = node.subtree else { continue }
             let parent = node.metadata?["graph.parentId"].flatMap { $0.isEmpty ? nil : $0 } ?? parentId
             folders[id] = Folder(name: node.metadata?["graph.name"] ?? node.name, parentId: parent, parentTree: sub)
-            let children = try readLock.withLock { _ in try repository.loadTreeDirectories(sub) }
+            let children = try withOpener { try repository.loadTreeDirectories(sub, using: $0) }
             try collectFolders(children, parentId: id, into: &folders)
         }
     }

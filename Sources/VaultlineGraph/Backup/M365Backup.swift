@@ -57,7 +57,9 @@ public final class M365Backup: Sendable {
     let options: Options
     let logger: Logger
     let errors = Mutex<[Snapshot.ItemError]>([])
-    let readLock = Mutex(())
+    /// Openers for reading the parent snapshot's trees: users are backed up concurrently, and
+    /// one opener (its decompressor and scratch buffers) serves one reader at a time.
+    private let openers = Mutex<[OpenerBox]>([])
     let counts = Mutex((downloaded: 0, bytes: UInt64(0)))
     let progress: (@Sendable (Int, UInt64) -> Void)?
 
@@ -307,10 +309,17 @@ extension M365Backup {
         return node
     }
 
-    /// Reads a tree of the parent snapshot. The repository's read path is not safe for
-    /// concurrent use, and users are backed up concurrently: reads take turns.
+    /// Reads a tree of the parent snapshot (a large directory whole).
     func loadParentTree(_ id: String) throws -> Tree {
-        try readLock.withLock { _ in try repository.loadTree(id) }
+        try withOpener { try repository.loadTree(id, using: $0) }
+    }
+
+    /// Runs `body` with an opener no other reader is using (the repository's own is not safe
+    /// for concurrent use; the index does not change during a backup).
+    func withOpener<T>(_ body: (BlobOpener) throws -> T) throws -> T {
+        let box = openers.withLock { $0.popLast() } ?? OpenerBox(BlobOpener(key: repository.key))
+        defer { openers.withLock { $0.append(box) } }
+        return try body(box.opener)
     }
 
     /// Parses Graph's ISO 8601 times (`2026-01-04T05:00:00Z`, with or without fractional
@@ -358,4 +367,11 @@ extension M365Backup {
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
         return Date(timeIntervalSince1970: Double(seconds) + fraction)
     }
+}
+
+/// A ``BlobOpener`` passed between tasks through ``M365Backup``'s pool: only the task that took
+/// it from the pool uses it.
+final class OpenerBox: @unchecked Sendable {
+    let opener: BlobOpener
+    init(_ opener: BlobOpener) { self.opener = opener }
 }
