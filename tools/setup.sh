@@ -3,7 +3,8 @@
 # Used by the README's two commands and by .ci/run; safe to run again.
 set -euo pipefail
 need=()
-for pkg in libzstd-dev liblz4-dev libssl-dev libsqlite3-dev pkg-config; do
+# python3-icalendar and python3-vobject: the tests read restored .ics and .vcf with them.
+for pkg in libzstd-dev liblz4-dev libssl-dev libsqlite3-dev pkg-config python3 python3-icalendar python3-vobject; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -13,7 +13,7 @@ struct Restore: ParsableCommand {
     @Option(help: "Directory to restore into (created if missing).")
     var target: String
 
-    @Option(help: "files (as stored; mail as .eml), or mbox (one mbox file per mail folder).")
+    @Option(help: "files (as stored; mail as .eml, events and contacts as Graph JSON), mbox (one mbox file per mail folder), ics (one iCalendar file per calendar) or vcf (one vCard file per contact folder).")
     var format = "files"
 
     func run() throws {
@@ -28,8 +28,15 @@ struct Restore: ParsableCommand {
                     print("wrote \(s.messages) messages in \(s.folders) mbox files, \(formatBytes(s.bytes)), into \(target)")
                 }
                 return
+            case "ics", "vcf":
+                let f: CalendarExport.Format = format == "ics" ? .ics : .vcf
+                let s = try CalendarExport(repository: repo, format: f).export(snapshotID: try repo.resolveSnapshot(ref), path: path, target: target)
+                if repository.json { try printJSON(s) } else {
+                    print("wrote \(s.items) \(f == .ics ? "events" : "contacts") in \(s.files) .\(format) files, \(formatBytes(s.bytes)), into \(target)")
+                }
+                return
             default:
-                throw VaultlineError(.invalidArgument, "unknown format \"\(format)\" (files, eml, mbox)")
+                throw VaultlineError(.invalidArgument, "unknown format \"\(format)\" (files, eml, mbox, ics, vcf)")
             }
             let line = ProgressLine()
             let restorer = Restorer(repository: repo) { s in
