@@ -171,6 +171,14 @@ public final class Repository: @unchecked Sendable {
         return part
     }
 
+    /// Calls `body` with directory `id`'s stored tree, or with each of its parts in order when it
+    /// is a large one: one part in memory at a time (restoring a folder of a million items).
+    public func forEachTreePart(_ id: String, using opener: BlobOpener? = nil, _ body: (Tree) throws -> Void) throws {
+        let head = try loadStoredTree(id, using: opener)
+        guard let parts = head.parts else { return try body(head) }
+        for part in parts { try body(try loadTreePart(part, of: id, using: opener)) }
+    }
+
     func treeID(_ id: String) throws -> Bytes32 {
         guard let bid = Bytes32(hex: id) else { throw VaultlineError(.corrupt, "malformed tree id", object: id) }
         return bid

@@ -46,21 +46,25 @@ public final class Restorer: @unchecked Sendable {
 
     /// Finds the node at `path` ("/" or "" for the root) in a snapshot's tree.
     public func resolve(snapshot: Snapshot, path: String) throws -> (tree: Tree?, node: TreeNode?) {
-        var tree = try repository.loadTree(snapshot.tree)
+        let (treeID, node) = try locate(snapshot: snapshot, path: path)
+        return (try treeID.map { try repository.loadTree($0) } ?? (node == nil || node?.kind == .dir ? Tree(nodes: []) : nil), node)
+    }
+
+    /// The node at `path` and, when it is a directory (or the root), its tree id, without
+    /// reading that tree.
+    func locate(snapshot: Snapshot, path: String) throws -> (treeID: String?, node: TreeNode?) {
+        var id: String? = snapshot.tree
         let parts = path.split(separator: "/").map(String.init)
         var node: TreeNode?
         for (i, part) in parts.enumerated() {
-            guard let n = tree.node(named: part) else {
-                throw VaultlineError(.notFound, "no such path in the snapshot", object: "/" + parts[0...i].joined(separator: "/"))
+            guard let dir = id, let n = try repository.loadTree(dir).node(named: part) else {
+                throw VaultlineError(.notFound, i > 0 && id == nil ? "not a directory in the snapshot" : "no such path in the snapshot",
+                                     object: "/" + parts[0...(id == nil ? i - 1 : i)].joined(separator: "/"))
             }
             node = n
-            if n.kind == .dir, let sub = n.subtree {
-                tree = try repository.loadTree(sub)
-            } else if i != parts.count - 1 {
-                throw VaultlineError(.notFound, "not a directory in the snapshot", object: "/" + parts[0...i].joined(separator: "/"))
-            }
+            id = n.kind == .dir ? n.subtree : nil
         }
-        return (node == nil || node?.kind == .dir ? tree : nil, node)
+        return (node == nil || node?.kind == .dir ? id : nil, node)
     }
 
     public func restore(snapshotID: String, path: String, target: String) throws {
@@ -69,7 +73,7 @@ public final class Restorer: @unchecked Sendable {
         shared.withLock { $0 = (Stats(), nil) }
         try repository.loadIndex()
         let snapshot = try repository.loadSnapshot(snapshotID)
-        let (tree, node) = try resolve(snapshot: snapshot, path: path)
+        let (treeID, node) = try locate(snapshot: snapshot, path: path)
         try FileSystem.makeDirectories(target, mode: 0o755)
         files = BoundedQueue(capacity: 256)
         directories = []
@@ -84,8 +88,8 @@ public final class Restorer: @unchecked Sendable {
             t.start()
         }
         do {
-            if let tree {
-                try restoreTree(tree, into: target)
+            if node == nil || node?.kind == .dir {
+                if let treeID { try repository.forEachTreePart(treeID) { try restoreTree($0, into: target) } }
                 if let node { directories.append((node, target)) }
             } else if let node {
                 try restoreNode(node, into: target)
@@ -141,7 +145,7 @@ public final class Restorer: @unchecked Sendable {
             guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
                 throw VaultlineError(.alreadyExists, "exists in the target and is not a directory", object: path)
             }
-            if let sub = node.subtree { try restoreTree(try repository.loadTree(sub), into: path) }
+            if let sub = node.subtree { try repository.forEachTreePart(sub) { try restoreTree($0, into: path) } }
             directories.append((node, path))
             shared.withLock { $0.stats.dirs += 1 }
         case .file:
