@@ -31,6 +31,10 @@ public protocol Backend: Sendable {
     func stat(_ kind: FileKind, _ name: String) throws -> Int64?
     /// Reads `length` bytes at `offset`, or the whole file when `length` is nil.
     func read(_ kind: FileKind, _ name: String, offset: Int64, length: Int?) throws -> [UInt8]
+    /// Reads a whole file into `buffer` (grown when too small, never shrunk) and returns its
+    /// length: a reader of many files (check, scrub) reuses one buffer and pays no page faults
+    /// for a fresh one each time.
+    func read(_ kind: FileKind, _ name: String, into buffer: inout [UInt8]) throws -> Int
     /// Writes a new file durably; returns false (and writes nothing) when the name exists.
     @discardableResult
     func writeIfAbsent(_ kind: FileKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws -> Bool
@@ -58,6 +62,12 @@ extension Backend {
 
     public func read(_ kind: FileKind, _ name: String) throws -> [UInt8] {
         try read(kind, name, offset: 0, length: nil)
+    }
+
+    public func read(_ kind: FileKind, _ name: String, into buffer: inout [UInt8]) throws -> Int {
+        let bytes = try read(kind, name)
+        if buffer.count < bytes.count { buffer = bytes } else { buffer.replaceSubrange(0..<bytes.count, with: bytes) }
+        return bytes.count
     }
 
     @discardableResult

@@ -97,6 +97,15 @@ public struct LocalBackend: Backend {
         return try fd.pread(count: count, at: offset)
     }
 
+    public func read(_ kind: FileKind, _ name: String, into buffer: inout [UInt8]) throws -> Int {
+        try validate(kind, name)
+        let fd = try FileDescriptor(open: path(kind, name), flags: O_RDONLY)
+        let count = Int(try fd.size())
+        if buffer.count < count { buffer = [UInt8](repeating: 0, count: count) }
+        try buffer.withUnsafeMutableBytes { try fd.pread(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<count]), at: 0) }
+        return count
+    }
+
     public func writeIfAbsent(_ kind: FileKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws -> Bool {
         try validate(kind, name)
         let dir = directory(kind, name)

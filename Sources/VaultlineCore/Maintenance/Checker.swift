@@ -98,7 +98,14 @@ public final class Checker {
         let found = Locked<[FoundPack]>([])
         defer { dataRead.wait() }  // an error below returns only once the workers are done
         if options.readData {
-            let chosen = onDisk.sorted().filter { options.subset.contains($0) }
+            // Largest first: the last packs to finish are small, so no worker idles long at the end.
+            var sized: [(name: String, size: Int64)] = []
+            for name in onDisk.sorted() where options.subset.contains(name) {
+                let size: Int64? = try? backend.stat(.pack, name) ?? 0
+                sized.append((name, size ?? 0))
+            }
+            sized.sort { $0.size != $1.size ? $0.size > $1.size : $0.name < $1.name }
+            let chosen = sized.map(\.name)
             let (backend, key, workers) = (repository.backend, repository.key, options.workers)
             // A thread of its own: `concurrentPerform` started from a dispatch worker ran on
             // fewer threads (2.3 s instead of 1.9 s for 435 MiB on 2 cores).
@@ -184,11 +191,11 @@ public final class Checker {
     /// Reads and verifies `names` on `workers` threads; one pack in memory per thread.
     static func readPacks(_ names: [String], workers: Int, backend: any Backend, key: MasterKey) -> [FoundPack] {
         let results = Locked<[FoundPack]>([])
-        ParallelWork.forEach(names, workers: workers, makeState: { PackVerifier(key: key) }) { verifier, name in
+        ParallelWork.forEach(names, workers: workers, makeState: { (PackVerifier(key: key), [UInt8]()) }) { state, name in
             do {
-                let bytes = try backend.read(.pack, name)
-                let outcome = verifier.verify(name: name, bytes: bytes)
-                results.withLock { $0.append(FoundPack(name: name, bytes: bytes.count, outcome: outcome)) }
+                let count = try backend.read(.pack, name, into: &state.1)
+                let outcome = state.1.withUnsafeBytes { state.0.verify(name: name, raw: UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+                results.withLock { $0.append(FoundPack(name: name, bytes: count, outcome: outcome)) }
             } catch {
                 results.withLock { $0.append(FoundPack(name: name, bytes: 0, readError: PackVerifier.message(error))) }
             }

@@ -28,6 +28,11 @@ public struct PackVerifier {
     }
 
     public func verify(name: String, bytes: [UInt8]) -> Outcome {
+        bytes.withUnsafeBytes { verify(name: name, raw: $0) }
+    }
+
+    /// The same on bytes the caller holds (a reused read buffer).
+    public func verify(name: String, raw bytes: UnsafeRawBufferPointer) -> Outcome {
         var out = Outcome()
         let digest = SHA256.hash(bytes).hex
         if digest != name { out.problem = "content does not match its name (SHA-256 is \(digest.prefix(16))…)" }
@@ -51,18 +56,16 @@ public struct PackVerifier {
             return out
         }
         var firstBlobProblem: String?
-        bytes.withUnsafeBytes { raw in
-            for e in entries {
-                let sealed = UnsafeRawBufferPointer(rebasing: raw[Int(e.offset)..<Int(e.offset + e.storedLength)])
-                do {
-                    try opener.verify(
-                        sealed: sealed, id: e.id, salt: salt, offset: e.offset, codec: e.codec,
-                        rawLength: Int(e.rawLength), object: object)
-                    out.blobsVerified += 1
-                } catch {
-                    out.damagedBlobs.append(e.id)
-                    if firstBlobProblem == nil { firstBlobProblem = Self.message(error) }
-                }
+        for e in entries {
+            let sealed = UnsafeRawBufferPointer(rebasing: bytes[Int(e.offset)..<Int(e.offset + e.storedLength)])
+            do {
+                try opener.verify(
+                    sealed: sealed, id: e.id, salt: salt, offset: e.offset, codec: e.codec,
+                    rawLength: Int(e.rawLength), object: object)
+                out.blobsVerified += 1
+            } catch {
+                out.damagedBlobs.append(e.id)
+                if firstBlobProblem == nil { firstBlobProblem = Self.message(error) }
             }
         }
         if let firstBlobProblem {
