@@ -67,6 +67,9 @@ let package = Package(
             name: "VaultlineGraph",
             dependencies: [
                 "VaultlineCore",
+                // RS256 client assertions for certificate sign-in (RSA from swift-crypto).
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -77,6 +80,10 @@ let package = Package(
         .target(
             name: "GraphSimulator",
             dependencies: [
+                // Checks certificate client assertions as the identity platform does.
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -184,6 +184,50 @@ struct GraphTests {
         await f.close()
     }
 
+    /// A key and self-signed certificate made by the openssl command, in one PEM file.
+    static func makeCertificate(_ dir: String, _ name: String) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        p.arguments = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "\(dir)/\(name).key", "-out", "\(dir)/\(name).crt",
+                       "-subj", "/CN=vaultline-\(name)", "-days", "2"]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        return try String(contentsOfFile: "\(dir)/\(name).crt", encoding: .utf8) + String(contentsOfFile: "\(dir)/\(name).key", encoding: .utf8)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aCertificateCredentialSignsInAndAnUnregisteredOrForgedOneIsRefused() async throws {
+        let keys = TemporaryDirectory()
+        let registered = try Self.makeCertificate(keys.path, "registered")
+        let other = try Self.makeCertificate(keys.path, "other")
+        let f = try await GraphFixture(certificate: try RegisteredCertificate(pem: registered))
+        func client(_ pem: String) throws -> GraphClient {
+            var c = GraphFixture.credentials(f.sim, secret: "")
+            c.certificate = try ClientCertificate(pem: pem, source: "test")
+            return GraphClient(credentials: c, options: GraphFixture.fastRetries)
+        }
+        let good = try client(registered)
+        let result = try await M365Backup(repository: f.repo, client: good, options: { var o = M365Backup.Options(); o.sites = false; o.onedrive = false; return o }()).run()
+        #expect(!result.snapshot.partial && result.itemsDownloaded > 0)
+        #expect(good.stats.tokenRequests == 1)
+        // Another certificate, and the registered certificate's thumbprint over another key.
+        let certificateOnly = { (pem: String) in String(pem[..<(pem.range(of: "-----END CERTIFICATE-----")?.upperBound ?? pem.endIndex)]) }
+        let keyOnly = { (pem: String) in String(pem[(pem.range(of: "-----END CERTIFICATE-----")?.upperBound ?? pem.startIndex)...]) }
+        for (pem, code) in [(other, "AADSTS700027"), (certificateOnly(registered) + keyOnly(other), "AADSTS7000274")] {
+            let bad = try client(pem)
+            await #expect { _ = try await M365Backup(repository: f.repo, client: bad).run() } throws: { e in
+                (e as? GraphError)?.kind == .authentication && "\(e)".contains(code)
+            }
+            try? await bad.shutdown()
+        }
+        #expect(throws: GraphError.self) { try ClientCertificate(pem: certificateOnly(registered), source: "no key") }
+        #expect(try f.repo.listSnapshots().count == 1)
+        try? await good.shutdown()
+        await f.close()
+    }
+
     @Test(.timeLimit(.minutes(2)))
     func messageBodiesAreListedOnlyWhenSelectedAndNeverKeptInTheTree() async throws {
         let f = try await GraphFixture()

@@ -125,8 +125,20 @@ extension GraphSimulator {
         guard form["grant_type"] == "client_credentials" else {
             return Self.json(400, ["error": "unsupported_grant_type", "error_description": "AADSTS70003: The app requested an unsupported grant type."])
         }
-        guard form["client_id"] == clientId, form["client_secret"] == clientSecret else {
-            return Self.json(401, ["error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."])
+        if let assertion = form["client_assertion"] {
+            guard form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" else {
+                return Self.json(400, ["error": "invalid_request", "error_description": "AADSTS70002: client_assertion_type must be jwt-bearer."])
+            }
+            guard form["client_id"] == clientId, let certificate = clientCertificate else {
+                return Self.json(401, ["error": "invalid_client", "error_description": "AADSTS700027: No certificate is registered on the application."])
+            }
+            if let (code, text) = certificate.problem(with: assertion, clientId: clientId, audienceSuffix: "/\(tenantSegment)/oauth2/v2.0/token") {
+                return Self.json(401, ["error": "invalid_client", "error_description": "\(code): \(text)"])
+            }
+        } else {
+            guard form["client_id"] == clientId, form["client_secret"] == clientSecret else {
+                return Self.json(401, ["error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."])
+            }
         }
         guard form["scope"] == "https://graph.microsoft.com/.default" else {
             return Self.json(400, ["error": "invalid_scope", "error_description": "AADSTS1002012: The provided value for scope is not valid."])

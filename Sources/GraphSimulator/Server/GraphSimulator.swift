@@ -14,6 +14,9 @@ public final class GraphSimulator: Sendable {
     public let tenantId: String
     public let clientId: String
     public let clientSecret: String
+    /// A certificate credential registered beside the secret: token requests may sign in with a
+    /// client assertion it verifies.
+    public let clientCertificate: RegisteredCertificate?
     /// Faults and limits; change them at any time.
     public let faults = Mutex(FaultPlan())
     let counters = Mutex(SimulatorStats())
@@ -35,11 +38,13 @@ public final class GraphSimulator: Sendable {
     }
 
     public init(tenant: Tenant, tenantId: String = "72f988bf-86f1-41af-91ab-2d7cd011db47",
-                clientId: String = "6731de76-14a6-49ae-97bc-6eba6914391e", clientSecret: String) {
+                clientId: String = "6731de76-14a6-49ae-97bc-6eba6914391e", clientSecret: String,
+                clientCertificate: RegisteredCertificate? = nil) {
         self.tenant = tenant
         self.tenantId = tenantId
         self.clientId = clientId
         self.clientSecret = clientSecret
+        self.clientCertificate = clientCertificate
         var logger = Logger(label: "graph-sim")
         logger.logLevel = ProcessInfo.processInfo.environment["VAULTLINE_SIM_LOG"] != nil ? .debug : .critical
         self.logger = logger

@@ -10,6 +10,9 @@ public struct GraphCredentials: Sendable {
     public var tenantId: String
     public var clientId: String
     public var clientSecret: String
+    /// A certificate credential: when set, token requests carry a signed client assertion
+    /// instead of the secret.
+    public var certificate: ClientCertificate?
     /// The identity platform (national clouds differ; the simulator serves its own).
     public var authority = "https://login.microsoftonline.com"
     /// Graph's base URL, up to and including the version.
@@ -228,7 +231,13 @@ public final class GraphClient: Sendable {
     func fetchToken() async throws -> (String, Double) {
         let url = "\(credentials.authority)/\(Self.encode(credentials.tenantId))/oauth2/v2.0/token"
         func form(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? s }
-        let body = "client_id=\(form(credentials.clientId))&scope=\(form("https://graph.microsoft.com/.default"))&client_secret=\(form(credentials.clientSecret))&grant_type=client_credentials"
+        var body = "client_id=\(form(credentials.clientId))&scope=\(form("https://graph.microsoft.com/.default"))&grant_type=client_credentials"
+        if let certificate = credentials.certificate {
+            let assertion = try certificate.assertion(audience: url, clientId: credentials.clientId)
+            body += "&client_assertion_type=\(form("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"))&client_assertion=\(form(assertion))"
+        } else {
+            body += "&client_secret=\(form(credentials.clientSecret))"
+        }
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")

@@ -26,6 +26,9 @@ struct GraphSim: AsyncParsableCommand {
     @Option(help: "File holding the client secret the token endpoint accepts (or VAULTLINE_GRAPH_SECRET).")
     var clientSecretFile: String?
 
+    @Option(help: "PEM file whose certificate the token endpoint also accepts (client assertions signed by its key).")
+    var clientCertificateFile: String?
+
     @Option(help: "Largest generated drive file (KiB).")
     var maxFileKib = 2048
 
@@ -65,7 +68,15 @@ struct GraphSim: AsyncParsableCommand {
             spec.eventsPerUser = eventsAndContacts
             spec.contactsPerUser = eventsAndContacts
             spec.sites = sites
-            let sim = GraphSimulator(tenant: Tenant(spec: spec), clientSecret: secret)
+            var certificate: RegisteredCertificate?
+            if let file = clientCertificateFile {
+                do {
+                    certificate = try RegisteredCertificate(pem: String(decoding: try FileSystem.readFile(file), as: UTF8.self))
+                } catch let e as VaultlineError { throw e } catch {
+                    throw VaultlineError(.invalidArgument, "cannot read the certificate: \(error)", object: file)
+                }
+            }
+            let sim = GraphSimulator(tenant: Tenant(spec: spec), clientSecret: secret, clientCertificate: certificate)
             sim.faults.withLock {
                 $0.throttleEvery = throttleEvery
                 $0.latency = latency

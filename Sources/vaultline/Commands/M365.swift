@@ -14,6 +14,9 @@ struct GraphOptions: ParsableArguments {
     @Option(help: "File holding the client secret (or VAULTLINE_GRAPH_SECRET_FILE / VAULTLINE_GRAPH_SECRET).")
     var clientSecretFile: String?
 
+    @Option(help: "PEM file holding the app's certificate and its unencrypted RSA private key, to sign in with a certificate instead of a secret (or VAULTLINE_GRAPH_CERTIFICATE_FILE).")
+    var clientCertificateFile: String?
+
     @Option(help: "Graph base URL, for national clouds or the simulator.")
     var graphURL = "https://graph.microsoft.com/v1.0"
 
@@ -40,16 +43,22 @@ struct GraphOptions: ParsableArguments {
         guard let clientId = clientId ?? env["VAULTLINE_GRAPH_CLIENT_ID"] else {
             throw VaultlineError(.invalidArgument, "no client id given: use --client-id or VAULTLINE_GRAPH_CLIENT_ID")
         }
-        var secret: String
-        if let file = clientSecretFile ?? env["VAULTLINE_GRAPH_SECRET_FILE"] {
-            secret = String(decoding: try FileSystem.readFile(file), as: UTF8.self)
-        } else if let s = env["VAULTLINE_GRAPH_SECRET"] {
-            secret = s
+        var c: GraphCredentials
+        if let file = clientCertificateFile ?? env["VAULTLINE_GRAPH_CERTIFICATE_FILE"] {
+            c = GraphCredentials(tenantId: tenant, clientId: clientId, clientSecret: "")
+            c.certificate = try ClientCertificate(pem: String(decoding: try FileSystem.readFile(file), as: UTF8.self), source: file)
         } else {
-            throw VaultlineError(.invalidArgument, "no client secret given: use --client-secret-file, VAULTLINE_GRAPH_SECRET_FILE or VAULTLINE_GRAPH_SECRET")
+            var secret: String
+            if let file = clientSecretFile ?? env["VAULTLINE_GRAPH_SECRET_FILE"] {
+                secret = String(decoding: try FileSystem.readFile(file), as: UTF8.self)
+            } else if let s = env["VAULTLINE_GRAPH_SECRET"] {
+                secret = s
+            } else {
+                throw VaultlineError(.invalidArgument, "no client secret or certificate given: use --client-secret-file, --client-certificate-file, VAULTLINE_GRAPH_SECRET_FILE or VAULTLINE_GRAPH_SECRET")
+            }
+            secret = secret.trimmingCharacters(in: .whitespacesAndNewlines)
+            c = GraphCredentials(tenantId: tenant, clientId: clientId, clientSecret: secret)
         }
-        secret = secret.trimmingCharacters(in: .whitespacesAndNewlines)
-        var c = GraphCredentials(tenantId: tenant, clientId: clientId, clientSecret: secret)
         c.graphBase = graphURL.hasSuffix("/") ? String(graphURL.dropLast()) : graphURL
         c.authority = authority.hasSuffix("/") ? String(authority.dropLast()) : authority
         return c

@@ -11,8 +11,9 @@ final class GraphFixture: @unchecked Sendable {
     let repo: Repository
     let client: GraphClient
 
-    init(spec: TenantSpec = GraphFixture.smallSpec, clientOptions: GraphClient.Options = GraphFixture.fastRetries) async throws {
-        sim = GraphSimulator(tenant: Tenant(spec: spec), clientSecret: "test-secret")
+    init(spec: TenantSpec = GraphFixture.smallSpec, clientOptions: GraphClient.Options = GraphFixture.fastRetries,
+         certificate: RegisteredCertificate? = nil) async throws {
+        sim = GraphSimulator(tenant: Tenant(spec: spec), clientSecret: "test-secret", clientCertificate: certificate)
         try await sim.start()
         repo = try Fixtures.repository(in: dir)
         client = GraphClient(credentials: Self.credentials(sim), options: clientOptions)
