@@ -52,7 +52,7 @@ public final class Restorer: @unchecked Sendable {
 
     /// The node at `path` and, when it is a directory (or the root), its tree id, without
     /// reading that tree.
-    func locate(snapshot: Snapshot, path: String) throws -> (treeID: String?, node: TreeNode?) {
+    public func locate(snapshot: Snapshot, path: String) throws -> (treeID: String?, node: TreeNode?) {
         var id: String? = snapshot.tree
         let parts = path.split(separator: "/").map(String.init)
         var node: TreeNode?

@@ -31,21 +31,26 @@ public struct CalendarExport {
     public func export(snapshotID: String, path: String, target: String) throws -> Stats {
         try repository.loadIndex()
         let snapshot = try repository.loadSnapshot(snapshotID)
-        let (tree, _) = try Restorer(repository: repository).resolve(snapshot: snapshot, path: path)
-        guard let tree else { throw VaultlineError(.invalidArgument, "not a folder in the snapshot", object: path) }
+        let (treeID, node) = try Restorer(repository: repository).locate(snapshot: snapshot, path: path)
+        guard node == nil || node?.kind == .dir, let treeID else { throw VaultlineError(.invalidArgument, "not a folder in the snapshot", object: path) }
         try FileSystem.makeDirectories(target, mode: 0o755)
         var stats = Stats()
-        try exportFolder(tree, name: path.split(separator: "/").last.map(String.init) ?? format.kind + "s", into: target, stats: &stats)
+        try exportFolder(treeID, name: path.split(separator: "/").last.map(String.init) ?? format.kind + "s", into: target, stats: &stats)
         return stats
     }
 
-    private func exportFolder(_ tree: Tree, name: String, into dir: String, stats: inout Stats) throws {
-        let items = tree.nodes.filter { $0.kind == .file && $0.metadata?["graph.kind"] == format.kind }
-        if !items.isEmpty {
-            let path = dir + "/" + name + "." + format.rawValue
-            let fd = try FileDescriptor(open: path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
-            if format == .ics { try fd.write(Array(ICalendar.header.utf8)) }
-            for item in items {
+    /// Items are written as each tree part is read (a large calendar is never held whole).
+    private func exportFolder(_ treeID: String, name: String, into dir: String, stats: inout Stats) throws {
+        // The file is made first and removed again if the folder holds no such item.
+        let path = dir + "/" + name + "." + format.rawValue
+        let fd = try FileDescriptor(open: path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+        if format == .ics { try fd.write(Array(ICalendar.header.utf8)) }
+        let before = stats.items
+        var subfolders: [TreeNode] = []
+        try repository.forEachTreePart(treeID) { part in
+            for item in part.nodes {
+                if item.kind == .dir { subfolders.append(item); continue }
+                guard item.kind == .file, item.metadata?["graph.kind"] == format.kind else { continue }
                 var bytes: [UInt8] = []
                 for id in item.content ?? [] {
                     guard let blob = Bytes32(hex: id) else { throw VaultlineError(.corrupt, "bad blob id in a tree", object: item.name) }
@@ -60,14 +65,18 @@ public struct CalendarExport {
                 stats.items += 1
                 stats.bytes += UInt64(text.count)
             }
+        }
+        if stats.items == before {
+            unlink(path)
+        } else {
             if format == .ics { try fd.write(Array(ICalendar.footer.utf8)) }
             try fd.sync()
             stats.files += 1
         }
-        for sub in tree.nodes where sub.kind == .dir {
+        for sub in subfolders {
             guard let id = sub.subtree else { continue }
             try FileSystem.makeDirectories(dir + "/" + name, mode: 0o755)
-            try exportFolder(try repository.loadTree(id), name: sub.name, into: dir + "/" + name, stats: &stats)
+            try exportFolder(id, name: sub.name, into: dir + "/" + name, stats: &stats)
         }
     }
 }

@@ -24,18 +24,33 @@ public struct MboxExport {
     public func export(snapshotID: String, path: String, target: String) throws -> Stats {
         try repository.loadIndex()
         let snapshot = try repository.loadSnapshot(snapshotID)
-        let (tree, _) = try Restorer(repository: repository).resolve(snapshot: snapshot, path: path)
-        guard let tree else { throw VaultlineError(.invalidArgument, "not a folder in the snapshot", object: path) }
+        let (treeID, node) = try Restorer(repository: repository).locate(snapshot: snapshot, path: path)
+        guard node == nil || node?.kind == .dir, let treeID else { throw VaultlineError(.invalidArgument, "not a folder in the snapshot", object: path) }
         try FileSystem.makeDirectories(target, mode: 0o755)
         let name = path.split(separator: "/").last.map(String.init) ?? "mailbox"
         var stats = Stats()
-        try exportFolder(tree, name: name, into: target, stats: &stats)
+        try exportFolder(treeID, name: name, into: target, stats: &stats)
         return stats
     }
 
-    private func exportFolder(_ tree: Tree, name: String, into dir: String, stats: inout Stats) throws {
-        let messages = tree.nodes.filter { $0.kind == .file && $0.name.hasSuffix(".eml") }
-            .sorted { ($0.mtimeNs ?? 0, $0.name) < ($1.mtimeNs ?? 0, $1.name) }
+    private func exportFolder(_ treeID: String, name: String, into dir: String, stats: inout Stats) throws {
+        // Read a tree part at a time, keeping of each message only what the mbox needs (a large
+        // folder's nodes carry their Graph JSON), then in received order.
+        var messages: [TreeNode] = []
+        var subfolders: [TreeNode] = []
+        try repository.forEachTreePart(treeID) { part in
+            for n in part.nodes {
+                if n.kind == .dir {
+                    subfolders.append(n)
+                } else if n.kind == .file, n.name.hasSuffix(".eml") {
+                    var m = TreeNode(name: n.name, kind: .file)
+                    m.mtimeNs = n.mtimeNs
+                    m.content = n.content
+                    messages.append(m)
+                }
+            }
+        }
+        messages.sort { ($0.mtimeNs ?? 0, $0.name) < ($1.mtimeNs ?? 0, $1.name) }
         if !messages.isEmpty {
             let path = dir + "/" + name + ".mbox"
             let fd = try FileDescriptor(open: path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
@@ -53,10 +68,10 @@ public struct MboxExport {
             try fd.sync()
             stats.folders += 1
         }
-        for sub in tree.nodes where sub.kind == .dir {
+        for sub in subfolders {
             guard let id = sub.subtree else { continue }
             try FileSystem.makeDirectories(dir + "/" + name, mode: 0o755)
-            try exportFolder(try repository.loadTree(id), name: sub.name, into: dir + "/" + name, stats: &stats)
+            try exportFolder(id, name: sub.name, into: dir + "/" + name, stats: &stats)
         }
     }
 
