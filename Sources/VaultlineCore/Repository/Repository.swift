@@ -143,6 +143,16 @@ public final class Repository: @unchecked Sendable {
         }
     }
 
+    /// A file node's content, whole (small items: a message, an event's JSON).
+    public func readContent(of node: TreeNode) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        for id in node.content ?? [] {
+            guard let blob = Bytes32(hex: id) else { throw VaultlineError(.corrupt, "bad blob id in a tree", object: node.name) }
+            bytes += try readBlob(blob)
+        }
+        return bytes
+    }
+
     /// A directory's tree, with every node of a directory stored as parts. `opener`: the
     /// caller's own, to read from several threads at once (see ``readBlob(_:using:)``).
     public func loadTree(_ id: String, using opener: BlobOpener? = nil) throws -> Tree {

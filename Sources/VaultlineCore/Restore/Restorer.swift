@@ -50,6 +50,15 @@ public final class Restorer: @unchecked Sendable {
         return (try treeID.map { try repository.loadTree($0) } ?? (node == nil || node?.kind == .dir ? Tree(nodes: []) : nil), node)
     }
 
+    /// The tree id of the folder at `path` in a snapshot (the index loaded first), for exports
+    /// that read it a part at a time; an error when `path` is not a folder.
+    public func folderTree(snapshotID: String, path: String) throws -> String {
+        try repository.loadIndex()
+        let (treeID, node) = try locate(snapshot: try repository.loadSnapshot(snapshotID), path: path)
+        guard node == nil || node?.kind == .dir, let treeID else { throw VaultlineError(.invalidArgument, "not a folder in the snapshot", object: path) }
+        return treeID
+    }
+
     /// The node at `path` and, when it is a directory (or the root), its tree id, without
     /// reading that tree.
     public func locate(snapshot: Snapshot, path: String) throws -> (treeID: String?, node: TreeNode?) {

@@ -71,7 +71,7 @@ extension M365Backup {
     @discardableResult
     func spillParentFiles(tree id: String, parent: String? = "", tagKey: String, into items: ItemSpill) throws -> [TreeNode] {
         var dirs: [TreeNode] = []
-        func take(_ tree: Tree) throws {
+        try forEachParentTreePart(id) { tree in
             for node in tree.nodes {
                 if node.kind == .dir { dirs.append(node); continue }
                 guard node.kind == .file, let gid = node.metadata?["graph.id"] else { continue }
@@ -79,9 +79,6 @@ extension M365Backup {
                                     flags: isIntact(node) ? 0 : ItemSpill.lost, node: node))
             }
         }
-        let head = try loadParentTree(stored: id)
-        try take(head)
-        for part in head.parts ?? [] { try take(try withOpener { try repository.loadTreePart(part, of: id, using: $0) }) }
         return dirs
     }
 
@@ -95,19 +92,16 @@ extension M365Backup {
         var files = 0
         var bytes: UInt64 = 0
         var dirs: [TreeNode] = []
-        let head = try loadParentTree(stored: id)
-        var next = (head.parts ?? [])[...]
-        var tree: Tree? = head
-        while let t = tree {
-            for node in t.nodes {
+        var intact = true
+        try forEachParentTreePart(id) { tree in
+            for node in tree.nodes where intact {
                 if node.kind == .dir { dirs.append(node); continue }
-                guard isIntact(node) else { return nil }
+                intact = isIntact(node)
                 files += 1
                 bytes += node.size ?? 0
             }
-            tree = try next.popFirst().map { part in try withOpener { try repository.loadTreePart(part, of: id, using: $0) } }
         }
-        guard dirs == extraNodes else { return nil }
+        guard intact, dirs == extraNodes else { return nil }
         var out = DirBuilder(metadata: metadata)
         out.stored = (treeID, files + extraItems, bytes + extraBytes)
         return out
@@ -131,9 +125,9 @@ extension M365Backup {
         return (Tree(nodes: nodes).nodes, items, bytes)
     }
 
-    /// A parent snapshot's stored tree as it is (a large directory's head lists its parts).
-    func loadParentTree(stored id: String) throws -> Tree {
-        try withOpener { try repository.loadStoredTree(id, using: $0) }
+    /// A parent snapshot's directory, a tree part at a time (``Repository/forEachTreePart``).
+    func forEachParentTreePart(_ id: String, _ body: (Tree) throws -> Void) throws {
+        try withOpener { try repository.forEachTreePart(id, using: $0, body) }
     }
 
     /// Stores the directory of the items under `parent` (and `extra` nodes beside them, stored

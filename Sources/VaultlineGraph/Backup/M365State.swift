@@ -47,19 +47,6 @@ struct DirBuilder: Sendable {
     /// `dirs` are empty and only the tree id and the counts remain in memory.
     var stored: (tree: Bytes32, items: Int, bytes: UInt64)?
 
-    subscript(path: [String]) -> DirBuilder {
-        get {
-            guard let first = path.first else { return self }
-            return dirs[first]?[Array(path.dropFirst())] ?? DirBuilder()
-        }
-        set {
-            guard let first = path.first else { self = newValue; return }
-            var d = dirs[first] ?? DirBuilder()
-            d[Array(path.dropFirst())] = newValue
-            dirs[first] = d
-        }
-    }
-
     var itemCount: Int { stored?.items ?? files.count + dirs.values.reduce(0) { $0 + $1.itemCount } }
 
     /// The bytes of every file below.

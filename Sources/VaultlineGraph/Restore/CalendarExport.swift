@@ -29,10 +29,7 @@ public struct CalendarExport {
     }
 
     public func export(snapshotID: String, path: String, target: String) throws -> Stats {
-        try repository.loadIndex()
-        let snapshot = try repository.loadSnapshot(snapshotID)
-        let (treeID, node) = try Restorer(repository: repository).locate(snapshot: snapshot, path: path)
-        guard node == nil || node?.kind == .dir, let treeID else { throw VaultlineError(.invalidArgument, "not a folder in the snapshot", object: path) }
+        let treeID = try Restorer(repository: repository).folderTree(snapshotID: snapshotID, path: path)
         try FileSystem.makeDirectories(target, mode: 0o755)
         var stats = Stats()
         try exportFolder(treeID, name: path.split(separator: "/").last.map(String.init) ?? format.kind + "s", into: target, stats: &stats)
@@ -51,11 +48,7 @@ public struct CalendarExport {
             for item in part.nodes {
                 if item.kind == .dir { subfolders.append(item); continue }
                 guard item.kind == .file, item.metadata?["graph.kind"] == format.kind else { continue }
-                var bytes: [UInt8] = []
-                for id in item.content ?? [] {
-                    guard let blob = Bytes32(hex: id) else { throw VaultlineError(.corrupt, "bad blob id in a tree", object: item.name) }
-                    bytes += try repository.readBlob(blob)
-                }
+                let bytes = try repository.readContent(of: item)
                 let json: JSONValue
                 do { json = try JSONValue.parse(bytes) } catch {
                     throw VaultlineError(.corrupt, "the item's Graph JSON does not parse", object: item.name, cause: error)

@@ -22,10 +22,7 @@ public struct MboxExport {
     public init(repository: Repository) { self.repository = repository }
 
     public func export(snapshotID: String, path: String, target: String) throws -> Stats {
-        try repository.loadIndex()
-        let snapshot = try repository.loadSnapshot(snapshotID)
-        let (treeID, node) = try Restorer(repository: repository).locate(snapshot: snapshot, path: path)
-        guard node == nil || node?.kind == .dir, let treeID else { throw VaultlineError(.invalidArgument, "not a folder in the snapshot", object: path) }
+        let treeID = try Restorer(repository: repository).folderTree(snapshotID: snapshotID, path: path)
         try FileSystem.makeDirectories(target, mode: 0o755)
         let name = path.split(separator: "/").last.map(String.init) ?? "mailbox"
         var stats = Stats()
@@ -55,12 +52,7 @@ public struct MboxExport {
             let path = dir + "/" + name + ".mbox"
             let fd = try FileDescriptor(open: path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
             for m in messages {
-                var mime: [UInt8] = []
-                for id in m.content ?? [] {
-                    guard let blob = Bytes32(hex: id) else { throw VaultlineError(.corrupt, "bad blob id in a tree", object: m.name) }
-                    mime += try repository.readBlob(blob)
-                }
-                let out = Self.entry(mime, received: m.mtimeNs)
+                let out = Self.entry(try repository.readContent(of: m), received: m.mtimeNs)
                 try fd.write(out)
                 stats.messages += 1
                 stats.bytes += UInt64(out.count)
