@@ -8,8 +8,8 @@ import Glibc
 
 /// Replication between two network stacks: site B's receiver runs in a network namespace the
 /// test creates, behind a veth link limited to 40 Mbit/s. During one pass the link goes down for
-/// two seconds, then site B's receiver is killed with `kill -9` and restarted a second later: the
-/// same pass must reconnect and finish, a second pass must find nothing to send, and site B must
+/// two seconds, site B's receiver is killed with `kill -9` while it is down and restarted a
+/// second after it comes back: the same pass must reconnect and finish, a second pass must find nothing to send, and site B must
 /// hold exactly site A's files, pass `check --read-data` and restore byte for byte. Runs where
 /// the kernel allows it (root, `ip`, `tc`); elsewhere it is skipped, and the loopback tests cover
 /// the same faults through the fault proxy.
@@ -41,23 +41,34 @@ struct NetnsReplicationTests {
         let site = ["--cert", c + "/a.pem", "--key", c + "/a-key.pem", "--ca", c + "/ca.pem",
                     "--to", "\(link.siteBAddress):\(port)", "--repo", dir.path + "/repo"]
 
-        // The pass: the link drops for two seconds a second in, then site B is killed.
+        // The pass: once site B has received its first megabyte the link goes down; site B is
+        // killed while the link is down (so the pass cannot finish in between), the link comes
+        // back two seconds after the cut and site B a second after that. Events follow progress
+        // at site B, not the clock, so a faster or slower machine plays the same script.
         let pass = Process()
         pass.executableURL = URL(fileURLWithPath: FaultTests.cliPath)
         pass.arguments = ["replicate"] + site
         pass.environment = ["VAULTLINE_PASSWORD": String(decoding: Fixtures.password, as: UTF8.self), "HOME": NSTemporaryDirectory()]
         pass.standardOutput = FileHandle.nullDevice
         pass.standardError = FileHandle.nullDevice
+        let total = try ReplicationFixtures.bytes(under: dir.path + "/repo")
         try pass.run()
-        try await Task.sleep(nanoseconds: 1_000_000_000)
+        var received = 0
+        for _ in 0..<6000 where pass.isRunning {
+            received = try ReplicationFixtures.bytes(under: root)
+            if received >= 1 << 20 { break }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
         link.setLink(up: false)
-        try await Task.sleep(nanoseconds: 2_000_000_000)
-        link.setLink(up: true)
-        try await Task.sleep(nanoseconds: 700_000_000)
+        let cutMidPass = pass.isRunning
+        #expect(cutMidPass, "the pass was still under way when the link went down (\(received) of \(total) bytes at site B)")
+        try await Task.sleep(nanoseconds: 1_000_000_000)
         let killedMidPass = pass.isRunning
         kill(receiver.processIdentifier, SIGKILL)
         receiver.waitUntilExit()
-        #expect(killedMidPass, "the pass was still under way when site B was killed (make the fixture larger)")
+        #expect(killedMidPass, "the pass was still under way when site B was killed behind the cut link")
+        try await Task.sleep(nanoseconds: 1_000_000_000)
+        link.setLink(up: true)
 
         // Site B comes back a second later; the same pass reconnects and finishes.
         try await Task.sleep(nanoseconds: 1_000_000_000)

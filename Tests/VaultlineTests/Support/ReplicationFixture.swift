@@ -94,6 +94,18 @@ enum ReplicationFixtures {
         return out
     }
 
+    /// Bytes in regular files anywhere under `root` (partial files included; 0 when absent):
+    /// how far a transfer has got.
+    static func bytes(under root: String) throws -> Int {
+        guard let walk = FileManager.default.enumerator(atPath: root) else { return 0 }
+        var total = 0
+        while let relative = walk.nextObject() as? String {
+            var st = stat()
+            if lstat(root + "/" + relative, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG { total += Int(st.st_size) }
+        }
+        return total
+    }
+
     /// A site-A repository with a backed-up tree.
     static func siteA(in dir: TemporaryDirectory, seed: UInt64 = 1, scale: Int = 1) throws -> Repository {
         let repo = try Fixtures.repository(in: dir)
