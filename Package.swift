@@ -1,6 +1,14 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// The BLAKE3 lanes are compiled for AVX-512 on x86-64 and run only where the CPU has it
+// (VaultlineCore checks with CPUID first); elsewhere they are plain portable SIMD code.
+#if arch(x86_64)
+let laneSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "skylake-avx512"])]
+#else
+let laneSettings: [SwiftSetting] = []
+#endif
+
 let package = Package(
     name: "vaultline",
     platforms: [.macOS(.v15)],
@@ -40,10 +48,14 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
+        // CPUID probe for the BLAKE3 lanes (a header, no library).
+        .systemLibrary(name: "CCPUFeatures"),
+        // Sixteen BLAKE3 compressions at once; called only by VaultlineCore's BLAKE3.
+        .target(name: "BLAKE3Lanes", exclude: ["README.md"], swiftSettings: laneSettings),
         .target(
             name: "VaultlineCore",
             dependencies: [
-                "CZstd", "CLZ4", "CCrypto", "CSQLite",
+                "CZstd", "CLZ4", "CCrypto", "CSQLite", "CCPUFeatures", "BLAKE3Lanes",
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["README.md"],

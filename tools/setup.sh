@@ -3,8 +3,9 @@
 # Used by the README's two commands and by .ci/run; safe to run again.
 set -euo pipefail
 need=()
-# python3-icalendar and python3-vobject: the tests read restored .ics and .vcf with them.
-for pkg in libzstd-dev liblz4-dev libssl-dev libsqlite3-dev pkg-config openssl python3 python3-icalendar python3-vobject; do
+# python3-icalendar and python3-vobject: the tests read restored .ics and .vcf with them;
+# b3sum: the BLAKE3 blob ids are checked against it.
+for pkg in libzstd-dev liblz4-dev libssl-dev libsqlite3-dev pkg-config openssl python3 python3-icalendar python3-vobject b3sum; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
