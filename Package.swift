@@ -1,12 +1,14 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// The BLAKE3 lanes are compiled for AVX-512 on x86-64 and run only where the CPU has it
-// (VaultlineCore checks with CPUID first); elsewhere they are plain portable SIMD code.
+// BLAKE3 is optimized in every configuration (a debug build's unoptimized hash would make the
+// test suite crawl). Its lanes are compiled for AVX-512 on x86-64 and run only where the CPU
+// has it (BLAKE3Hashing checks CPUID first); elsewhere they are plain portable SIMD code.
+let hashSettings: [SwiftSetting] = [.unsafeFlags(["-O"])]
 #if arch(x86_64)
-let laneSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "skylake-avx512"])]
+let laneSettings: [SwiftSetting] = [.unsafeFlags(["-O", "-target-cpu", "skylake-avx512"])]
 #else
-let laneSettings: [SwiftSetting] = []
+let laneSettings = hashSettings
 #endif
 
 let package = Package(
@@ -50,12 +52,15 @@ let package = Package(
             providers: [.apt(["libsqlite3-dev"])]),
         // CPUID probe for the BLAKE3 lanes (a header, no library).
         .systemLibrary(name: "CCPUFeatures"),
-        // Sixteen BLAKE3 compressions at once; called only by VaultlineCore's BLAKE3.
+        // BLAKE3 keyed hashes (blob ids), and sixteen compressions at once for them.
         .target(name: "BLAKE3Lanes", exclude: ["README.md"], swiftSettings: laneSettings),
+        .target(
+            name: "BLAKE3Hashing", dependencies: ["BLAKE3Lanes", "CCPUFeatures"], exclude: ["README.md"],
+            swiftSettings: hashSettings),
         .target(
             name: "VaultlineCore",
             dependencies: [
-                "CZstd", "CLZ4", "CCrypto", "CSQLite", "CCPUFeatures", "BLAKE3Lanes",
+                "CZstd", "CLZ4", "CCrypto", "CSQLite", "BLAKE3Hashing",
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["README.md"],

@@ -2,7 +2,7 @@
 ///
 /// This module is compiled for `skylake-avx512` on x86-64 (Package.swift), so a
 /// `SIMD16<UInt32>` is one ZMM register and every rotation one `vprold`. Nothing here may run
-/// unless `VaultlineCore.BLAKE3` has checked the CPU first; VaultlineCore is the only caller.
+/// unless `BLAKE3Hasher` (BLAKE3Hashing) has checked the CPU first; it is the only caller.
 public enum BLAKE3Lanes16 {
     public typealias Lanes = SIMD16<UInt32>
 

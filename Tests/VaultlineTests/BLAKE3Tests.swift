@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import BLAKE3Hashing
 @testable import VaultlineCore
 
 /// BLAKE3 keyed hashes (the blob ids of format version 2) against the specification's test
@@ -43,7 +44,7 @@ import Testing
     @Test func keyedHashesMatchTheSpecificationsVectors() {
         for lanes in Self.paths {
             for (n, expected) in Self.vectors {
-                let got = Self.input(n).withUnsafeBytes { BLAKE3.hash($0, key: Self.key.words, flags: BLAKE3.keyedHash, lanes: lanes) }
+                let got = Self.input(n).withUnsafeBytes { Bytes32(words: BLAKE3Hasher.hash($0, key: Self.key.words, flags: BLAKE3Hasher.keyedHash, lanes: lanes)) }
                 #expect(got.hex == expected, "\(n) bytes, \(lanes ? "sixteen lanes" : "scalar")")
             }
         }
@@ -70,7 +71,7 @@ import Testing
             let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             p.waitUntilExit()
             for lanes in Self.paths {
-                let got = data.withUnsafeBytes { BLAKE3.hash($0, key: key.words, flags: BLAKE3.keyedHash, lanes: lanes) }
+                let got = data.withUnsafeBytes { Bytes32(words: BLAKE3Hasher.hash($0, key: key.words, flags: BLAKE3Hasher.keyedHash, lanes: lanes)) }
                 #expect(got.hex == out.trimmingCharacters(in: .whitespacesAndNewlines), "\(n) bytes, \(lanes ? "sixteen lanes" : "scalar")")
             }
         }

@@ -29,6 +29,44 @@ import Testing
         #expect(again.key.chunkerSeed == repo.key.chunkerSeed)
     }
 
+    /// Format 2 (BLAKE3 ids, the default) and format 1 (HMAC-SHA256 ids, still written on
+    /// request and read forever): each stores its function in the config, computes the ids the
+    /// format says, and backs up, verifies every blob and restores; a config whose version and
+    /// blob-id function disagree is refused.
+    @Test(arguments: [BlobIDFunction.blake3, .hmacSHA256])
+    func bothBlobIDFormatsBackUpVerifyAndRestore(_ function: BlobIDFunction) throws {
+        let dir = TemporaryDirectory()
+        var options = Fixtures.options
+        options.blobIDs = function
+        let repo = try Repository.initialize(path: dir.path + "/repo", password: Fixtures.password, options: options)
+        let stored = String(decoding: try repo.backend.read(.config, "config"), as: UTF8.self)
+        #expect(repo.config.version == (function == .blake3 ? 2 : 1))
+        #expect(stored.contains("\"blobIDs\":\"blake3-keyed\"") == (function == .blake3), "\(stored)")
+        let reopened = try Repository.open(path: dir.path + "/repo", password: Fixtures.password)
+        #expect(reopened.key.blobIDs == function)
+        let sample = Array("an item worth keeping".utf8)
+        let id = sample.withUnsafeBytes { reopened.key.blobID($0) }
+        let expected = sample.withUnsafeBytes {
+            function == .blake3 ? BLAKE3.keyedHash(key: reopened.key.idKey, $0) : HMACSHA256.mac(key: reopened.key.idKey, $0)
+        }
+        #expect(id == expected)
+
+        try Fixtures.makeTree(at: dir.path + "/src", seed: 7)
+        let result = try Fixtures.backup(reopened, [dir.path + "/src"])
+        #expect(try Checker(repository: reopened).run(readData: true).ok)
+        try Restorer(repository: reopened).restore(snapshotID: result.snapshotID, path: "/", target: dir.path + "/out")
+        try DirectoryComparison.compare(dir.path + "/src", dir.path + "/out/src")
+
+        // A version that does not match the blob-id function is a damaged config, not a guess.
+        var wrong = repo.config
+        wrong.version = function == .blake3 ? 1 : 2
+        try repo.backend.delete(.config, "config")
+        try repo.backend.writeIfAbsent(.config, "config", try StoredJSON.encode(wrong))
+        #expect { try Repository.open(path: dir.path + "/repo", password: Fixtures.password) } throws: {
+            ($0 as? VaultlineError)?.code == .corrupt
+        }
+    }
+
     @Test func wrongPasswordIsRefused() throws {
         let dir = TemporaryDirectory()
         _ = try Fixtures.repository(in: dir)

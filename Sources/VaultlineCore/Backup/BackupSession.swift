@@ -2,7 +2,7 @@ import Foundation
 
 /// The engine's write path, used by every source (local directories, Graph):
 ///
-///     caller: chunk (FastCDC) → blob id (HMAC) → dedup ─► N workers: compress ─► writer: seal → pack → index file
+///     caller: chunk (FastCDC) → blob id (BLAKE3 or HMAC) → dedup ─► N workers: compress ─► writer: seal → pack → index file
 ///
 /// The caller's thread chunks and deduplicates; compression runs on one worker per core; one
 /// writer thread seals blobs into packs, writes them durably and writes an index file as packs

@@ -12,7 +12,7 @@ public struct BlobLocation: Sendable, Equatable {
 /// The in-memory index: blob id → location, at 40 bytes per blob.
 ///
 /// Entries live in one array sorted by id, each exactly 40 bytes: the first 24 bytes of the id
-/// (192 bits; ids are HMACs under a secret key, so nobody can craft a collision, and a chance one
+/// (192 bits; ids are keyed hashes under a secret key, so nobody can craft a collision, and a chance one
 /// needs ~2^96 blobs), a pack number, offset, sealed length, and raw length with the codec in its
 /// top 4 bits. Packs (id, salt, type) are kept once per pack. New entries are appended to a
 /// flat side array that ``compact()`` sorts in place and merges: call it after adding and

@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Keyless (no key): the SHA-256 of the bytes equals the pack's name — anyone can do this,
 /// site B's receiver included. Deep (with the key): also the header authenticates, and every
-/// blob authenticates, decompresses and hashes (HMAC) to its id. Deep verification goes on
+/// blob authenticates, decompresses and hashes (the repository's blob-id function) to its id. Deep verification goes on
 /// after a hash mismatch so that it can name the damaged blobs; only when the header itself
 /// cannot be read is every blob of the pack counted as damaged.
 public struct PackVerifier {

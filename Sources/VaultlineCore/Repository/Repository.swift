@@ -20,12 +20,16 @@ public final class Repository: @unchecked Sendable {
         public var compressionLevel = 3
         public var packSize = RepositoryConfig.defaultPackSize
         public var scryptN = KeySlot.defaultN
+        /// BLAKE3 for new repositories; HMAC-SHA256 writes a version-1 repository.
+        public var blobIDs = BlobIDFunction.blake3
         public init() {}
     }
 
     private init(backend: any Backend, config: RepositoryConfig, key: MasterKey, keySlot: String) throws {
         self.backend = backend
         self.config = config
+        var key = key
+        key.blobIDs = config.blobIDFunction
         self.key = key
         self.keySlot = keySlot
         chunker = try FastCDC(config.chunker, seed: key.chunkerSeed)
@@ -49,7 +53,7 @@ public final class Repository: @unchecked Sendable {
         try backend.createLayout()
         let config = RepositoryConfig(
             id: encodeHex(try SecureRandom.bytes(32)), chunker: options.chunker, compression: options.compression,
-            compressionLevel: options.compressionLevel, packSize: options.packSize)
+            compressionLevel: options.compressionLevel, packSize: options.packSize, blobIDs: options.blobIDs)
         let key = try MasterKey.generate()
         let slot = try KeySlot.seal(key, repositoryID: config.id, password: password, n: options.scryptN)
         let slotBytes = try StoredJSON.encode(slot)
@@ -70,8 +74,13 @@ public final class Repository: @unchecked Sendable {
     /// Opens a repository through any backend (tests inject faults this way).
     public static func open(backend: any Backend, password: [UInt8], name path: String) throws -> Repository {
         let config = try RepositoryConfig.load(from: backend, path: path)
-        guard config.version == RepositoryConfig.currentVersion else {
-            throw VaultlineError(.unsupported, "repository format version \(config.version) is not supported", object: path)
+        guard RepositoryConfig.supportedVersions.contains(config.version) else {
+            throw VaultlineError(
+                .unsupported, "repository format version \(config.version) is not supported (this build reads \(RepositoryConfig.supportedVersions))",
+                object: path)
+        }
+        guard (config.version == 1) == (config.blobIDs == nil) else {
+            throw VaultlineError(.corrupt, "config: version \(config.version) and blobIDs \(config.blobIDs?.rawValue ?? "absent") do not go together", object: path + "/config")
         }
         let slots = try backend.list(.key).sorted()
         guard !slots.isEmpty else { throw VaultlineError(.corrupt, "repository has no key slots", object: path + "/keys") }

@@ -3,7 +3,9 @@ import Foundation
 /// The repository's `config` file: plain JSON, written once by `init` and never changed
 /// (docs/FORMAT.md, "config"). It holds no secret.
 public struct RepositoryConfig: Codable, Sendable, Equatable {
-    public static let currentVersion = 1
+    /// Version 2 adds `blobIDs`; version 1 (no such key) means HMAC-SHA256 ids.
+    public static let currentVersion = 2
+    public static let supportedVersions = 1...2
 
     public var version: Int
     /// 32 random bytes, hex: binds key slots to this repository.
@@ -14,9 +16,20 @@ public struct RepositoryConfig: Codable, Sendable, Equatable {
     public var compressionLevel: Int
     /// Target size of a pack file in bytes.
     public var packSize: Int
+    /// The blob-id function (version 2 on; absent in version 1).
+    public var blobIDs: BlobIDFunction?
 
-    public init(id: String, chunker: FastCDC.Parameters, compression: Codec, compressionLevel: Int, packSize: Int) {
-        version = Self.currentVersion
+    /// The blob-id function this repository uses.
+    public var blobIDFunction: BlobIDFunction { blobIDs ?? .hmacSHA256 }
+
+    public init(
+        id: String, chunker: FastCDC.Parameters, compression: Codec, compressionLevel: Int, packSize: Int,
+        blobIDs: BlobIDFunction = .blake3
+    ) {
+        // A version-1 repository is still written where HMAC ids are asked for, so that older
+        // builds keep reading it.
+        version = blobIDs == .hmacSHA256 ? 1 : Self.currentVersion
+        self.blobIDs = blobIDs == .hmacSHA256 ? nil : blobIDs
         self.id = id
         // Whole milliseconds: what the stored JSON keeps.
         created = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 * 1000).rounded(.down) / 1000)

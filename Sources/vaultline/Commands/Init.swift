@@ -18,13 +18,22 @@ struct Init: ParsableCommand {
     var chunkAvgKiB = FastCDC.Parameters.default.avgSize >> 10
     @Option(name: .customLong("chunk-max-kib"), help: "Maximum chunk size in KiB.")
     var chunkMaxKiB = FastCDC.Parameters.default.maxSize >> 10
+    @Option(help: """
+        Blob-id function, fixed for the repository's life: blake3-keyed (format 2; fastest where the \
+        CPU has AVX-512) or hmac-sha256 (format 1, readable by builds before BLAKE3).
+        """)
+    var blobIds = BlobIDFunction.blake3.rawValue
 
     func run() throws {
         try reporting {
             guard let codec = Codec(name: compression) else {
                 throw VaultlineError(.invalidArgument, "unknown compression \(compression) (zstd, lz4, none)")
             }
+            guard let blobIDs = BlobIDFunction(rawValue: blobIds) else {
+                throw VaultlineError(.invalidArgument, "unknown blob-id function \(blobIds) (blake3-keyed, hmac-sha256)")
+            }
             var options = Repository.InitOptions()
+            options.blobIDs = blobIDs
             options.compression = codec
             options.compressionLevel = compressionLevel
             options.packSize = packSizeMiB << 20
@@ -34,7 +43,7 @@ struct Init: ParsableCommand {
             if repository.json {
                 try printJSON(["id": repo.config.id, "path": path, "keySlot": repo.keySlot])
             } else {
-                print("created repository \(repo.config.id.prefix(8)) at \(path)")
+                print("created repository \(repo.config.id.prefix(8)) at \(path) (format \(repo.config.version), \(blobIDs.rawValue) blob ids)")
                 print("keep the password safe: without it the data cannot be read")
             }
         }
