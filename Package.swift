@@ -2,13 +2,16 @@
 import PackageDescription
 
 // BLAKE3 is optimized in every configuration (a debug build's unoptimized hash would make the
-// test suite crawl). Its lanes are compiled for AVX-512 on x86-64 and run only where the CPU
-// has it (BLAKE3Hashing checks CPUID first); elsewhere they are plain portable SIMD code.
+// test suite crawl). Its 16- and 8-lane modules are compiled for AVX-512 and AVX2 on x86-64 and
+// run only where the CPU has them (BLAKE3Hashing checks CPUID first); elsewhere they are plain
+// portable SIMD code that is never called.
 let hashSettings: [SwiftSetting] = [.unsafeFlags(["-O"])]
 #if arch(x86_64)
-let laneSettings: [SwiftSetting] = [.unsafeFlags(["-O", "-target-cpu", "skylake-avx512"])]
+let lanes16Settings: [SwiftSetting] = [.unsafeFlags(["-O", "-target-cpu", "skylake-avx512"])]
+let lanes8Settings: [SwiftSetting] = [.unsafeFlags(["-O", "-target-cpu", "haswell"])]
 #else
-let laneSettings = hashSettings
+let lanes16Settings = hashSettings
+let lanes8Settings = hashSettings
 #endif
 
 let package = Package(
@@ -52,11 +55,14 @@ let package = Package(
             providers: [.apt(["libsqlite3-dev"])]),
         // CPUID probe for the BLAKE3 lanes (a header, no library).
         .systemLibrary(name: "CCPUFeatures"),
-        // BLAKE3 keyed hashes (blob ids), and sixteen compressions at once for them.
-        .target(name: "BLAKE3Lanes", exclude: ["README.md"], swiftSettings: laneSettings),
+        // BLAKE3 keyed hashes (blob ids): the compression written once for any lane count, its
+        // AVX-512 and AVX2 builds, and the hasher that picks one.
+        .target(name: "BLAKE3Rounds", exclude: ["README.md"], swiftSettings: hashSettings),
+        .target(name: "BLAKE3Lanes16", dependencies: ["BLAKE3Rounds"], exclude: ["README.md"], swiftSettings: lanes16Settings),
+        .target(name: "BLAKE3Lanes8", dependencies: ["BLAKE3Rounds"], exclude: ["README.md"], swiftSettings: lanes8Settings),
         .target(
-            name: "BLAKE3Hashing", dependencies: ["BLAKE3Lanes", "CCPUFeatures"], exclude: ["README.md"],
-            swiftSettings: hashSettings),
+            name: "BLAKE3Hashing", dependencies: ["BLAKE3Rounds", "BLAKE3Lanes16", "BLAKE3Lanes8", "CCPUFeatures"],
+            exclude: ["README.md"], swiftSettings: hashSettings),
         .target(
             name: "VaultlineCore",
             dependencies: [

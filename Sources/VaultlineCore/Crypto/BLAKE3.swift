@@ -3,15 +3,15 @@ import BLAKE3Hashing
 /// BLAKE3 keyed hashes as the repository uses them (blob ids of format version 2): the
 /// `BLAKE3` module's hasher on `Bytes32` keys and results.
 public enum BLAKE3 {
-    /// True when this CPU hashes sixteen chunks at a time (AVX-512); otherwise one at a time.
-    public static var usesSixteenLanes: Bool { BLAKE3Hasher.usesSixteenLanes }
+    public typealias Path = BLAKE3Hasher.Path
 
-    /// BLAKE3 keyed hash of `input` under `key`, 32 bytes. `sixteenLanes: false` forces the
-    /// scalar path (benchmarks compare the two); true is allowed only where ``usesSixteenLanes``.
-    @inlinable public static func keyedHash(
-        key: Bytes32, _ input: UnsafeRawBufferPointer, sixteenLanes: Bool = BLAKE3Hasher.usesSixteenLanes
-    ) -> Bytes32 {
-        Bytes32(words: BLAKE3Hasher.hash(input, key: key.words, flags: BLAKE3Hasher.keyedHash, lanes: sixteenLanes))
+    /// How many chunks this CPU hashes at once: 16 (AVX-512), 8 (AVX2) or 1.
+    public static var path: Path { BLAKE3Hasher.path }
+
+    /// BLAKE3 keyed hash of `input` under `key`, 32 bytes. `path` forces a narrower path than
+    /// the CPU's widest (benchmarks compare them); it must be available on this CPU.
+    @inlinable public static func keyedHash(key: Bytes32, _ input: UnsafeRawBufferPointer, path: Path = BLAKE3Hasher.path) -> Bytes32 {
+        Bytes32(words: BLAKE3Hasher.hash(input, key: key.words, flags: BLAKE3Hasher.keyedHash, path: path))
     }
 }
 

@@ -20,8 +20,8 @@ public final class Repository: @unchecked Sendable {
         public var compressionLevel = 3
         public var packSize = RepositoryConfig.defaultPackSize
         public var scryptN = KeySlot.defaultN
-        /// BLAKE3 for new repositories; HMAC-SHA256 writes a version-1 repository.
-        public var blobIDs = BlobIDFunction.blake3
+        /// BLAKE3 (format 2) where this CPU hashes it fastest, else HMAC-SHA256 (format 1).
+        public var blobIDs = BlobIDFunction.fastestHere
         public init() {}
     }
 

@@ -19,10 +19,11 @@ struct Init: ParsableCommand {
     @Option(name: .customLong("chunk-max-kib"), help: "Maximum chunk size in KiB.")
     var chunkMaxKiB = FastCDC.Parameters.default.maxSize >> 10
     @Option(help: """
-        Blob-id function, fixed for the repository's life: blake3-keyed (format 2; fastest where the \
-        CPU has AVX-512) or hmac-sha256 (format 1, readable by builds before BLAKE3).
+        Blob-id function, fixed for the repository's life: blake3-keyed (format 2) or hmac-sha256 \
+        (format 1, also readable by builds before BLAKE3). Default: blake3-keyed where this CPU has \
+        AVX-512, else hmac-sha256 (whichever hashes faster here).
         """)
-    var blobIds = BlobIDFunction.blake3.rawValue
+    var blobIds = BlobIDFunction.fastestHere.rawValue
 
     func run() throws {
         try reporting {
