@@ -3,9 +3,9 @@ import BLAKE3Rounds
 /// Eight BLAKE3 compressions side by side, one input per lane of a `SIMD8<UInt32>`.
 ///
 /// This module is compiled for `haswell` (AVX2) on x86-64 (Package.swift): a lane vector is one
-/// YMM register, though LLVM runs much of the rounds on 128-bit halves (measured 0.8–1.0 GB/s,
-/// against 3.1 GB/s for sixteen lanes and 0.5–0.6 GB/s scalar; HMAC-SHA256 with SHA extensions
-/// is 1.3 GB/s, which is why `init` picks BLAKE3 only where AVX-512 is). Nothing here may run unless `BLAKE3Hasher` (BLAKE3Hashing) has checked the CPU
+/// YMM register. The transposes stay inside 128-bit halves until one last exchange of halves:
+/// built from `evenHalf`/`lowHalf:highHalf:` as in BLAKE3Lanes16, LLVM went on to run the
+/// rounds on 128-bit halves, at half the speed (67 against 35 ms for 64 MiB). Nothing here may run unless `BLAKE3Hasher` (BLAKE3Hashing) has checked the CPU
 /// first; it is the only caller.
 public enum BLAKE3Lanes8: LaneShape {
     public typealias Lanes = SIMD8<UInt32>
@@ -59,15 +59,22 @@ public enum BLAKE3Lanes8: LaneShape {
 
     typealias Rows = (Lanes, Lanes, Lanes, Lanes, Lanes, Lanes, Lanes, Lanes)
 
-    /// Transposes an 8×8 matrix of words with three perfect unshuffles (see BLAKE3Lanes16).
+    /// Transposes an 8×8 matrix of words the AVX2 way: 32-bit and 64-bit interleaves inside
+    /// each 128-bit half, then one exchange of halves.
     @inline(__always)
     static func transpose(_ r: inout Rows) {
-        for _ in 0..<3 {
-            r = (evens(r.0, r.1), evens(r.2, r.3), evens(r.4, r.5), evens(r.6, r.7),
-                 odds(r.0, r.1), odds(r.2, r.3), odds(r.4, r.5), odds(r.6, r.7))
-        }
+        let t0 = low32(r.0, r.1), t1 = high32(r.0, r.1), t2 = low32(r.2, r.3), t3 = high32(r.2, r.3)
+        let t4 = low32(r.4, r.5), t5 = high32(r.4, r.5), t6 = low32(r.6, r.7), t7 = high32(r.6, r.7)
+        let u0 = low64(t0, t2), u1 = high64(t0, t2), u2 = low64(t1, t3), u3 = high64(t1, t3)
+        let u4 = low64(t4, t6), u5 = high64(t4, t6), u6 = low64(t5, t7), u7 = high64(t5, t7)
+        r = (lowHalves(u0, u4), lowHalves(u1, u5), lowHalves(u2, u6), lowHalves(u3, u7),
+             highHalves(u0, u4), highHalves(u1, u5), highHalves(u2, u6), highHalves(u3, u7))
     }
 
-    @inline(__always) static func evens(_ a: Lanes, _ b: Lanes) -> Lanes { Lanes(lowHalf: a.evenHalf, highHalf: b.evenHalf) }
-    @inline(__always) static func odds(_ a: Lanes, _ b: Lanes) -> Lanes { Lanes(lowHalf: a.oddHalf, highHalf: b.oddHalf) }
+    @inline(__always) static func low32(_ a: Lanes, _ b: Lanes) -> Lanes { Lanes(a[0], b[0], a[1], b[1], a[4], b[4], a[5], b[5]) }
+    @inline(__always) static func high32(_ a: Lanes, _ b: Lanes) -> Lanes { Lanes(a[2], b[2], a[3], b[3], a[6], b[6], a[7], b[7]) }
+    @inline(__always) static func low64(_ a: Lanes, _ b: Lanes) -> Lanes { Lanes(a[0], a[1], b[0], b[1], a[4], a[5], b[4], b[5]) }
+    @inline(__always) static func high64(_ a: Lanes, _ b: Lanes) -> Lanes { Lanes(a[2], a[3], b[2], b[3], a[6], a[7], b[6], b[7]) }
+    @inline(__always) static func lowHalves(_ a: Lanes, _ b: Lanes) -> Lanes { Lanes(a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]) }
+    @inline(__always) static func highHalves(_ a: Lanes, _ b: Lanes) -> Lanes { Lanes(a[4], a[5], a[6], a[7], b[4], b[5], b[6], b[7]) }
 }

@@ -20,7 +20,7 @@ public final class Repository: @unchecked Sendable {
         public var compressionLevel = 3
         public var packSize = RepositoryConfig.defaultPackSize
         public var scryptN = KeySlot.defaultN
-        /// BLAKE3 (format 2) where this CPU hashes it fastest, else HMAC-SHA256 (format 1).
+        /// BLAKE3 (format 2) where this CPU hashes it faster, else HMAC-SHA256 (format 1).
         public var blobIDs = BlobIDFunction.fastestHere
         public init() {}
     }

@@ -21,7 +21,7 @@ struct Init: ParsableCommand {
     @Option(help: """
         Blob-id function, fixed for the repository's life: blake3-keyed (format 2) or hmac-sha256 \
         (format 1, also readable by builds before BLAKE3). Default: blake3-keyed where this CPU has \
-        AVX-512, else hmac-sha256 (whichever hashes faster here).
+        AVX2 or AVX-512, else hmac-sha256 (whichever hashes faster here).
         """)
     var blobIds = BlobIDFunction.fastestHere.rawValue
 
