@@ -43,10 +43,14 @@ public enum BLAKE3Hasher {
         public var available: Bool {
             switch self {
             case .scalar: true
-            case .eight: vl_cpu_has_avx2_haswell() != 0
-            case .sixteen: vl_cpu_has_avx512_skylake() != 0
+            case .eight: Self.hasAVX2
+            case .sixteen: Self.hasAVX512
             }
         }
+
+        // Asked once: CPUID is serializing, and in a virtual machine it exits to the hypervisor.
+        private static let hasAVX2 = vl_cpu_has_avx2_haswell() != 0
+        private static let hasAVX512 = vl_cpu_has_avx512_skylake() != 0
     }
 
     /// The widest path this CPU runs, chosen once.
