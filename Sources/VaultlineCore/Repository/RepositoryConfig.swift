@@ -24,7 +24,7 @@ public struct RepositoryConfig: Codable, Sendable, Equatable {
 
     public init(
         id: String, chunker: FastCDC.Parameters, compression: Codec, compressionLevel: Int, packSize: Int,
-        blobIDs: BlobIDFunction = .fastestHere
+        blobIDs: BlobIDFunction
     ) {
         // A version-1 repository is still written where HMAC ids are asked for, so that older
         // builds keep reading it.
