@@ -184,6 +184,56 @@ struct GraphTests {
         await f.close()
     }
 
+    @Test(.timeLimit(.minutes(2)))
+    func accessTokensAreRefreshedBeforeTheyExpire() async throws {
+        let f = try await GraphFixture()
+        // Tokens of three seconds (the client renews at half the lifetime) and a slow Graph, so
+        // the run outlives several tokens.
+        f.sim.setTokenLifetime(3)
+        f.sim.faults.withLock { $0.latency = 0.25 }
+        let clock = ContinuousClock.now
+        let result = try await f.backup()
+        let took = ContinuousClock.now - clock
+        #expect(!result.snapshot.partial, "\(result.snapshot.errors)")
+        #expect(took > .seconds(3), "the run must outlive one token to test anything")
+        #expect(f.client.stats.tokenRequests >= 2, "signed in again during a \(took) run")
+        #expect(f.sim.stats.unauthorized == 0, "no request carried an expired token")
+        let upn = f.sim.tenant.users[1].upn
+        #expect(try f.restore(result.snapshotID, "/users/\(upn)/mail") == f.expectedMailbox(upn))
+        await f.close()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func revokedAccessTokensAreReplacedWithOneSignInEachAndNothingIsLost() async throws {
+        let f = try await GraphFixture()
+        // Every 15th request revokes every token issued so far: the requests in flight with the
+        // old token all answer 401 at once.
+        f.sim.faults.withLock { $0.revokeTokensEvery = 15 }
+        let result = try await f.backup { $0.concurrentItems = 8 }
+        let sim = f.sim.stats, client = f.client.stats
+        #expect(!result.snapshot.partial, "\(result.snapshot.errors)")
+        #expect(sim.tokenRevocations >= 4, "\(sim.requests) requests")
+        #expect(sim.unauthorized >= sim.tokenRevocations, "each revocation fails the request that made it, at least")
+        #expect(client.unauthorized == sim.unauthorized)
+        #expect(client.tokenRequests >= 2)
+        #expect(client.tokenRequests <= sim.tokenRevocations + 1, "one sign-in per revocation, however many requests it failed (\(sim.unauthorized))")
+        for user in f.sim.tenant.users {
+            #expect(try f.restore(result.snapshotID, "/users/\(user.upn)/mail") == f.expectedMailbox(user.upn))
+            #expect(try f.restore(result.snapshotID, "/users/\(user.upn)/onedrive") == f.sim.tenant.driveFiles(upn: user.upn))
+            #expect(try f.jsonItemMismatches(result.snapshotID, upn: user.upn) == [])
+        }
+        // A token Graph never accepts ends the run with Graph's own answer, after a few sign-ins.
+        f.sim.faults.withLock { $0.revokeTokensEvery = 1 }
+        let before = f.client.stats
+        await #expect { _ = try await f.backup() } throws: { e in
+            (e as? GraphError)?.status == 401 && "\(e)".contains("InvalidAuthenticationToken")
+        }
+        #expect(f.client.stats.since(before).tokenRequests == GraphClient.signInsPerRequest)
+        #expect(try f.repo.listSnapshots().count == 1)
+        f.sim.faults.withLock { $0 = FaultPlan() }
+        await f.close()
+    }
+
     /// A key and self-signed certificate made by the openssl command, in one PEM file.
     static func makeCertificate(_ dir: String, _ name: String) throws -> String {
         let p = Process()

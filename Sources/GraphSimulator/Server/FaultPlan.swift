@@ -24,6 +24,11 @@ public struct FaultPlan: Sendable {
     public var alwaysFail: Set<String> = []
     /// Delta tokens made before this generation are answered 410 (expired sync state).
     public var deltaGeneration = 0
+    /// Every Nth Graph request first revokes every access token issued so far, as an
+    /// administrator's revocation or a continuous access evaluation event does before the
+    /// token's expiry: that request and any other still carrying an old token answer 401
+    /// (0: never).
+    public var revokeTokensEvery = 0
 
     public init() {}
 }
@@ -39,6 +44,10 @@ public struct SimulatorStats: Sendable, Codable {
     public var downloadBytes: Int64 = 0
     public var cutDownloads = 0
     public var expiredTokens = 0
+    /// Graph requests answered 401 (no token, an expired or a revoked one).
+    public var unauthorized = 0
+    /// Times every access token issued so far was revoked (``FaultPlan/revokeTokensEvery``).
+    public var tokenRevocations = 0
     /// Highest number of requests in flight for one mailbox.
     public var peakMailboxConcurrency = 0
     /// Mailbox-scoped requests admitted (not throttled), in all and for the busiest mailbox:

@@ -28,10 +28,19 @@ extension GraphSimulator {
         guard segments.first == "v1.0", request.method == .get else {
             return Self.error(404, "BadRequest", "Resource not found for the segment '\(segments.first ?? "")'.")
         }
-        guard authenticated(request.headers[.authorization]) else {
-            return Self.error(401, "InvalidAuthenticationToken", "Access token is empty or expired.")
-        }
         let plan = faults.withLock { $0 }
+        if plan.revokeTokensEvery > 0 {
+            let revoke = runtime.withLock { r in
+                r.authorizations += 1
+                if r.authorizations % plan.revokeTokensEvery == 0 { r.tokens.removeAll(); return true }
+                return false
+            }
+            if revoke { counters.withLock { $0.tokenRevocations += 1 } }
+        }
+        guard authenticated(request.headers[.authorization]) else {
+            counters.withLock { $0.unauthorized += 1 }
+            return Self.error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
+        }
         let n = counters.withLock { $0.requests += 1; return $0.requests }
         if plan.throttleEvery > 0, n % plan.throttleEvery == 0 {
             counters.withLock { $0.throttled += 1 }

@@ -35,6 +35,8 @@ public final class GraphSimulator: Sendable {
         var baseURL = ""
         var downloads = 0
         var tokenLifetime = 3599.0
+        /// Graph requests that reached the token check (counts ``FaultPlan/revokeTokensEvery``).
+        var authorizations = 0
     }
 
     public init(tenant: Tenant, tenantId: String = "72f988bf-86f1-41af-91ab-2d7cd011db47",

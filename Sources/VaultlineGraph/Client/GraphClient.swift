@@ -137,17 +137,33 @@ public final class GraphClient: Sendable {
     func send<T>(_ url: String, mailbox: String?, method: HTTPMethod = .GET, authorized: Bool = true,
                  headers extra: [(String, String)] = [], read: (HTTPClientResponse) async throws -> T) async throws -> T {
         var attempt = 0
-        var refreshed = false
+        var signIns = 0
         while true {
             attempt += 1
             var request = HTTPClientRequest(url: url)
             request.method = method
             request.headers.add(name: "Prefer", value: "odata.maxpagesize=\(options.pageSize)")
             for (k, v) in extra { request.headers.add(name: k, value: v) }
-            if authorized { request.headers.add(name: "Authorization", value: "Bearer " + (try await token.get(self))) }
             let limiter = mailbox.map(limiterFor)
             await limiter?.acquire()
             await global.acquire()
+            // The token is taken after the limits admit the request: a request can wait there
+            // long enough for the token it would have carried to expire.
+            var bearer: String?
+            if authorized {
+                do { bearer = try await token.get(self) } catch {
+                    await global.release()
+                    await limiter?.release()
+                    // The identity platform unreachable or busy is retried like Graph; a refusal is not.
+                    guard let e = error as? GraphError, e.kind == .transport || e.kind == .exhausted,
+                          attempt < options.maxAttempts else { throw error }
+                    let wait = backoff(attempt)
+                    counters.withLock { $0.retries += 1; $0.waitedSeconds += wait }
+                    try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+                    continue
+                }
+                request.headers.add(name: "Authorization", value: "Bearer " + (bearer ?? ""))
+            }
             counters.withLock { $0.requests += 1 }
             var outcome: Result<T, any Error>
             var wait: Double?
@@ -167,10 +183,13 @@ public final class GraphClient: Sendable {
                     let parsed = try? JSONValue.parse(Array(body.utf8))
                     let code = parsed?["error"]?["code"]?.string, message = parsed?["error"]?["message"]?.string ?? "HTTP \(status)"
                     let retryAfter = response.headers.first(name: "Retry-After").flatMap(Double.init)
+                    if status == 401 { counters.withLock { $0.unauthorized += 1 } }
                     switch status {
-                    case 401 where authorized && !refreshed:
-                        await token.invalidate()
-                        refreshed = true
+                    case 401 where authorized && signIns < Self.signInsPerRequest:
+                        // Expired early or revoked: sign in again. Requests that carried the same
+                        // token and fail at the same time ask for one new token between them.
+                        if let bearer { await token.invalidate(bearer) }
+                        signIns += 1
                         wait = 0
                         outcome = .failure(GraphError(.http, status: status, code: code, message, url: url))
                     case 429, 503, 504:
@@ -209,6 +228,10 @@ public final class GraphClient: Sendable {
             }
         }
     }
+
+    /// Fresh tokens one request may ask for after 401s before its 401 is final: a token revoked
+    /// again while the request retried is survivable, a token Graph never accepts is not.
+    static let signInsPerRequest = 3
 
     /// Exponential backoff with full jitter in [0.5, 1.5) of the step.
     func backoff(_ attempt: Int) -> Double {
@@ -250,9 +273,13 @@ public final class GraphClient: Sendable {
         let data = try await response.body.collect(upTo: 1 << 20)
         let json = try? JSONValue.parse(Array(buffer: data))
         guard response.status == .ok, let token = json?["access_token"]?.string else {
+            let status = Int(response.status.code)
             let code = json?["error"]?.string
-            let message = json?["error_description"]?.string ?? "HTTP \(response.status.code)"
-            throw GraphError(.authentication, status: Int(response.status.code), code: code, "sign-in refused: \(message)", url: url)
+            let message = json?["error_description"]?.string ?? "HTTP \(status)"
+            if [429, 500, 502, 503, 504].contains(status) {
+                throw GraphError(.exhausted, status: status, code: code, "the token endpoint is busy: \(message)", url: url)
+            }
+            throw GraphError(.authentication, status: status, code: code, "sign-in refused: \(message)", url: url)
         }
         return (token, Double(json?["expires_in"]?.int64 ?? 3599))
     }
@@ -267,21 +294,30 @@ actor TokenCache {
 
     func get(_ client: GraphClient) async throws -> String {
         if let token, Date() < refreshAt { return token }
-        if pending == nil { pending = Task { try await client.fetchToken() } }
-        guard let task = pending else { throw GraphError(.authentication, "no token", url: "") }
+        let task: Task<(String, Double), any Error>
+        if let pending { task = pending } else {
+            task = Task { try await client.fetchToken() }
+            pending = task
+        }
         do {
             let (value, lifetime) = try await task.value
-            pending = nil
-            token = value
-            refreshAt = Date().addingTimeInterval(max(lifetime - 300, lifetime / 2))
+            // Only the sign-in still pending is recorded: by the time a waiter resumes, its token
+            // may have been rejected and a newer sign-in begun.
+            if pending == task {
+                pending = nil
+                token = value
+                refreshAt = Date().addingTimeInterval(max(lifetime - 300, lifetime / 2))
+            }
             return value
         } catch {
-            pending = nil
+            if pending == task { pending = nil }
             throw error
         }
     }
 
-    func invalidate() {
+    /// Forgets `rejected` if it is still the cached token (a newer one is kept).
+    func invalidate(_ rejected: String) {
+        guard token == rejected else { return }
         token = nil
         refreshAt = .distantPast
     }

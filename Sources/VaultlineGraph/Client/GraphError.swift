@@ -54,6 +54,8 @@ public struct GraphStats: Sendable, Codable, Equatable {
     public var serverErrors = 0
     public var retries = 0
     public var tokenRequests = 0
+    /// Answers 401 (a token expired early or revoked): the request signs in again, up to three times.
+    public var unauthorized = 0
     public var bytesDownloaded: Int64 = 0
     public var resumedDownloads = 0
     /// Seconds spent waiting on Retry-After and backoff.
@@ -68,6 +70,7 @@ public struct GraphStats: Sendable, Codable, Equatable {
         d.serverErrors -= earlier.serverErrors
         d.retries -= earlier.retries
         d.tokenRequests -= earlier.tokenRequests
+        d.unauthorized -= earlier.unauthorized
         d.bytesDownloaded -= earlier.bytesDownloaded
         d.resumedDownloads -= earlier.resumedDownloads
         d.waitedSeconds -= earlier.waitedSeconds
