@@ -63,6 +63,9 @@ struct GraphTests {
         #expect(unchanged.itemsDownloaded == 0, "an unchanged tenant downloads nothing")
         #expect(unchanged.snapshot.stats.newBlobs == 0)
         #expect(unchanged.itemsTotal == first.itemsTotal)
+        #expect(unchanged.collections > 10 && unchanged.collectionsKept == unchanged.collections,
+                "every folder, calendar, contact folder and drive keeps its tree without a spill: \(unchanged.collectionsKept) of \(unchanged.collections)")
+        #expect(first.collectionsKept == 0)
 
         // Events and contacts: each item's Graph JSON, as served.
         #expect(try f.jsonItemMismatches(first.snapshotID, upn: upn) == [])
@@ -74,6 +77,7 @@ struct GraphTests {
         #expect(second.itemsDownloaded > 0 && second.itemsDownloaded < first.itemsDownloaded / 2, "only changes are downloaded")
         #expect(second.snapshot.signal != nil && !second.snapshot.isFlagged, "ordinary edits are not flagged: \(String(describing: second.snapshot.signal))")
         #expect(f.client.stats.requests - before < first.graph.requests, "requests scale with the changes")
+        #expect(second.collectionsKept > 0 && second.collectionsKept < second.collections)
         #expect(try f.restore(second.snapshotID, "/users/\(upn)/mail") == f.expectedMailbox(upn), "deletions and moves applied")
         #expect(try f.restore(second.snapshotID, "/users/\(upn)/onedrive") == f.sim.tenant.driveFiles(upn: upn), "edits, renames, moves, deletions in the drive")
         // The first snapshot still restores what was there then.

@@ -102,9 +102,50 @@ extension M365Backup {
             }
         }
         guard intact, dirs == extraNodes else { return nil }
+        collectionCounts.withLock { $0.kept += 1 }
         var out = DirBuilder(metadata: metadata)
         out.stored = (treeID, files + extraItems, bytes + extraBytes)
         return out
+    }
+
+    /// The parent snapshot's directory `tree` and everything below it as this run's, when a
+    /// delta round listed nothing in it (a drive): every file at every depth intact. Nil when
+    /// one is not. Costs a read of the trees, not a spill and every tree written again.
+    func unchangedParentTree(_ id: String, metadata: [String: String]?) throws -> DirBuilder? {
+        guard let treeID = Bytes32(hex: id), let totals = try intactTotals(id, depth: 0) else { return nil }
+        collectionCounts.withLock { $0.kept += 1 }
+        var out = DirBuilder(metadata: metadata)
+        out.stored = (treeID, totals.files, totals.bytes)
+        return out
+    }
+
+    /// Files and bytes below the parent snapshot's directory `id`, or nil if a file there is not
+    /// intact.
+    private func intactTotals(_ id: String, depth: Int) throws -> (files: Int, bytes: UInt64)? {
+        guard depth < 256 else { return nil }
+        var files = 0
+        var bytes: UInt64 = 0
+        var intact = true
+        var subtrees: [String] = []
+        try forEachParentTreePart(id) { tree in
+            for node in tree.nodes where intact {
+                if node.kind == .dir {
+                    guard let sub = node.subtree else { intact = false; continue }
+                    subtrees.append(sub)
+                    continue
+                }
+                intact = isIntact(node)
+                files += 1
+                bytes += node.size ?? 0
+            }
+        }
+        guard intact else { return nil }
+        for sub in subtrees {
+            guard let below = try intactTotals(sub, depth: depth + 1) else { return nil }
+            files += below.files
+            bytes += below.bytes
+        }
+        return (files, bytes)
     }
 
     /// Directory nodes for stored subdirectories, in name order, and the items and bytes below.

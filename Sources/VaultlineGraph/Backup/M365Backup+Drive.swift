@@ -32,16 +32,25 @@ extension M365Backup {
     func backupDrive(driveId: String, link: String?, path: [String], _ ctx: RunContext) async throws -> (DirBuilder, String?) {
         // The drive's files and folders by Graph id, the parent snapshot's first, on disk past a
         // small cache: a library of a million files costs no more memory than one of ten.
+        // Read when the round first lists an item: most drives of an incremental run list none.
         let entries = try ItemSpill(what: path.joined(separator: "/"))
-        var rootId: String?
-        if let node = try parentNode(path, ctx), let tree = node.subtree {
-            rootId = node.metadata?["graph.id"].flatMap { $0.isEmpty ? nil : $0 }
-            try spillParentDrive(tree: tree, folder: rootId, into: entries, root: &rootId, depth: 0)
+        let parent = try parentNode(path, ctx)
+        var rootId = parent?.metadata?["graph.id"].flatMap { $0.isEmpty ? nil : $0 }
+        var loaded = false
+        func load() throws {
+            guard !loaded else { return }
+            loaded = true
+            if let tree = parent?.subtree { try spillParentDrive(tree: tree, folder: rootId, into: entries, root: &rootId, depth: 0) }
         }
         let initial = client.url("drives", driveId, "root", "delta")
         let round = try await deltaRound(link: link, initial: initial, mailbox: nil, what: path) { page, full in
+            if full || !page.isEmpty { try load() }
             try await applyDrive(page, full: full, entries: entries, root: &rootId, path: path, ctx)
         }
+        if !loaded, let tree = parent?.subtree, let same = try unchangedParentTree(tree, metadata: parent?.metadata) {
+            return (same, round.link)
+        }
+        try load()
         if round.full { try entries.removeUnlisted() }
         // The parent's files whose data was lost at every site and which the round left as they
         // were: no delta lists them, so they are fetched again, changed or not.

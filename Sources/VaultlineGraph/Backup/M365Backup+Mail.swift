@@ -106,7 +106,7 @@ extension M365Backup {
         }
         let initialFolders = client.url("users", user, "mailFolders", "delta")
         var listed: Set<String> = []
-        let hierarchy = try await deltaRound(link: previous.mailFoldersDelta, initial: initialFolders, mailbox: user, what: path) { page, full in
+        let hierarchy = try await deltaRound(link: previous.mailFoldersDelta, initial: initialFolders, mailbox: user, what: path, collection: false) { page, full in
             applyFolders(page)
             if full { for f in page where f["@removed"] == nil { if let fid = f["id"]?.string { listed.insert(fid) } } }
         }

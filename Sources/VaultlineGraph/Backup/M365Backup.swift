@@ -48,6 +48,11 @@ public final class M365Backup: Sendable {
         public var graph: GraphStats
         public var itemsDownloaded: Int
         public var itemsTotal: Int
+        /// Collections (mail folders, calendars, contact folders, drives) given a delta round,
+        /// and of those the ones whose round listed nothing and whose parent-snapshot tree was
+        /// kept as it was (no spill, no tree written again).
+        public var collections: Int
+        public var collectionsKept: Int
     }
 
     public static let sourceKind = "m365"
@@ -61,6 +66,7 @@ public final class M365Backup: Sendable {
     /// one opener (its decompressor and scratch buffers) serves one reader at a time.
     private let openers = Mutex<[OpenerBox]>([])
     let counts = Mutex((downloaded: 0, bytes: UInt64(0)))
+    let collectionCounts = Mutex((rounds: 0, kept: 0))
     let progress: (@Sendable (Int, UInt64) -> Void)?
 
     public init(repository: Repository, client: GraphClient, options: Options = Options(), logger: Logger = Logger(label: "vaultline.m365"),
@@ -171,7 +177,9 @@ public final class M365Backup: Sendable {
             snapshot.signal = options.signal.evaluate(stats, parent: parentStats)
             let id = try session.commit(snapshot)
             journal.remove()
-            return Result(snapshotID: id, snapshot: snapshot, graph: client.stats.since(graphBefore), itemsDownloaded: downloaded, itemsTotal: root.itemCount)
+            let collections = collectionCounts.withLock { $0 }
+            return Result(snapshotID: id, snapshot: snapshot, graph: client.stats.since(graphBefore), itemsDownloaded: downloaded,
+                          itemsTotal: root.itemCount, collections: collections.rounds, collectionsKept: collections.kept)
         } catch {
             session.abort()
             pool.shutdown()
@@ -231,8 +239,10 @@ public final class M365Backup: Sendable {
     /// When Graph says the link expired (410), one full round from `initial` instead: `apply`
     /// is then told it sees a full listing (`full`), and the caller drops whatever it holds that
     /// the listing did not name.
-    func deltaRound(link: String?, initial: String, mailbox: String?, what path: [String],
+    /// `collection`: a round of items stored in a tree of their own (not a folder hierarchy).
+    func deltaRound(link: String?, initial: String, mailbox: String?, what path: [String], collection: Bool = true,
                     apply: ([JSONValue], _ full: Bool) async throws -> Void) async throws -> (link: String?, full: Bool) {
+        if collection { collectionCounts.withLock { $0.rounds += 1 } }
         do {
             return (try await client.pages(link ?? initial, mailbox: mailbox) { try await apply($0, false) }, false)
         } catch let e as GraphError where e.kind == .syncStateExpired {

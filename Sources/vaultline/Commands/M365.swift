@@ -141,6 +141,8 @@ struct M365Summary: Encodable {
     var snapshot: String
     var items: Int
     var itemsDownloaded: Int
+    var collections: Int
+    var collectionsUnchanged: Int
     var stats: Snapshot.Stats
     var graph: GraphStats
     var errors: [Snapshot.ItemError]
@@ -152,6 +154,8 @@ struct M365Summary: Encodable {
         snapshot = r.snapshotID
         items = r.itemsTotal
         itemsDownloaded = r.itemsDownloaded
+        collections = r.collections
+        collectionsUnchanged = r.collectionsKept
         stats = r.snapshot.stats
         graph = r.graph
         errors = r.snapshot.errors
@@ -163,6 +167,7 @@ func printSummary(_ r: VaultlineGraph.M365Backup.Result, indent: String = "") {
     let s = r.snapshot.stats
     print("\(indent)snapshot \(r.snapshotID.prefix(8)) saved\(r.snapshot.partial ? " (partial)" : "")")
     print("\(indent)  items: \(r.itemsTotal) (\(r.itemsDownloaded) downloaded, \(formatBytes(s.bytesRead))), \(formatBytes(s.totalBytes)) in total")
+    print("\(indent)  collections: \(r.collections) (folders, calendars, contact folders, drives), \(r.collectionsKept) unchanged")
     print("\(indent)  added: \(s.newBlobs) blobs, \(formatBytes(s.newRawBytes)) raw, \(formatBytes(s.newStoredBytes)) stored")
     printSignal(r.snapshot, indent: indent)
     print("\(indent)  graph: \(r.graph.requests) requests, \(r.graph.throttled) throttled (429), \(r.graph.retries) retries, \(String(format: "%.2f", s.durationSeconds)) s")
