@@ -80,6 +80,13 @@ struct GraphTests {
         #expect(second.collectionsKept > 0 && second.collectionsKept < second.collections)
         #expect(try f.restore(second.snapshotID, "/users/\(upn)/mail") == f.expectedMailbox(upn), "deletions and moves applied")
         #expect(try f.restore(second.snapshotID, "/users/\(upn)/onedrive") == f.sim.tenant.driveFiles(upn: upn), "edits, renames, moves, deletions in the drive")
+        // SharePoint: every document library, found through the sites Graph lists.
+        let libraries = f.sim.tenant.libraries
+        #expect(!libraries.isEmpty)
+        for library in libraries {
+            let files = try f.restore(second.snapshotID, "/sites/\(library.site)/\(library.library)")
+            #expect(!files.isEmpty && files == f.sim.tenant.driveFiles(driveId: library.driveId), "\(library.site)/\(library.library)")
+        }
         // The first snapshot still restores what was there then.
         #expect(try f.restore(first.snapshotID, "/users/\(upn)/mail") == original)
         #expect(try Checker(repository: f.repo).run(readData: true).ok)

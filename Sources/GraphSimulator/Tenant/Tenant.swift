@@ -220,7 +220,20 @@ public final class Tenant: Sendable {
     /// Every live file of a user's OneDrive by path from the drive's root, with its bytes: what a
     /// restore must give back.
     public func driveFiles(upn: String) -> [String: [UInt8]] {
-        guard let u = user(upn), let c = collection(Self.driveKey(u.driveId)) else { return [:] }
+        guard let u = user(upn) else { return [:] }
+        return driveFiles(driveId: u.driveId)
+    }
+
+    /// Every document library of every site: the site's and the library's names and its drive.
+    public var libraries: [(site: String, library: String, driveId: String)] {
+        state.withLock { s in
+            s.sites.flatMap { site in zip(site.libraryNames, site.driveIds).map { (site.name, $0, $1) } }
+        }
+    }
+
+    /// Every live file of a drive (a OneDrive or a document library), as ``driveFiles(upn:)``.
+    public func driveFiles(driveId: String) -> [String: [UInt8]] {
+        guard let c = collection(Self.driveKey(driveId)) else { return [:] }
         var items: [String: DriveItem] = [:]
         for e in c.live { if case .driveItem(let d) = e.payload { items[e.id] = d } }
         func path(_ id: String) -> String? {
