@@ -121,18 +121,49 @@ struct GraphTests {
     }
 
     @Test(.timeLimit(.minutes(2)))
+    func lapsedDownloadURLsAreRenewedAndTheDownloadGoesOnWhereItBroke() async throws {
+        var spec = GraphFixture.smallSpec
+        spec.largeFileSize = 3 << 20
+        let f = try await GraphFixture(spec: spec)
+        // Every other download breaks half way, and a URL answers one request only: each resume
+        // finds its URL lapsed, as a download resumed an hour later would.
+        f.sim.faults.withLock {
+            $0.cutDownloadsEvery = 2
+            $0.downloadURLUses = 1
+        }
+        let result = try await f.backup { $0.concurrentItems = 4 }
+        #expect(!result.snapshot.partial, "\(result.snapshot.errors)")
+        #expect(f.sim.stats.cutDownloads > 0)
+        #expect(f.client.stats.renewedDownloadURLs > 0)
+        #expect(f.client.stats.renewedDownloadURLs == f.sim.stats.expiredDownloadURLs)
+        // Byte-identical files: each resume asked the fresh URL for the bytes after the last one
+        // stored (the stream into the chunker cannot start again).
+        for user in f.sim.tenant.users {
+            #expect(try f.restore(result.snapshotID, "/users/\(user.upn)/onedrive") == f.sim.tenant.driveFiles(upn: user.upn))
+        }
+        for library in f.sim.tenant.libraries {
+            #expect(try f.restore(result.snapshotID, "/sites/\(library.site)/\(library.library)") == f.sim.tenant.driveFiles(driveId: library.driveId))
+        }
+        f.sim.faults.withLock { $0 = FaultPlan() }
+        await f.close()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
     func oneBadItemIsRecordedAndRetriedNextRun() async throws {
         let f = try await GraphFixture()
         let upn = f.sim.tenant.users[0].upn
         let mailbox = f.sim.tenant.mailbox(upn: upn)
         let bad = mailbox[0].id, gone = mailbox[1].id
+        let files = f.sim.tenant.driveFileIDs(upn: upn).sorted { $0.key < $1.key }
+        let badFile = try #require(files.first)
         f.sim.faults.withLock {
-            $0.alwaysFail = [bad]
+            $0.alwaysFail = [bad, badFile.value]
             $0.notFound = [gone]
         }
         let first = try await f.backup()
         #expect(first.snapshot.partial)
-        #expect(first.snapshot.errors.count == 1)
+        #expect(first.snapshot.errors.count == 2)
+        #expect(try f.restore(first.snapshotID, "/users/\(upn)/onedrive").count == files.count - 1)
         #expect(first.snapshot.errors.first?.path.contains(bad.replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "+", with: "-")) == true)
         let restored = try f.restore(first.snapshotID, "/users/\(upn)/mail")
         #expect(restored.count == mailbox.count - 2, "every other item is kept")
@@ -143,6 +174,9 @@ struct GraphTests {
         #expect(second.itemsDownloaded >= 1)
         let again = try f.restore(second.snapshotID, "/users/\(upn)/mail")
         #expect(again.values.contains(mailbox[0].mime), "the failed item is retried and stored")
+        #expect(try f.restore(second.snapshotID, "/users/\(upn)/onedrive") == f.sim.tenant.driveFiles(upn: upn), "the failed file too")
+        let third = try await f.backup()
+        #expect(third.itemsDownloaded == 0, "nothing is left to retry")
         await f.close()
     }
 

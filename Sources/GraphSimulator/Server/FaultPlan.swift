@@ -18,6 +18,12 @@ public struct FaultPlan: Sendable {
     public var latency = 0.0
     /// Every Nth download stops half way through (the connection is closed).
     public var cutDownloadsEvery = 0
+    /// Seconds a download URL works after it was handed out; later requests answer 401 as an
+    /// expired pre-authenticated URL does (Graph's last about an hour).
+    public var downloadURLLifetime = 3600.0
+    /// Requests one download URL answers before it answers 401 as expired (0: no limit): a
+    /// deterministic stand-in for a URL that lapsed while its download was broken off.
+    public var downloadURLUses = 0
     /// Item ids whose content answers 404 (deleted between listing and download).
     public var notFound: Set<String> = []
     /// Item ids whose content answers 500 every time.
@@ -43,6 +49,8 @@ public struct SimulatorStats: Sendable, Codable {
     public var downloads = 0
     public var downloadBytes: Int64 = 0
     public var cutDownloads = 0
+    /// Download requests refused because their URL had expired.
+    public var expiredDownloadURLs = 0
     public var expiredTokens = 0
     /// Graph requests answered 401 (no token, an expired or a revoked one).
     public var unauthorized = 0

@@ -165,7 +165,7 @@ extension GraphSimulator {
             o["folder"] = ["childCount": 0]
         } else {
             o["file"] = ["mimeType": Corpus.mimeType(d.name)]
-            o["@microsoft.graph.downloadUrl"] = "\(authorityURL)/download/\(drive)/\(e.id.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? e.id)?v=\(d.version)&tempauth=\(UUID().uuidString.prefix(8))"
+            o["@microsoft.graph.downloadUrl"] = "\(authorityURL)/download/\(drive)/\(e.id.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? e.id)?v=\(d.version)&tempauth=\(UUID().uuidString.prefix(8))&issued=\(Int64(Date().timeIntervalSince1970 * 1000))"
         }
         return o
     }
@@ -275,6 +275,19 @@ extension GraphSimulator {
 
     // MARK: Downloads
 
+    /// Whether a download URL has lapsed: past its lifetime, or past its uses (which this
+    /// request then counts against).
+    private func downloadURLExpired(_ query: [String: String], _ plan: FaultPlan) -> Bool {
+        let issued = query["issued"].flatMap(Double.init).map { $0 / 1000 } ?? 0
+        if Date().timeIntervalSince1970 - issued > plan.downloadURLLifetime { return true }
+        guard plan.downloadURLUses > 0, let key = query["tempauth"] else { return false }
+        return runtime.withLock { r in
+            let uses = r.downloadURLUses[key, default: 0] + 1
+            r.downloadURLUses[key] = uses
+            return uses > plan.downloadURLUses
+        }
+    }
+
     /// Pre-authenticated content URLs, as Graph's `@microsoft.graph.downloadUrl`: no bearer token,
     /// `Range` supported, content streamed in 64 KiB pieces.
     func download(drive: String, item: String, query: [String: String], range: String?) async -> Response {
@@ -282,6 +295,10 @@ extension GraphSimulator {
             return notFound(item)
         }
         let plan = faults.withLock { $0 }
+        if downloadURLExpired(query, plan) {
+            counters.withLock { $0.expiredDownloadURLs += 1 }
+            return Self.error(401, "unauthenticated", "The download URL has expired.")
+        }
         if plan.notFound.contains(item) { return notFound(item) }
         if plan.alwaysFail.contains(item) { return Self.error(500, "generalException", "An unspecified error has occurred.") }
         var start: Int64 = 0

@@ -233,6 +233,18 @@ public final class Tenant: Sendable {
 
     /// Every live file of a drive (a OneDrive or a document library), as ``driveFiles(upn:)``.
     public func driveFiles(driveId: String) -> [String: [UInt8]] {
+        var out: [String: [UInt8]] = [:]
+        for (p, file) in driveFilesByPath(driveId) { out[p] = fileBytes(file.item, offset: 0, length: Int(file.item.size)) }
+        return out
+    }
+
+    /// The Graph id of every live file of a user's OneDrive, by path from the drive's root.
+    public func driveFileIDs(upn: String) -> [String: String] {
+        guard let u = user(upn) else { return [:] }
+        return driveFilesByPath(u.driveId).mapValues(\.id)
+    }
+
+    private func driveFilesByPath(_ driveId: String) -> [String: (id: String, item: DriveItem)] {
         guard let c = collection(Self.driveKey(driveId)) else { return [:] }
         var items: [String: DriveItem] = [:]
         for e in c.live { if case .driveItem(let d) = e.payload { items[e.id] = d } }
@@ -242,9 +254,9 @@ public final class Tenant: Sendable {
             guard let parent = path(p) else { return nil }
             return parent.isEmpty ? d.name : parent + "/" + d.name
         }
-        var out: [String: [UInt8]] = [:]
+        var out: [String: (id: String, item: DriveItem)] = [:]
         for (id, d) in items where !d.isFolder {
-            if let p = path(id) { out[p] = fileBytes(d, offset: 0, length: Int(d.size)) }
+            if let p = path(id) { out[p] = (id, d) }
         }
         return out
     }

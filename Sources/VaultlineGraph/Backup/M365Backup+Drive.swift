@@ -5,9 +5,20 @@ import VaultlineCore
 /// OneDrive and SharePoint document libraries: drive delta from the root, content streamed from
 /// each file's download URL into the chunker.
 extension M365Backup {
-    func backupSites(state: M365State, _ ctx: RunContext) async throws -> (DirBuilder, [String: String]) {
+    /// A drive's turn: its directory, the round's delta link, and the files that failed (tried
+    /// again next run, by id, whether or not a delta lists them).
+    struct DriveRound {
+        var dir: DirBuilder
+        var link: String?
+        var failed: [String]
+    }
+
+    /// Every document library of every site; returns the sites' directory, each library's delta
+    /// link and the files to try again next run, by drive id.
+    func backupSites(state: M365State, _ ctx: RunContext) async throws -> (DirBuilder, [String: String], [String: [String]]) {
         var dir = DirBuilder()
         var links: [String: String] = [:]
+        var retries: [String: [String]] = [:]
         var sites: [(id: String, name: String)] = []
         _ = try await client.pages(client.url("sites") + "?search=*") { page in
             for s in page { if let id = s["id"]?.string { sites.append((id, s["name"]?.string ?? s["displayName"]?.string ?? id)) } }
@@ -19,17 +30,19 @@ extension M365Backup {
                 for d in page { if let id = d["id"]?.string { drives.append((id, d["name"]?.string ?? id)) } }
             }
             for (driveId, name) in drives {
-                let (d, link) = try await backupDrive(driveId: driveId, link: state.libraries[driveId], path: ["sites", safeName(site.name), safeName(name)], ctx)
-                siteDir.dirs[safeName(name)] = d
-                if let link { links[driveId] = link }
+                let drive = try await backupDrive(driveId: driveId, link: state.libraries[driveId], retry: state.libraryRetries?[driveId] ?? [],
+                                                  path: ["sites", safeName(site.name), safeName(name)], ctx)
+                siteDir.dirs[safeName(name)] = drive.dir
+                if let link = drive.link { links[driveId] = link }
+                if !drive.failed.isEmpty { retries[driveId] = drive.failed }
             }
             siteDir.metadata = ["graph.id": site.id]
             dir.dirs[safeName(site.name)] = siteDir
         }
-        return (dir, links)
+        return (dir, links, retries)
     }
 
-    func backupDrive(driveId: String, link: String?, path: [String], _ ctx: RunContext) async throws -> (DirBuilder, String?) {
+    func backupDrive(driveId: String, link: String?, retry: [String], path: [String], _ ctx: RunContext) async throws -> DriveRound {
         // The drive's files and folders by Graph id, the parent snapshot's first, on disk past a
         // small cache: a library of a million files costs no more memory than one of ten.
         // Read when the round first lists an item: most drives of an incremental run list none.
@@ -43,21 +56,39 @@ extension M365Backup {
             if let tree = parent?.subtree { try spillParentDrive(tree: tree, folder: rootId, into: entries, root: &rootId, depth: 0) }
         }
         let initial = client.url("drives", driveId, "root", "delta")
+        var failed: [String] = []
+        var retry = Set(retry)
         let round = try await deltaRound(link: link, initial: initial, mailbox: nil, what: path) { page, full in
             if full || !page.isEmpty { try load() }
-            try await applyDrive(page, full: full, entries: entries, root: &rootId, path: path, ctx)
+            if !retry.isEmpty { for item in page { if let id = item["id"]?.string { retry.remove(id) } } }
+            failed += try await applyDrive(page, full: full, driveId: driveId, entries: entries, root: &rootId, path: path, ctx)
         }
-        if !loaded, let tree = parent?.subtree, let same = try unchangedParentTree(tree, metadata: parent?.metadata) {
-            return (same, round.link)
+        if !loaded, retry.isEmpty, let tree = parent?.subtree, let same = try unchangedParentTree(tree, metadata: parent?.metadata) {
+            return DriveRound(dir: same, link: round.link, failed: [])
         }
         try load()
         if round.full { try entries.removeUnlisted() }
+        // Files that failed last run and that this round did not list again: nothing else would
+        // bring them back until they change.
+        var again: [JSONValue] = []
+        for id in retry.sorted() {
+            do {
+                again.append(try await client.json(client.url("drives", driveId, "items", id)))
+            } catch let e as GraphError where e.kind == .notFound {
+                try entries.remove(id)  // deleted since
+            } catch let e as GraphError {
+                recordError((path + [try entries.get(id)?.name ?? id]).joined(separator: "/"), e)
+                failed.append(id)
+            }
+        }
+        failed += try await applyDrive(again, full: false, driveId: driveId, entries: entries, root: &rootId, path: path, ctx)
         // The parent's files whose data was lost at every site and which the round left as they
         // were: no delta lists them, so they are fetched again, changed or not.
         try await healDrive(driveId: driveId, lost: try entries.ids(with: ItemSpill.lost), entries: entries, path: path, ctx)
         // Every entry whose chain of parents reaches the root, a directory at a time.
         let metadata = ["graph.id": rootId ?? "", "graph.driveId": driveId]
-        return (try await writeSpilled(entries, parent: rootId ?? "\u{1}no root", metadata: metadata, ctx), round.link)
+        let dir = try await writeSpilled(entries, parent: rootId ?? "\u{1}no root", metadata: metadata, ctx)
+        return DriveRound(dir: dir, link: round.link, failed: failed)
     }
 
     /// Fetches `lost` files again: their data was lost at every site (marked damaged by
@@ -73,7 +104,7 @@ extension M365Backup {
                 recordError((path + [try entries.get(id)?.name ?? id]).joined(separator: "/"), e)
             }
         }
-        try await fetchFiles(items, entries: entries, path: path, ctx)  // a file that fails keeps its damaged node
+        _ = try await fetchFiles(items, driveId: driveId, entries: entries, path: path, ctx)  // a file that fails keeps its damaged node, found again next run
     }
 
     /// The parent snapshot's drive directory `tree` (the folder `folder`, nil: the root, named
@@ -90,7 +121,10 @@ extension M365Backup {
         }
     }
 
-    private func applyDrive(_ page: [JSONValue], full: Bool, entries: ItemSpill, root: inout String?, path: [String], _ ctx: RunContext) async throws {
+    /// Applies one page of a drive's delta (or items fetched by id); returns the ids of files
+    /// that could not be downloaded.
+    private func applyDrive(_ page: [JSONValue], full: Bool, driveId: String, entries: ItemSpill, root: inout String?, path: [String],
+                            _ ctx: RunContext) async throws -> [String] {
         let listed = full ? ItemSpill.listed : 0
         var toFetch: [(String, JSONValue)] = []
         for item in page {
@@ -119,14 +153,15 @@ extension M365Backup {
             }
             try entries.put(entry)
         }
-        try await fetchFiles(toFetch, entries: entries, path: path, ctx)
+        return try await fetchFiles(toFetch, driveId: driveId, entries: entries, path: path, ctx)
     }
 
     /// Downloads `items` (several at once) into `entries`. A file gone since it was listed is
     /// dropped; one that fails is recorded and keeps its previous version, if any (without one
-    /// it is left out).
-    private func fetchFiles(_ items: [(String, JSONValue)], entries: ItemSpill, path: [String], _ ctx: RunContext) async throws {
-        let results = try await fetchAll(items) { id, item in try await self.fetchFile(id: id, item: item, ctx) }
+    /// it is left out). Returns the ids that failed.
+    private func fetchFiles(_ items: [(String, JSONValue)], driveId: String, entries: ItemSpill, path: [String], _ ctx: RunContext) async throws -> [String] {
+        let results = try await fetchAll(items) { id, item in try await self.fetchFile(id: id, item: item, driveId: driveId, ctx) }
+        var failed: [String] = []
         for (id, r) in results {
             switch r {
             case .success(let node):
@@ -140,11 +175,13 @@ extension M365Backup {
                 let entry = try entries.get(id)
                 recordError((path + [entry?.name ?? id]).joined(separator: "/"), e)
                 if entry?.node == nil { try entries.remove(id) }
+                failed.append(id)
             }
         }
+        return failed
     }
 
-    private func fetchFile(id: String, item: JSONValue, _ ctx: RunContext) async throws -> TreeNode {
+    private func fetchFile(id: String, item: JSONValue, driveId: String, _ ctx: RunContext) async throws -> TreeNode {
         guard let url = item["@microsoft.graph.downloadUrl"]?.string else {
             throw GraphError(.malformed, "file without a download URL", url: id)
         }
@@ -157,9 +194,21 @@ extension M365Backup {
         json["@microsoft.graph.downloadUrl"] = nil  // a short-lived credential, not metadata
         metadata["graph.item"] = String(decoding: JSONValue.object(json).encoded(), as: UTF8.self)
         let expected = item["size"]?.int64
+        let listedTag = metadata["graph.cTag"] ?? ""
+        let itemURL = client.url("drives", driveId, "items", id)
+        /// A fresh download URL for the same version: bytes already stored came from it, so a
+        /// file changed meanwhile fails here and is taken whole by the next run.
+        @Sendable func renew() async throws -> String {
+            let fresh = try await client.json(itemURL)
+            let tag = fresh["cTag"]?.string ?? fresh["eTag"]?.string ?? ""
+            guard tag == listedTag, let url = fresh["@microsoft.graph.downloadUrl"]?.string else {
+                throw GraphError(.malformed, "changed while it was being downloaded; taken again next run", url: itemURL)
+            }
+            return url
+        }
         return try await storeContent(name: item["name"]?.string ?? id, metadata: metadata,
                                       modified: Self.date(item["lastModifiedDateTime"]?.string), bulk: true, { feed in
-            let n = try await client.download(url, expectedSize: expected) { try await feed.append($0) }
+            let n = try await client.download(url, expectedSize: expected, renew: renew) { try await feed.append($0) }
             if let expected, n != expected {
                 throw GraphError(.malformed, "downloaded \(n) bytes, Graph listed \(expected)", url: url)
             }

@@ -36,7 +36,7 @@ extension M365Backup {
         let base = ["users", safeName(upn)]
         // The OneDrive runs beside the mailbox: its downloads do not count against the
         // mailbox's request budget, so they need not wait for the mail to finish.
-        async let drivePart: (DirBuilder, String?)? = options.onedrive ? backupUserDrive(id: id, previous: previous, path: base + ["onedrive"], ctx) : nil
+        async let drivePart: DriveRound? = options.onedrive ? backupUserDrive(id: id, previous: previous, path: base + ["onedrive"], ctx) : nil
         var dir = DirBuilder()
         var state = M365State.UserState(upn: upn)
         if options.mail {
@@ -72,18 +72,19 @@ extension M365Backup {
             }
             dir.dirs["contacts"] = contacts
         }
-        if let (d, link) = try await drivePart {
-            dir.dirs["onedrive"] = d
-            state.driveDelta = link
+        if let drive = try await drivePart {
+            dir.dirs["onedrive"] = drive.dir
+            state.driveDelta = drive.link
+            state.retryFiles = drive.failed.isEmpty ? nil : drive.failed
         }
         dir.metadata = ["graph.id": id]
         return (id, dir, state)
     }
 
-    private func backupUserDrive(id: String, previous: M365State.UserState, path: [String], _ ctx: RunContext) async throws -> (DirBuilder, String?)? {
+    private func backupUserDrive(id: String, previous: M365State.UserState, path: [String], _ ctx: RunContext) async throws -> DriveRound? {
         let drive = try await client.json(client.url("users", id, "drive"), mailbox: id)
         guard let driveId = drive["id"]?.string else { return nil }
-        return try await backupDrive(driveId: driveId, link: previous.driveDelta, path: path, ctx)
+        return try await backupDrive(driveId: driveId, link: previous.driveDelta, retry: previous.retryFiles ?? [], path: path, ctx)
     }
 
     /// The mailbox: folders, then each folder's messages.

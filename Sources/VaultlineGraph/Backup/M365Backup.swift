@@ -156,9 +156,10 @@ public final class M365Backup: Sendable {
             }
             root.dirs["users"] = usersDir
             if options.sites {
-                let (sitesDir, libraries) = try await backupSites(state: state, ctx)
+                let (sitesDir, libraries, retries) = try await backupSites(state: state, ctx)
                 root.dirs["sites"] = sitesDir
                 newState.libraries = libraries
+                newState.libraryRetries = retries.isEmpty ? nil : retries
             }
             let rootID = try await storeTree(root, ctx)
             var stats = try session.finish()

@@ -10,6 +10,8 @@ public struct M365State: Codable, Sendable, Equatable {
     public var users: [String: UserState] = [:]
     /// By drive id, for SharePoint document libraries.
     public var libraries: [String: String] = [:]
+    /// Library file ids that failed last time, by drive id (absent in states written before).
+    public var libraryRetries: [String: [String]]?
 
     public struct UserState: Codable, Sendable, Equatable {
         public var upn: String
@@ -22,6 +24,8 @@ public struct M365State: Codable, Sendable, Equatable {
         public var driveDelta: String?
         /// Message ids that failed last time, retried first.
         public var retryMessages: [String] = []
+        /// OneDrive file ids that failed last time (absent in states written before).
+        public var retryFiles: [String]?
     }
 
     public init(graphBase: String) { self.graphBase = graphBase }

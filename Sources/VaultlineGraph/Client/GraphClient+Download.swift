@@ -5,10 +5,16 @@ import NIOCore
 extension GraphClient {
     /// Streams a file from its pre-authenticated download URL into `sink`, piece by piece (no
     /// whole file in memory). A download that breaks resumes with `Range` from the last byte
-    /// handed to `sink`, so `sink` sees every byte exactly once. Returns the length.
-    public func download(_ url: String, expectedSize: Int64?, sink: (ByteBuffer) async throws -> Void) async throws -> Int64 {
+    /// handed to `sink`, so `sink` sees every byte exactly once. A URL that has lapsed (401 or
+    /// 403: they last about an hour, and a broken download may resume later than that) is
+    /// exchanged for a fresh one from `renew`, and the download goes on from where it was.
+    /// Returns the length.
+    public func download(_ url: String, expectedSize: Int64?, renew: (() async throws -> String)? = nil,
+                         sink: (ByteBuffer) async throws -> Void) async throws -> Int64 {
+        var url = url
         var received: Int64 = 0
         var failures = 0
+        var renewals = 0, renewedAt: Int64 = -1
         while true {
             let from = received
             let headers = from > 0 ? [("Range", "bytes=\(from)-")] : []
@@ -35,6 +41,13 @@ extension GraphClient {
                 }
                 if complete { return received }
                 throw GraphError(.transport, "download ended at byte \(received) of \(expectedSize.map(String.init) ?? "?")", url: url)
+            } catch let error as GraphError where error.status == 401 || error.status == 403 {
+                // Progress since the last renewal resets the count, as for breaks.
+                renewals = received > renewedAt ? 1 : renewals + 1
+                renewedAt = received
+                guard let renew, renewals <= Self.signInsPerRequest else { throw error }
+                counters.withLock { $0.renewedDownloadURLs += 1 }
+                url = try await renew()
             } catch let error as GraphError where error.kind == .transport || error.kind == .exhausted {
                 // Progress resets the count: only a download that makes no progress gives up.
                 failures = received > from ? 1 : failures + 1

@@ -58,6 +58,8 @@ public struct GraphStats: Sendable, Codable, Equatable {
     public var unauthorized = 0
     public var bytesDownloaded: Int64 = 0
     public var resumedDownloads = 0
+    /// Download URLs that had lapsed and were fetched again.
+    public var renewedDownloadURLs = 0
     /// Seconds spent waiting on Retry-After and backoff.
     public var waitedSeconds = 0.0
     public init() {}
@@ -73,6 +75,7 @@ public struct GraphStats: Sendable, Codable, Equatable {
         d.unauthorized -= earlier.unauthorized
         d.bytesDownloaded -= earlier.bytesDownloaded
         d.resumedDownloads -= earlier.resumedDownloads
+        d.renewedDownloadURLs -= earlier.renewedDownloadURLs
         d.waitedSeconds -= earlier.waitedSeconds
         return d
     }
