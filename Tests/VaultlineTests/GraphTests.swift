@@ -149,6 +149,64 @@ struct GraphTests {
     }
 
     @Test(.timeLimit(.minutes(2)))
+    func aServiceAUserLacksIsLeftOutAndACollectionThatKeepsFailingIsCarriedForward() async throws {
+        let f = try await GraphFixture()
+        let lacking = f.sim.tenant.users[0].upn, upn = f.sim.tenant.users[1].upn
+        // The folder of one of the user's messages answers 500 for good, as does the user's OneDrive.
+        let folders = f.sim.tenant.messageFolders(upn: upn)
+        let failing = try #require(folders.values.sorted().first)
+        let driveID = try #require(try await f.client.json(f.client.url("users", upn, "drive"))["id"]?.string)
+        func inFailingFolder(_ mailbox: [String: [UInt8]]) -> [String: [UInt8]] {
+            mailbox.filter { name, _ in folders.contains { folder in folder.value == failing && name.hasSuffix("/" + itemFileName(folder.key, ext: ".eml")) } }
+        }
+        f.sim.faults.withLock {
+            $0.usersWithoutMailbox = [lacking]
+            $0.usersWithoutDrive = [lacking]
+            $0.alwaysFail = [failing, driveID]
+        }
+        let first = try await f.backup()
+        #expect(first.snapshot.partial)
+        #expect(first.snapshot.errors.map(\.path).sorted() == ["users/\(upn)/mail/" + (f.expectedMailbox(upn).keys.first { inFailingFolder([$0: []]).count == 1 }?
+            .split(separator: "/").dropLast().joined(separator: "/") ?? "?"), "users/\(upn)/onedrive"].sorted(),
+                "a user without a mailbox or OneDrive is no error; the failing folder and drive are: \(first.snapshot.errors)")
+        #expect(try f.restore(first.snapshotID, "/users/\(lacking)").isEmpty)
+        let expected = f.expectedMailbox(upn)
+        #expect(try f.restore(first.snapshotID, "/users/\(upn)/mail") == expected.filter { inFailingFolder([$0.key: $0.value]).isEmpty },
+                "every other folder is kept")
+        #expect(try f.jsonItemMismatches(first.snapshotID, upn: upn) == [])
+
+        f.sim.faults.withLock { $0 = FaultPlan() }
+        let second = try await f.backup()
+        #expect(!second.snapshot.partial, "\(second.snapshot.errors)")
+        for user in [lacking, upn] {
+            #expect(try f.restore(second.snapshotID, "/users/\(user)/mail") == f.expectedMailbox(user))
+            #expect(try f.restore(second.snapshotID, "/users/\(user)/onedrive") == f.sim.tenant.driveFiles(upn: user))
+        }
+
+        // With a parent, a collection that fails is carried forward as it was, with its delta
+        // link: changes made to it meanwhile are not lost but taken by the next good run.
+        let before = inFailingFolder(try f.restore(second.snapshotID, "/users/\(upn)/mail"))
+        let drive = try f.restore(second.snapshotID, "/users/\(upn)/onedrive")
+        f.sim.tenant.mutate(seed: 11, share: 0.4)
+        f.sim.faults.withLock { $0.alwaysFail = [failing, driveID] }
+        let third = try await f.backup()
+        #expect(third.snapshot.errors.count == 2)
+        #expect(inFailingFolder(try f.restore(third.snapshotID, "/users/\(upn)/mail")) == before)
+        #expect(try f.restore(third.snapshotID, "/users/\(upn)/onedrive") == drive)
+        #expect(try f.restore(third.snapshotID, "/users/\(lacking)/mail") == f.expectedMailbox(lacking))
+        #expect(inFailingFolder(f.expectedMailbox(upn)) != before, "the mutation changed the failing folder")
+        #expect(f.sim.tenant.driveFiles(upn: upn) != drive, "and the failing drive")
+
+        f.sim.faults.withLock { $0 = FaultPlan() }
+        let fourth = try await f.backup()
+        #expect(!fourth.snapshot.partial, "\(fourth.snapshot.errors)")
+        #expect(try f.restore(fourth.snapshotID, "/users/\(upn)/mail") == f.expectedMailbox(upn))
+        #expect(try f.restore(fourth.snapshotID, "/users/\(upn)/onedrive") == f.sim.tenant.driveFiles(upn: upn))
+        #expect(try Checker(repository: f.repo).run(readData: true).ok)
+        await f.close()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
     func oneBadItemIsRecordedAndRetriedNextRun() async throws {
         let f = try await GraphFixture()
         let upn = f.sim.tenant.users[0].upn

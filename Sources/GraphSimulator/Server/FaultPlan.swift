@@ -26,8 +26,13 @@ public struct FaultPlan: Sendable {
     public var downloadURLUses = 0
     /// Item ids whose content answers 404 (deleted between listing and download).
     public var notFound: Set<String> = []
-    /// Item ids whose content answers 500 every time.
+    /// Item ids whose content, and mail folder or drive ids whose delta, answer 500 every time.
     public var alwaysFail: Set<String> = []
+    /// Users (by UPN) without an Exchange Online mailbox (guests, on-premises, unlicensed): their
+    /// mail, calendar and contacts answer 404 `MailboxNotEnabledForRESTAPI`.
+    public var usersWithoutMailbox: Set<String> = []
+    /// Users (by UPN) whose OneDrive was never provisioned: 404 `ResourceNotFound`.
+    public var usersWithoutDrive: Set<String> = []
     /// Delta tokens made before this generation are answered 410 (expired sync state).
     public var deltaGeneration = 0
     /// Every Nth Graph request first revokes every access token issued so far, as an

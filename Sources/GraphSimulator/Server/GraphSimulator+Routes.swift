@@ -8,6 +8,16 @@ import NIOCore
 extension GraphSimulator {
     func route(_ p: [String], query: [String: String], request: Request, plan: FaultPlan) -> Response {
         let base = graphURL
+        // Users without a service answer as Graph does for them.
+        if p.count >= 3, p[0] == "users", let u = tenant.user(p[1]) {
+            let exchange = ["mailFolders", "messages", "calendarView", "events", "contactFolders"].contains { p[2].hasPrefix($0) }
+            if exchange, plan.usersWithoutMailbox.contains(u.upn) {
+                return Self.error(404, "MailboxNotEnabledForRESTAPI", "REST API is not yet supported for this mailbox.")
+            }
+            if p[2] == "drive", plan.usersWithoutDrive.contains(u.upn) {
+                return Self.error(404, "ResourceNotFound", "User's mysite not found.")
+            }
+        }
         switch p.count {
         case 1 where p[0] == "users":
             return users(query: query, request: request)
@@ -52,6 +62,7 @@ extension GraphSimulator {
         case 4 where p[0] == "drives" && p[2] == "root" && (p[3] == "delta" || p[3].hasPrefix("delta(")):
             let drive = p[1]
             guard tenant.collection(Tenant.driveKey(drive)) != nil else { return notFound(drive) }
+            if plan.alwaysFail.contains(drive) { return Self.error(500, "generalException", "An unspecified error has occurred.") }
             var q = query
             if p[3].hasPrefix("delta(token="), let t = Self.functionToken(p[3]) { q["token"] = t }
             return delta(key: Tenant.driveKey(drive), link: "\(base)/drives/\(drive)/root/delta", style: .drive, query: q, request: request, plan: plan, pageDefault: 200) { e, _ in
@@ -75,6 +86,7 @@ extension GraphSimulator {
         case 6 where p[0] == "users" && p[2] == "mailFolders" && p[4] == "messages" && p[5] == "delta":
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
             guard tenant.entry(Tenant.foldersKey(u.id), p[3])?.deleted == nil, tenant.entry(Tenant.foldersKey(u.id), p[3]) != nil else { return notFound(p[3]) }
+            if plan.alwaysFail.contains(p[3]) { return Self.error(500, "ErrorInternalServerError", "An internal server error occurred. The operation failed.") }
             return delta(key: Tenant.messagesKey(u.id, p[3]), link: "\(base)/users/\(u.id)/mailFolders('\(p[3].addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? p[3])')/messages/delta", style: .outlook,
                          query: query, request: request, plan: plan, pageDefault: 10) { e, select in
                 guard case .message(let m) = e.payload else { return nil }

@@ -295,4 +295,16 @@ public final class Tenant: Sendable {
         }
         return messages.map { (path($0.1.folderId), $0.0, mime(id: $0.0, $0.1)) }.sorted { $0.id < $1.id }
     }
+
+    /// The id of the folder each live message of a user is in, by message id.
+    public func messageFolders(upn: String) -> [String: String] {
+        guard let u = user(upn) else { return [:] }
+        return state.withLock { s in
+            var out: [String: String] = [:]
+            for (key, c) in s.collections where key.hasPrefix("u/\(u.id)/f/") {
+                for e in c.live { if case .message(let x) = e.payload { out[e.id] = x.folderId } }
+            }
+            return out
+        }
+    }
 }

@@ -112,16 +112,16 @@ extension M365Backup {
     /// delta round listed nothing in it (a drive): every file at every depth intact. Nil when
     /// one is not. Costs a read of the trees, not a spill and every tree written again.
     func unchangedParentTree(_ id: String, metadata: [String: String]?) throws -> DirBuilder? {
-        guard let treeID = Bytes32(hex: id), let totals = try intactTotals(id, depth: 0) else { return nil }
+        guard let treeID = Bytes32(hex: id), let totals = try parentTreeTotals(id, requireIntact: true) else { return nil }
         collectionCounts.withLock { $0.kept += 1 }
         var out = DirBuilder(metadata: metadata)
         out.stored = (treeID, totals.files, totals.bytes)
         return out
     }
 
-    /// Files and bytes below the parent snapshot's directory `id`, or nil if a file there is not
-    /// intact.
-    private func intactTotals(_ id: String, depth: Int) throws -> (files: Int, bytes: UInt64)? {
+    /// Files and bytes below the parent snapshot's directory `id`; nil if `requireIntact` and a
+    /// file there is not.
+    func parentTreeTotals(_ id: String, requireIntact: Bool, depth: Int = 0) throws -> (files: Int, bytes: UInt64)? {
         guard depth < 256 else { return nil }
         var files = 0
         var bytes: UInt64 = 0
@@ -134,14 +134,14 @@ extension M365Backup {
                     subtrees.append(sub)
                     continue
                 }
-                intact = isIntact(node)
+                intact = !requireIntact || isIntact(node)
                 files += 1
                 bytes += node.size ?? 0
             }
         }
         guard intact else { return nil }
         for sub in subtrees {
-            guard let below = try intactTotals(sub, depth: depth + 1) else { return nil }
+            guard let below = try parentTreeTotals(sub, requireIntact: requireIntact, depth: depth + 1) else { return nil }
             files += below.files
             bytes += below.bytes
         }

@@ -30,8 +30,19 @@ extension M365Backup {
                 for d in page { if let id = d["id"]?.string { drives.append((id, d["name"]?.string ?? id)) } }
             }
             for (driveId, name) in drives {
-                let drive = try await backupDrive(driveId: driveId, link: state.libraries[driveId], retry: state.libraryRetries?[driveId] ?? [],
-                                                  path: ["sites", safeName(site.name), safeName(name)], ctx)
+                let path = ["sites", safeName(site.name), safeName(name)]
+                let outcome = try await turn(path, ctx) {
+                    try await backupDrive(driveId: driveId, link: state.libraries[driveId], retry: state.libraryRetries?[driveId] ?? [], path: path, ctx)
+                }
+                let drive: DriveRound
+                switch outcome {
+                case .done(let round): drive = round
+                case .absent: continue
+                case .failed(let carried):
+                    // As the parent snapshot had it, with its link and retries.
+                    drive = DriveRound(dir: carried ?? DirBuilder(), link: state.libraries[driveId], failed: state.libraryRetries?[driveId] ?? [])
+                    if carried == nil { continue }
+                }
                 siteDir.dirs[safeName(name)] = drive.dir
                 if let link = drive.link { links[driveId] = link }
                 if !drive.failed.isEmpty { retries[driveId] = drive.failed }

@@ -39,38 +39,49 @@ extension M365Backup {
         async let drivePart: DriveRound? = options.onedrive ? backupUserDrive(id: id, previous: previous, path: base + ["onedrive"], ctx) : nil
         var dir = DirBuilder()
         var state = M365State.UserState(upn: upn)
+        // Each service on its own: one that fails for good is recorded and carried forward as the
+        // parent snapshot had it (with its links), one the user does not have is left out.
         if options.mail {
-            let (mail, s) = try await backupMail(user: id, upn: upn, previous: previous, path: base + ["mail"], ctx)
-            dir.dirs["mail"] = mail
-            state.mailFoldersDelta = s.mailFoldersDelta
-            state.folderDeltas = s.folderDeltas
-            state.retryMessages = s.retryMessages
+            switch try await turn(base + ["mail"], ctx, { try await self.backupMail(user: id, upn: upn, previous: previous, path: base + ["mail"], ctx) }) {
+            case .done(let (mail, s)):
+                dir.dirs["mail"] = mail
+                state.mailFoldersDelta = s.mailFoldersDelta
+                state.folderDeltas = s.folderDeltas
+                state.retryMessages = s.retryMessages
+            case .failed(let carried):
+                dir.dirs["mail"] = carried
+                state.mailFoldersDelta = previous.mailFoldersDelta
+                state.folderDeltas = previous.folderDeltas
+                state.retryMessages = previous.retryMessages
+            case .absent: break
+            }
         }
         if options.calendar {
             let start = "2000-01-01T00:00:00Z", end = "2100-01-01T00:00:00Z"
             let initial = client.url("users", id, "calendarView", "delta") + "?startDateTime=\(start)&endDateTime=\(end)"
-            let (d, link) = try await backupJSONItems(initial: initial, link: previous.eventsDelta, mailbox: id, path: base + ["calendar"], kind: "event",
-                                                      itemURL: { self.client.url("users", id, "events", $0) }, ctx)
-            dir.dirs["calendar"] = d
-            state.eventsDelta = link
+            switch try await turn(base + ["calendar"], ctx, {
+                try await self.backupJSONItems(initial: initial, link: previous.eventsDelta, mailbox: id, path: base + ["calendar"], kind: "event",
+                                               itemURL: { self.client.url("users", id, "events", $0) }, ctx)
+            }) {
+            case .done(let (d, link)):
+                dir.dirs["calendar"] = d
+                state.eventsDelta = link
+            case .failed(let carried):
+                dir.dirs["calendar"] = carried
+                state.eventsDelta = previous.eventsDelta
+            case .absent: break
+            }
         }
         if options.contacts {
-            var contacts = DirBuilder()
-            var folders: [(String, String)] = []
-            _ = try await client.pages(client.url("users", id, "contactFolders"), mailbox: id) { page in
-                for f in page { if let fid = f["id"]?.string { folders.append((fid, f["displayName"]?.string ?? fid)) } }
+            switch try await turn(base + ["contacts"], ctx, { try await self.backupContacts(user: id, previous: previous, path: base + ["contacts"], ctx) }) {
+            case .done(let (contacts, links)):
+                dir.dirs["contacts"] = contacts
+                state.contactDeltas = links
+            case .failed(let carried):
+                dir.dirs["contacts"] = carried
+                state.contactDeltas = previous.contactDeltas
+            case .absent: break
             }
-            for (fid, name) in folders {
-                let initial = client.url("users", id, "contactFolders", fid, "contacts", "delta")
-                let (d, link) = try await backupJSONItems(initial: initial, link: previous.contactDeltas[fid], mailbox: id,
-                                                          path: base + ["contacts", safeName(name)], kind: "contact",
-                                                          itemURL: { self.client.url("users", id, "contactFolders", fid, "contacts", $0) }, ctx)
-                var d2 = d
-                d2.metadata = ["graph.id": fid]
-                contacts.dirs[safeName(name)] = d2
-                if let link { state.contactDeltas[fid] = link }
-            }
-            dir.dirs["contacts"] = contacts
         }
         if let drive = try await drivePart {
             dir.dirs["onedrive"] = drive.dir
@@ -81,10 +92,41 @@ extension M365Backup {
         return (id, dir, state)
     }
 
+    /// Every contact folder of a user; returns their directory and delta links.
+    private func backupContacts(user id: String, previous: M365State.UserState, path: [String], _ ctx: RunContext) async throws -> (DirBuilder, [String: String]) {
+        var contacts = DirBuilder()
+        var links: [String: String] = [:]
+        var folders: [(String, String)] = []
+        _ = try await client.pages(client.url("users", id, "contactFolders"), mailbox: id) { page in
+            for f in page { if let fid = f["id"]?.string { folders.append((fid, f["displayName"]?.string ?? fid)) } }
+        }
+        for (fid, name) in folders {
+            let initial = client.url("users", id, "contactFolders", fid, "contacts", "delta")
+            var (d, link) = try await backupJSONItems(initial: initial, link: previous.contactDeltas[fid], mailbox: id,
+                                                      path: path + [safeName(name)], kind: "contact",
+                                                      itemURL: { self.client.url("users", id, "contactFolders", fid, "contacts", $0) }, ctx)
+            d.metadata = ["graph.id": fid]
+            contacts.dirs[safeName(name)] = d
+            if let link { links[fid] = link }
+        }
+        return (contacts, links)
+    }
+
+    /// The user's OneDrive, nil when the user has none (never provisioned, no licence). One that
+    /// fails for good is carried forward as the parent snapshot had it, with its link and retries.
     private func backupUserDrive(id: String, previous: M365State.UserState, path: [String], _ ctx: RunContext) async throws -> DriveRound? {
-        let drive = try await client.json(client.url("users", id, "drive"), mailbox: id)
-        guard let driveId = drive["id"]?.string else { return nil }
-        return try await backupDrive(driveId: driveId, link: previous.driveDelta, retry: previous.retryFiles ?? [], path: path, ctx)
+        let outcome = try await turn(path, ctx) { () async throws -> DriveRound? in
+            let drive = try await self.client.json(self.client.url("users", id, "drive"), mailbox: id)
+            guard let driveId = drive["id"]?.string else { return nil }
+            return try await self.backupDrive(driveId: driveId, link: previous.driveDelta, retry: previous.retryFiles ?? [], path: path, ctx)
+        }
+        switch outcome {
+        case .done(let round): return round
+        case .absent: return nil
+        case .failed(let carried):
+            guard let carried else { return nil }
+            return DriveRound(dir: carried, link: previous.driveDelta, failed: previous.retryFiles ?? [])
+        }
     }
 
     /// The mailbox: folders, then each folder's messages.
@@ -145,8 +187,21 @@ extension M365Backup {
                 guard let child = folders[cid], let stored = storedFolders.removeValue(forKey: cid) else { continue }
                 subfolders[Self.uniqueName(safeName(child.name), id: cid, taken: subfolders.keys)] = stored
             }
-            let turn = try await backupFolder(fid, folder, subfolders: subfolders, user: user, path: path + folderPath(fid, folders),
+            let where_ = path + folderPath(fid, folders)
+            let turn: (stored: DirBuilder, link: String?, failed: [String])
+            do {
+                turn = try await backupFolder(fid, folder, subfolders: subfolders, user: user, path: where_,
                                               link: previous.folderDeltas[fid], retry: retryByFolder[fid], ctx)
+            } catch let e as GraphError where !e.endsTheRun {
+                // The folder's round failed for good: its messages as the parent snapshot had
+                // them, beside this run's subfolders; its link and retries as they were, so the
+                // next run takes it up where the parent left it.
+                recordError(where_.joined(separator: "/"), e)
+                let messages = try ItemSpill(what: where_.joined(separator: "/"))
+                if let id = folder.parentTree { try spillParentFiles(tree: id, tagKey: "graph.changeKey", into: messages) }
+                let stored = try await writeSpilled(messages, extra: subfolders, metadata: Self.folderMetadata(fid, folder), ctx)
+                turn = (stored, previous.folderDeltas[fid], (retryByFolder[fid] ?? []).compactMap { $0["id"]?.string })
+            }
             storedFolders[fid] = turn.stored
             state.folderDeltas[fid] = turn.link
             state.retryMessages += turn.failed
@@ -183,7 +238,7 @@ extension M365Backup {
             if full || !page.isEmpty { try load() }
             try await applyMessages(page, user: user, messages: messages, full: full, path: folderPath, failed: &failed, ctx)
         }
-        let metadata = ["graph.id": fid, "graph.parentId": folder.parentId ?? "", "graph.name": folder.name]
+        let metadata = Self.folderMetadata(fid, folder)
         if !loaded, again?.isEmpty ?? true, let id = folder.parentTree,
            let same = try unchangedParent(tree: id, extra: subfolders, metadata: metadata) {
             return (same, round.link, [])
@@ -212,6 +267,10 @@ extension M365Backup {
 
         let stored = try await writeSpilled(messages, extra: subfolders, metadata: metadata, ctx)
         return (stored, round.link, Array(Set(failed)))
+    }
+
+    static func folderMetadata(_ fid: String, _ folder: Folder) -> [String: String] {
+        ["graph.id": fid, "graph.parentId": folder.parentId ?? "", "graph.name": folder.name]
     }
 
     /// `name`, or when a sibling already has it (Exchange does not allow that, but a folder

@@ -156,10 +156,17 @@ public final class M365Backup: Sendable {
             }
             root.dirs["users"] = usersDir
             if options.sites {
-                let (sitesDir, libraries, retries) = try await backupSites(state: state, ctx)
-                root.dirs["sites"] = sitesDir
-                newState.libraries = libraries
-                newState.libraryRetries = retries.isEmpty ? nil : retries
+                switch try await turn(["sites"], ctx, { try await backupSites(state: state, ctx) }) {
+                case .done(let (sitesDir, libraries, retries)):
+                    root.dirs["sites"] = sitesDir
+                    newState.libraries = libraries
+                    newState.libraryRetries = retries.isEmpty ? nil : retries
+                case .failed(let carried):
+                    root.dirs["sites"] = carried
+                    newState.libraries = state.libraries
+                    newState.libraryRetries = state.libraryRetries
+                case .absent: break
+                }
             }
             let rootID = try await storeTree(root, ctx)
             var stats = try session.finish()
@@ -234,6 +241,40 @@ public final class M365Backup: Sendable {
         node.mtimeNs = stored.mtimeNs
         node.metadata = metadata
         return node
+    }
+
+    /// How one service's (or library's) turn ended.
+    enum Turn<T> {
+        case done(T)
+        /// The user has no such service: left out, not an error.
+        case absent
+        /// A Graph failure that outlasted the retries, recorded: the parent snapshot's
+        /// directory for it (nil: none), to carry forward unchanged.
+        case failed(DirBuilder?)
+    }
+
+    /// Runs one service's turn, so that its failure is its own: recorded against `path`, the
+    /// run goes on (the top complaint against backup tools for Microsoft 365 is one failure
+    /// failing the whole run). Sign-in failures and the engine's errors still end the run.
+    func turn<T>(_ path: [String], _ ctx: RunContext, _ body: () async throws -> T) async throws -> Turn<T> {
+        do {
+            return .done(try await body())
+        } catch let e as GraphError where e.serviceAbsent && !e.endsTheRun {
+            logger.info("service not present", metadata: ["path": "\(path.joined(separator: "/"))", "error": "\(e)"])
+            return .absent
+        } catch let e as GraphError where !e.endsTheRun {
+            recordError(path.joined(separator: "/"), e)
+            return .failed(try carried(path, ctx))
+        }
+    }
+
+    /// The parent snapshot's directory at `path`, as it was (its tree and counts).
+    func carried(_ path: [String], _ ctx: RunContext) throws -> DirBuilder? {
+        guard let node = try parentNode(path, ctx), let tree = node.subtree, let id = Bytes32(hex: tree),
+              let totals = try parentTreeTotals(tree, requireIntact: false) else { return nil }
+        var out = DirBuilder(metadata: node.metadata)
+        out.stored = (id, totals.files, totals.bytes)
+        return out
     }
 
     /// One delta round of a collection, from its saved link or from `initial` on a first run.

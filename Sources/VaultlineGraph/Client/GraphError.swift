@@ -42,6 +42,16 @@ public struct GraphError: Error, CustomStringConvertible, Sendable {
     }
 
     /// A URL without its query, which may hold tokens.
+    /// Whether no part of a run can go on after it: the app cannot sign in, or Graph never
+    /// accepts its token. Anything else fails only the item or collection it came from.
+    public var endsTheRun: Bool { kind == .authentication || status == 401 }
+
+    /// Whether it says the user has no such service: no Exchange Online mailbox (a guest, an
+    /// on-premises or unlicensed one) or no OneDrive ("User's mysite not found").
+    var serviceAbsent: Bool {
+        status == 404 && (code == "MailboxNotEnabledForRESTAPI" || code == "ResourceNotFound")
+    }
+
     static func redacted(_ url: String) -> String {
         url.split(separator: "?", maxSplits: 1).first.map(String.init) ?? url
     }
