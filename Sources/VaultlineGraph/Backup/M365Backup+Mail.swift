@@ -42,45 +42,29 @@ extension M365Backup {
         // Each service on its own: one that fails for good is recorded and carried forward as the
         // parent snapshot had it (with its links), one the user does not have is left out.
         if options.mail {
-            switch try await turn(base + ["mail"], ctx, { try await self.backupMail(user: id, upn: upn, previous: previous, path: base + ["mail"], ctx) }) {
-            case .done(let (mail, s)):
-                dir.dirs["mail"] = mail
-                state.mailFoldersDelta = s.mailFoldersDelta
-                state.folderDeltas = s.folderDeltas
-                state.retryMessages = s.retryMessages
-            case .failed(let carried):
-                dir.dirs["mail"] = carried
-                state.mailFoldersDelta = previous.mailFoldersDelta
-                state.folderDeltas = previous.folderDeltas
-                state.retryMessages = previous.retryMessages
-            case .absent: break
-            }
+            try await service("mail", base: base, previous: previous, into: &dir, state: &state, ctx, copy: {
+                $0.mailFoldersDelta = $1.mailFoldersDelta
+                $0.folderDeltas = $1.folderDeltas
+                $0.retryMessages = $1.retryMessages
+            }) { try await self.backupMail(user: id, upn: upn, previous: previous, path: base + ["mail"], ctx) }
         }
         if options.calendar {
             let start = "2000-01-01T00:00:00Z", end = "2100-01-01T00:00:00Z"
             let initial = client.url("users", id, "calendarView", "delta") + "?startDateTime=\(start)&endDateTime=\(end)"
-            switch try await turn(base + ["calendar"], ctx, {
-                try await self.backupJSONItems(initial: initial, link: previous.eventsDelta, mailbox: id, path: base + ["calendar"], kind: "event",
-                                               itemURL: { self.client.url("users", id, "events", $0) }, ctx)
-            }) {
-            case .done(let (d, link)):
-                dir.dirs["calendar"] = d
-                state.eventsDelta = link
-            case .failed(let carried):
-                dir.dirs["calendar"] = carried
-                state.eventsDelta = previous.eventsDelta
-            case .absent: break
+            try await service("calendar", base: base, previous: previous, into: &dir, state: &state, ctx, copy: { $0.eventsDelta = $1.eventsDelta }) {
+                let (d, link) = try await self.backupJSONItems(initial: initial, link: previous.eventsDelta, mailbox: id, path: base + ["calendar"], kind: "event",
+                                                               itemURL: { self.client.url("users", id, "events", $0) }, ctx)
+                var s = M365State.UserState(upn: upn)
+                s.eventsDelta = link
+                return (d, s)
             }
         }
         if options.contacts {
-            switch try await turn(base + ["contacts"], ctx, { try await self.backupContacts(user: id, previous: previous, path: base + ["contacts"], ctx) }) {
-            case .done(let (contacts, links)):
-                dir.dirs["contacts"] = contacts
-                state.contactDeltas = links
-            case .failed(let carried):
-                dir.dirs["contacts"] = carried
-                state.contactDeltas = previous.contactDeltas
-            case .absent: break
+            try await service("contacts", base: base, previous: previous, into: &dir, state: &state, ctx, copy: { $0.contactDeltas = $1.contactDeltas }) {
+                let (d, links) = try await self.backupContacts(user: id, previous: previous, path: base + ["contacts"], ctx)
+                var s = M365State.UserState(upn: upn)
+                s.contactDeltas = links
+                return (d, s)
             }
         }
         if let drive = try await drivePart {
@@ -90,6 +74,24 @@ extension M365Backup {
         }
         dir.metadata = ["graph.id": id]
         return (id, dir, state)
+    }
+
+    /// One of a user's Exchange services (``turn(_:_:_:)``): `body` returns its directory and
+    /// a state whose part for the service `copy` takes; when the service fails for good its
+    /// directory is carried forward and `copy` takes the previous state's part instead.
+    private func service(_ name: String, base: [String], previous: M365State.UserState, into dir: inout DirBuilder,
+                         state: inout M365State.UserState, _ ctx: RunContext, copy: (inout M365State.UserState, M365State.UserState) -> Void,
+                         _ body: () async throws -> (DirBuilder, M365State.UserState)) async throws {
+        switch try await turn(base + [name], ctx, body) {
+        case .done(let (d, s)):
+            dir.dirs[name] = d
+            copy(&state, s)
+        case .failed(let carried):
+            dir.dirs[name] = carried
+            copy(&state, previous)
+        case .absent:
+            break
+        }
     }
 
     /// Every contact folder of a user; returns their directory and delta links.
