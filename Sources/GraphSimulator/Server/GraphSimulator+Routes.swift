@@ -10,7 +10,7 @@ extension GraphSimulator {
         let base = graphURL
         // Users without a service answer as Graph does for them.
         if p.count >= 3, p[0] == "users", let u = tenant.user(p[1]) {
-            let exchange = ["mailFolders", "messages", "calendarView", "events", "contactFolders"].contains { p[2].hasPrefix($0) }
+            let exchange = ["mailFolders", "messages", "calendarView", "calendars", "events", "contactFolders"].contains { p[2].hasPrefix($0) }
             if exchange, plan.usersWithoutMailbox.contains(u.upn) {
                 return Self.error(404, "MailboxNotEnabledForRESTAPI", "REST API is not yet supported for this mailbox.")
             }
@@ -33,6 +33,12 @@ extension GraphSimulator {
         case 3 where p[0] == "users" && p[2] == "drive":
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
             return Self.json(200, ["id": u.driveId, "driveType": "business", "name": "OneDrive", "owner": ["user": ["id": u.id, "displayName": u.displayName]]])
+        case 3 where p[0] == "users" && p[2] == "calendars":
+            guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
+            return calendars(user: u)
+        case 5 where p[0] == "users" && p[2] == "calendars" && p[4] == "events":
+            guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
+            return calendarEvents(user: u, calendar: p[3], query: query, request: request)
         case 3 where p[0] == "users" && p[2] == "contactFolders":
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
             return Self.json(200, ["value": [["id": "contacts-" + u.id, "displayName": "Contacts", "parentFolderId": "contactsroot-" + u.id]]])
@@ -71,7 +77,8 @@ extension GraphSimulator {
         case 4 where p[0] == "users" && p[2] == "events":
             // One event (GET /users/{id}/events/{id}).
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
-            guard let e = tenant.entry(Tenant.eventsKey(u.id), p[3]), e.deleted == nil, case .event(let x) = e.payload else { return notFound(p[3]) }
+            let calendars = [Tenant.eventsKey(u.id)] + tenant.state.withLock { $0.otherCalendars[u.id] ?? [] }.map { Tenant.calendarKey(u.id, $0.id) }
+            guard let e = calendars.lazy.compactMap({ self.tenant.entry($0, p[3]) }).first, e.deleted == nil, case .event(let x) = e.payload else { return notFound(p[3]) }
             return Self.json(200, tenant.eventJSON(id: e.id, x))
         case 4 where p[0] == "drives" && p[2] == "items":
             // One driveItem, with a fresh download URL for a file.

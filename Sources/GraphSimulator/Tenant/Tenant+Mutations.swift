@@ -54,7 +54,8 @@ extension Tenant {
                     }
                 }
                 // Calendar and contacts.
-                for key in [Self.eventsKey(user.id), Self.contactsKey(user.id)] {
+                let calendars = (s.otherCalendars[user.id] ?? []).map { Self.calendarKey(user.id, $0.id) }
+                for key in [Self.eventsKey(user.id), Self.contactsKey(user.id)] + calendars {
                     let live = s.collections[key]?.live ?? []
                     for (i, e) in live.shuffled(using: &rng).prefix(max(1, Int(Double(live.count) * share)) * 2).enumerated() {
                         s.seq += 1

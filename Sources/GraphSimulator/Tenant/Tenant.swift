@@ -23,6 +23,13 @@ public final class Tenant: Sendable {
         /// Users by id and by lower-cased UPN; messages' collection keys by message id.
         var userIndex: [String: Int] = [:]
         var messageKeys: [String: String] = [:]
+        /// Each user's calendars besides the default one, by user id.
+        var otherCalendars: [String: [OtherCalendar]] = [:]
+    }
+
+    struct OtherCalendar: Sendable {
+        var id: String
+        var name: String
     }
 
     public init(spec: TenantSpec) {
@@ -37,6 +44,9 @@ public final class Tenant: Sendable {
     static func foldersKey(_ user: String) -> String { "u/\(user)/folders" }
     static func messagesKey(_ user: String, _ folder: String) -> String { "u/\(user)/f/\(folder)" }
     static func eventsKey(_ user: String) -> String { "u/\(user)/events" }
+    static func calendarKey(_ user: String, _ calendar: String) -> String { "u/\(user)/cal/\(calendar)" }
+    /// The default calendar's id (its events are the calendar view's).
+    static func defaultCalendarId(_ user: String) -> String { "calendar-" + user }
     static func contactsKey(_ user: String) -> String { "u/\(user)/contacts" }
     static func driveKey(_ drive: String) -> String { "d/\(drive)" }
 
@@ -87,13 +97,21 @@ public final class Tenant: Sendable {
                 let folder = folders[m % 4 == 0 ? 0 : rng.below(folders.count)]
                 addMessage(&s, user: userId, folder: folder, received: base.addingTimeInterval(Double(m) * 3600), rng: &rng)
             }
-            for e in 0..<spec.eventsPerUser {
-                let id = Self.makeId(&s, prefix: [0x00, 0x46])
-                s.seq += 1
-                s.collections[Self.eventsKey(userId), default: Collection()].upsert(id, seq: s.seq, .event(Event(
-                    subject: corpus.text(seed: rng.next(), words: 4), start: base.addingTimeInterval(Double(e) * 86_400 + 36_000),
-                    minutes: 30 * (1 + rng.below(4)), location: "Room \(100 + rng.below(40))",
-                    attendees: (0..<rng.below(4)).map { _ in s.users[rng.below(s.users.count)].upn }, version: 1)))
+            func addEvents(_ count: Int, key: String) {
+                for e in 0..<count {
+                    let id = Self.makeId(&s, prefix: [0x00, 0x46])
+                    s.seq += 1
+                    s.collections[key, default: Collection()].upsert(id, seq: s.seq, .event(Event(
+                        subject: corpus.text(seed: rng.next(), words: 4), start: base.addingTimeInterval(Double(e) * 86_400 + 36_000),
+                        minutes: 30 * (1 + rng.below(4)), location: "Room \(100 + rng.below(40))",
+                        attendees: (0..<rng.below(4)).map { _ in s.users[rng.below(s.users.count)].upn }, version: 1)))
+                }
+            }
+            addEvents(spec.eventsPerUser, key: Self.eventsKey(userId))
+            for c in 0..<spec.otherCalendarsPerUser {
+                let calendar = OtherCalendar(id: Self.makeId(&s, prefix: [0x00, 0x4B]), name: ["Team Events", "Holidays", "On-call"][c % 3] + (c < 3 ? "" : " \(c)"))
+                s.otherCalendars[userId, default: []].append(calendar)
+                addEvents(spec.eventsPerOtherCalendar, key: Self.calendarKey(userId, calendar.id))
             }
             for _ in 0..<spec.contactsPerUser {
                 let id = Self.makeId(&s, prefix: [0x00, 0x43])
@@ -261,9 +279,18 @@ public final class Tenant: Sendable {
         return out
     }
 
-    /// Every live event or contact of a user as Graph serves it (JSON), by id.
-    public func jsonItems(upn: String, events: Bool) -> [String: Data] {
-        guard let u = user(upn), let c = collection(events ? Self.eventsKey(u.id) : Self.contactsKey(u.id)) else { return [:] }
+    /// A user's calendars besides the default one: id and name.
+    public func otherCalendars(upn: String) -> [(id: String, name: String)] {
+        guard let u = user(upn) else { return [] }
+        return state.withLock { $0.otherCalendars[u.id] ?? [] }.map { ($0.id, $0.name) }
+    }
+
+    /// Every live event or contact of a user as Graph serves it (JSON), by id; `calendar`: the
+    /// events of that calendar instead of the default one's.
+    public func jsonItems(upn: String, events: Bool, calendar: String? = nil) -> [String: Data] {
+        guard let u = user(upn) else { return [:] }
+        let key = calendar.map { Self.calendarKey(u.id, $0) } ?? (events ? Self.eventsKey(u.id) : Self.contactsKey(u.id))
+        guard let c = collection(key) else { return [:] }
         var out: [String: Data] = [:]
         for e in c.live {
             let object: [String: Any]?

@@ -10,6 +10,10 @@ public struct TenantSpec: Sendable, Codable {
     /// Mail folders per user besides the well-known ones; every third one is nested.
     public var extraFoldersPerUser = 3
     public var eventsPerUser = 10
+    /// Calendars per user besides the default one (Graph v1.0 has no delta for them), and the
+    /// events in each.
+    public var otherCalendarsPerUser = 1
+    public var eventsPerOtherCalendar = 3
     public var contactsPerUser = 10
     public var filesPerUser = 8
     /// Generated drive files are between these sizes (bytes).

@@ -58,6 +58,9 @@ extension M365Backup {
                 s.eventsDelta = link
                 return (d, s)
             }
+            try await service("calendars", base: base, previous: previous, into: &dir, state: &state, ctx, copy: { _, _ in }) {
+                (try await self.backupOtherCalendars(user: id, path: base + ["calendars"], ctx), M365State.UserState(upn: upn))
+            }
         }
         if options.contacts {
             try await service("contacts", base: base, previous: previous, into: &dir, state: &state, ctx, copy: { $0.contactDeltas = $1.contactDeltas }) {
@@ -84,7 +87,7 @@ extension M365Backup {
                          _ body: () async throws -> (DirBuilder, M365State.UserState)) async throws {
         switch try await turn(base + [name], ctx, body) {
         case .done(let (d, s)):
-            dir.dirs[name] = d
+            if d.stored != nil || !d.files.isEmpty || !d.dirs.isEmpty { dir.dirs[name] = d }  // a user with no other calendar has no calendars/
             copy(&state, s)
         case .failed(let carried):
             dir.dirs[name] = carried
@@ -92,26 +95,6 @@ extension M365Backup {
         case .absent:
             break
         }
-    }
-
-    /// Every contact folder of a user; returns their directory and delta links.
-    private func backupContacts(user id: String, previous: M365State.UserState, path: [String], _ ctx: RunContext) async throws -> (DirBuilder, [String: String]) {
-        var contacts = DirBuilder()
-        var links: [String: String] = [:]
-        var folders: [(String, String)] = []
-        _ = try await client.pages(client.url("users", id, "contactFolders"), mailbox: id) { page in
-            for f in page { if let fid = f["id"]?.string { folders.append((fid, f["displayName"]?.string ?? fid)) } }
-        }
-        for (fid, name) in folders {
-            let initial = client.url("users", id, "contactFolders", fid, "contacts", "delta")
-            var (d, link) = try await backupJSONItems(initial: initial, link: previous.contactDeltas[fid], mailbox: id,
-                                                      path: path + [safeName(name)], kind: "contact",
-                                                      itemURL: { self.client.url("users", id, "contactFolders", fid, "contacts", $0) }, ctx)
-            d.metadata = ["graph.id": fid]
-            contacts.dirs[safeName(name)] = d
-            if let link { links[fid] = link }
-        }
-        return (contacts, links)
     }
 
     /// The user's OneDrive, nil when the user has none (never provisioned, no licence). One that
@@ -363,54 +346,5 @@ extension M365Backup {
             await ctx.messageSlots.release()
             throw error
         }
-    }
-
-    /// Events or contacts: each item's Graph JSON is its content. `itemURL`: one item's URL, to
-    /// fetch again an item whose data was lost at every site.
-    func backupJSONItems(initial: String, link: String?, mailbox: String, path: [String], kind: String,
-                         itemURL: (String) -> String, _ ctx: RunContext) async throws -> (DirBuilder, String?) {
-        let items = try ItemSpill(what: path.joined(separator: "/"))
-        let parentTree = try parentNode(path, ctx)?.subtree
-        var loaded = false  // as for mail folders: when the round first lists an item
-        func load() throws {
-            guard !loaded else { return }
-            loaded = true
-            if let parentTree { try spillParentFiles(tree: parentTree, tagKey: "graph.changeKey", into: items) }
-        }
-        func apply(_ page: [JSONValue], full: Bool, force: Bool = false) async throws {
-            if full || !page.isEmpty { try load() }
-            for item in page {
-                guard let id = item["id"]?.string else { continue }
-                if item["@removed"] != nil { try items.remove(id); continue }
-                let changeKey = item["changeKey"]?.string ?? item["@odata.etag"]?.string ?? ""
-                if !force, !changeKey.isEmpty, let old = try items.get(id), old.tag == changeKey {
-                    if full { try items.mark(id, ItemSpill.listed) }
-                    continue
-                }
-                let bytes = item.encoded()
-                let node = try await storeContent(name: itemFileName(id, ext: ".json"),
-                                                  metadata: ["graph.id": id, "graph.changeKey": changeKey, "graph.kind": kind],
-                                                  modified: Self.date(item["lastModifiedDateTime"]?.string),
-                                                  { try await $0.append(ByteBuffer(bytes: bytes)) }, ctx)
-                try items.put(.init(id: id, parent: "", name: node.name, tag: changeKey, isFolder: false, flags: full ? ItemSpill.listed : 0, node: node))
-            }
-        }
-        let round = try await deltaRound(link: link, initial: initial, mailbox: mailbox, what: path) { try await apply($0, full: $1) }
-        if !loaded, let parentTree, let same = try unchangedParent(tree: parentTree, extra: [:], metadata: nil) {
-            return (same, round.link)
-        }
-        try load()
-        if round.full { try items.removeUnlisted() }
-        // Items whose data was lost at every site and which the round left as they were.
-        for id in try items.ids(with: ItemSpill.lost) {
-            do {
-                try await apply([try await client.json(itemURL(id), mailbox: mailbox)], full: false, force: true)
-            } catch let e as GraphError where e.kind == .notFound {
-                try items.remove(id)  // deleted since
-            } catch let e as GraphError {
-                recordError((path + [itemFileName(id, ext: ".json")]).joined(separator: "/"), e)  // the damaged node stays
-            }
-        }
-        return (try await writeSpilled(items, metadata: nil, ctx), round.link)
     }
 }

@@ -58,8 +58,11 @@ final class GraphFixture: @unchecked Sendable {
     /// serves: what differs (nothing, when every item came back as served).
     func jsonItemMismatches(_ snapshot: String, upn: String) throws -> [String] {
         var out: [String] = []
-        for (events, dir) in [(true, "calendar"), (false, "contacts")] {
-            let served = sim.tenant.jsonItems(upn: upn, events: events)
+        // The default calendar, the contacts, and every other calendar (listed in full each run).
+        let collections = [(true, nil, "calendar"), (false, nil, "contacts")]
+            + sim.tenant.otherCalendars(upn: upn).map { (true, Optional($0.id), "calendars/" + $0.name) }
+        for (events, calendar, dir) in collections {
+            let served = sim.tenant.jsonItems(upn: upn, events: events, calendar: calendar)
             let restored = try restore(snapshot, "/users/\(upn)/\(dir)")
             if restored.count != served.count || served.isEmpty { out.append("\(dir): \(restored.count) restored, \(served.count) served") }
             for (id, json) in served {

@@ -1,0 +1,105 @@
+import Foundation
+import NIOCore
+import VaultlineCore
+
+/// Calendars and contacts: each item's Graph JSON is its content.
+extension M365Backup {
+    /// A user's calendars besides the default one (whose events the calendar view's delta
+    /// gives): Graph v1.0 has no delta function for them, so each is listed in full every run;
+    /// unchanged events (same `changeKey`) are kept without being stored again.
+    func backupOtherCalendars(user id: String, path: [String], _ ctx: RunContext) async throws -> DirBuilder {
+        var calendars: [(id: String, name: String)] = []
+        _ = try await client.pages(client.url("users", id, "calendars"), mailbox: id) { page in
+            for c in page where c["isDefaultCalendar"]?.bool != true {
+                if let cid = c["id"]?.string { calendars.append((cid, c["name"]?.string ?? cid)) }
+            }
+        }
+        var dir = DirBuilder()
+        for calendar in calendars.sorted(by: { $0.id < $1.id }) {
+            let name = Self.uniqueName(safeName(calendar.name), id: calendar.id, taken: dir.dirs.keys)
+            var (d, _) = try await backupJSONItems(initial: client.url("users", id, "calendars", calendar.id, "events"), link: nil, mailbox: id,
+                                                   path: path + [name], kind: "event", listing: true,
+                                                   itemURL: { self.client.url("users", id, "events", $0) }, ctx)
+            d.metadata = ["graph.id": calendar.id, "graph.name": calendar.name]
+            dir.dirs[name] = d
+        }
+        return dir
+    }
+
+    /// Every contact folder of a user; returns their directory and delta links.
+    func backupContacts(user id: String, previous: M365State.UserState, path: [String], _ ctx: RunContext) async throws -> (DirBuilder, [String: String]) {
+        var contacts = DirBuilder()
+        var links: [String: String] = [:]
+        var folders: [(String, String)] = []
+        _ = try await client.pages(client.url("users", id, "contactFolders"), mailbox: id) { page in
+            for f in page { if let fid = f["id"]?.string { folders.append((fid, f["displayName"]?.string ?? fid)) } }
+        }
+        for (fid, name) in folders {
+            let initial = client.url("users", id, "contactFolders", fid, "contacts", "delta")
+            var (d, link) = try await backupJSONItems(initial: initial, link: previous.contactDeltas[fid], mailbox: id,
+                                                      path: path + [safeName(name)], kind: "contact",
+                                                      itemURL: { self.client.url("users", id, "contactFolders", fid, "contacts", $0) }, ctx)
+            d.metadata = ["graph.id": fid]
+            contacts.dirs[safeName(name)] = d
+            if let link { links[fid] = link }
+        }
+        return (contacts, links)
+    }
+
+    /// Events or contacts: each item's Graph JSON is its content. `itemURL`: one item's URL, to
+    /// fetch again an item whose data was lost at every site.
+    /// `listing`: `initial` lists the whole collection (no delta function exists for it): every
+    /// run is a full round, and what it does not list is gone.
+    func backupJSONItems(initial: String, link: String?, mailbox: String, path: [String], kind: String, listing: Bool = false,
+                         itemURL: (String) -> String, _ ctx: RunContext) async throws -> (DirBuilder, String?) {
+        let items = try ItemSpill(what: path.joined(separator: "/"))
+        let parentTree = try parentNode(path, ctx)?.subtree
+        var loaded = false  // as for mail folders: when the round first lists an item
+        func load() throws {
+            guard !loaded else { return }
+            loaded = true
+            if let parentTree { try spillParentFiles(tree: parentTree, tagKey: "graph.changeKey", into: items) }
+        }
+        func apply(_ page: [JSONValue], full: Bool, force: Bool = false) async throws {
+            if full || !page.isEmpty { try load() }
+            for item in page {
+                guard let id = item["id"]?.string else { continue }
+                if item["@removed"] != nil { try items.remove(id); continue }
+                let changeKey = item["changeKey"]?.string ?? item["@odata.etag"]?.string ?? ""
+                if !force, !changeKey.isEmpty, let old = try items.get(id), old.tag == changeKey {
+                    if full { try items.mark(id, ItemSpill.listed) }
+                    continue
+                }
+                let bytes = item.encoded()
+                let node = try await storeContent(name: itemFileName(id, ext: ".json"),
+                                                  metadata: ["graph.id": id, "graph.changeKey": changeKey, "graph.kind": kind],
+                                                  modified: Self.date(item["lastModifiedDateTime"]?.string),
+                                                  { try await $0.append(ByteBuffer(bytes: bytes)) }, ctx)
+                try items.put(.init(id: id, parent: "", name: node.name, tag: changeKey, isFolder: false, flags: full ? ItemSpill.listed : 0, node: node))
+            }
+        }
+        let round: (link: String?, full: Bool)
+        if listing {
+            _ = try await client.pages(initial, mailbox: mailbox) { try await apply($0, full: true) }
+            round = (nil, true)
+        } else {
+            round = try await deltaRound(link: link, initial: initial, mailbox: mailbox, what: path) { try await apply($0, full: $1) }
+        }
+        if !loaded, let parentTree, let same = try unchangedParent(tree: parentTree, extra: [:], metadata: nil) {
+            return (same, round.link)
+        }
+        try load()
+        if round.full { try items.removeUnlisted() }
+        // Items whose data was lost at every site and which the round left as they were.
+        for id in try items.ids(with: ItemSpill.lost) {
+            do {
+                try await apply([try await client.json(itemURL(id), mailbox: mailbox)], full: false, force: true)
+            } catch let e as GraphError where e.kind == .notFound {
+                try items.remove(id)  // deleted since
+            } catch let e as GraphError {
+                recordError((path + [itemFileName(id, ext: ".json")]).joined(separator: "/"), e)  // the damaged node stays
+            }
+        }
+        return (try await writeSpilled(items, metadata: nil, ctx), round.link)
+    }
+}
