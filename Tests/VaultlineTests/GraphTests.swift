@@ -145,6 +145,28 @@ struct GraphTests {
         for library in f.sim.tenant.libraries {
             #expect(try f.restore(result.snapshotID, "/sites/\(library.site)/\(library.library)") == f.sim.tenant.driveFiles(driveId: library.driveId))
         }
+
+        // A file its user saves again while the backup downloads it: its URL has lapsed and the
+        // fresh one is for another version. The bytes cannot be mixed: the file fails, keeps
+        // its previous version, and the next run takes the new one by id.
+        f.sim.faults.withLock { $0 = FaultPlan() }
+        let upn = f.sim.tenant.users[0].upn
+        let driveID = try #require(try await f.client.json(f.client.url("users", upn, "drive"))["id"]?.string)
+        let (path, fileID) = try #require(f.sim.tenant.driveFileIDs(upn: upn).min { $0.key < $1.key })
+        let before = try f.restore(result.snapshotID, "/users/\(upn)/onedrive")
+        #expect(before[path] != nil)
+        f.sim.tenant.editFile(drive: driveID, id: fileID)
+        f.sim.faults.withLock {
+            $0.lapsedOnFirstUse = [fileID]
+            $0.editedWhenFetchedByID = [fileID]
+        }
+        let edited = try await f.backup()
+        #expect(edited.snapshot.errors.count == 1 && edited.snapshot.errors.first?.message.contains("changed while it was being downloaded") == true,
+                "\(edited.snapshot.errors)")
+        #expect(try f.restore(edited.snapshotID, "/users/\(upn)/onedrive")[path] == before[path], "the previous version is kept")
+        let next = try await f.backup()
+        #expect(!next.snapshot.partial, "\(next.snapshot.errors)")
+        #expect(try f.restore(next.snapshotID, "/users/\(upn)/onedrive") == f.sim.tenant.driveFiles(upn: upn), "the new version, fetched by id")
         f.sim.faults.withLock { $0 = FaultPlan() }
         await f.close()
     }

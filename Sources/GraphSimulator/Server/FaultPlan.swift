@@ -24,6 +24,11 @@ public struct FaultPlan: Sendable {
     /// Requests one download URL answers before it answers 401 as expired (0: no limit): a
     /// deterministic stand-in for a URL that lapsed while its download was broken off.
     public var downloadURLUses = 0
+    /// Drive file ids whose first download request finds its URL lapsed (401).
+    public var lapsedOnFirstUse: Set<String> = []
+    /// Drive file ids that get a new version when first fetched by id (edited by their user
+    /// while a backup was downloading them).
+    public var editedWhenFetchedByID: Set<String> = []
     /// Item ids whose content answers 404 (deleted between listing and download).
     public var notFound: Set<String> = []
     /// Item ids whose content, and mail folder or drive ids whose delta, answer 500 every time.

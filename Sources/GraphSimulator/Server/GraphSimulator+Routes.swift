@@ -82,6 +82,7 @@ extension GraphSimulator {
             return Self.json(200, tenant.eventJSON(id: e.id, x))
         case 4 where p[0] == "drives" && p[2] == "items":
             // One driveItem, with a fresh download URL for a file.
+            if plan.editedWhenFetchedByID.contains(p[3]), once("edit " + p[3]) { tenant.editFile(drive: p[1], id: p[3]) }
             guard let e = tenant.entry(Tenant.driveKey(p[1]), p[3]), e.deleted == nil, let json = driveItemJSON(e, drive: p[1]) else { return notFound(p[3]) }
             return Self.json(200, json)
         case 5 where p[0] == "users" && p[2] == "messages" && p[4] == "$value":
@@ -296,6 +297,11 @@ extension GraphSimulator {
 
     /// Whether a download URL has lapsed: past its lifetime, or past its uses (which this
     /// request then counts against).
+    /// True the first time it is asked about `key`.
+    func once(_ key: String) -> Bool {
+        runtime.withLock { $0.firedOnce.insert(key).inserted }
+    }
+
     private func downloadURLExpired(_ query: [String: String], _ plan: FaultPlan) -> Bool {
         let issued = query["issued"].flatMap(Double.init).map { $0 / 1000 } ?? 0
         if Date().timeIntervalSince1970 - issued > plan.downloadURLLifetime { return true }
@@ -314,7 +320,7 @@ extension GraphSimulator {
             return notFound(item)
         }
         let plan = faults.withLock { $0 }
-        if downloadURLExpired(query, plan) {
+        if downloadURLExpired(query, plan) || (plan.lapsedOnFirstUse.contains(item) && once("lapse " + item)) {
             counters.withLock { $0.expiredDownloadURLs += 1 }
             return Self.error(401, "unauthenticated", "The download URL has expired.")
         }

@@ -35,6 +35,9 @@ public final class GraphSimulator: Sendable {
         var baseURL = ""
         var downloads = 0
         var tokenLifetime = 3599.0
+        /// Ids whose one-time faults (``FaultPlan/lapsedOnFirstUse``,
+        /// ``FaultPlan/editedWhenFetchedByID``) have fired.
+        var firedOnce: Set<String> = []
         /// Requests made with each download URL (by its `tempauth`), when their uses are limited.
         var downloadURLUses: [String: Int] = [:]
         /// Graph requests that reached the token check (counts ``FaultPlan/revokeTokensEvery``).

@@ -75,6 +75,23 @@ extension Tenant {
         }
     }
 
+    /// A new version of one drive file (its content edited, as a user saving it does).
+    public func editFile(drive: String, id: String) {
+        state.withLock { s in
+            let key = Self.driveKey(drive)
+            guard let e = s.collections[key]?.entries[id], e.deleted == nil, case .driveItem(var d) = e.payload, !d.isFolder else { return }
+            s.seq += 1
+            if case .generated(let seed, let edits) = d.content {
+                d.content = .generated(seed: seed, edits: edits + [UInt64(s.seq)])
+            } else {
+                d.content = .generated(seed: UInt64(s.seq), edits: [])
+            }
+            d.version += 1
+            d.modified = Date(timeIntervalSince1970: 1_780_000_000 + Double(s.seq))
+            s.collections[key]?.upsert(id, seq: s.seq, .driveItem(d))
+        }
+    }
+
     private func mutateDrive(_ s: inout State, drive: String, share: Double, rng: inout SimRandom, _ before: MutationSummary) -> MutationSummary {
         var sum = before
         let key = Self.driveKey(drive)
