@@ -40,8 +40,8 @@ extension M365Backup {
                 case .absent: continue
                 case .failed(let carried):
                     // As the parent snapshot had it, with its link and retries.
-                    drive = DriveRound(dir: carried ?? DirBuilder(), link: state.libraries[driveId], failed: state.libraryRetries?[driveId] ?? [])
-                    if carried == nil { continue }
+                    guard let carried else { continue }
+                    drive = DriveRound(dir: carried, link: state.libraries[driveId], failed: state.libraryRetries?[driveId] ?? [])
                 }
                 siteDir.dirs[safeName(name)] = drive.dir
                 if let link = drive.link { links[driveId] = link }
