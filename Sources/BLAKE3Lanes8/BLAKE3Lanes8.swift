@@ -5,8 +5,11 @@ import BLAKE3Rounds
 /// This module is compiled for `haswell` (AVX2) on x86-64 (Package.swift): a lane vector is one
 /// YMM register. The transposes stay inside 128-bit halves until one last exchange of halves:
 /// built from `evenHalf`/`lowHalf:highHalf:` as in BLAKE3Lanes16, LLVM went on to run the
-/// rounds on 128-bit halves, at half the speed (67 against 35 ms for 64 MiB). Nothing here may run unless `BLAKE3Hasher` (BLAKE3Hashing) has checked the CPU
-/// first; it is the only caller.
+/// rounds on 128-bit halves, at half the speed (67 against 35 ms for 64 MiB). Nothing here may
+/// run unless `BLAKE3Hasher` (BLAKE3Hashing) has checked the CPU first; it is the only caller.
+///
+/// The arithmetic and `hash` repeat BLAKE3Lanes16's on purpose: each must be compiled in the
+/// module whose `-target-cpu` it needs (Swift has no per-function target attributes).
 public enum BLAKE3Lanes8: LaneShape {
     public typealias Lanes = SIMD8<UInt32>
 
