@@ -96,16 +96,22 @@ import Testing
         await receiver.stop()
     }
 
-    /// OFFERs and sends a whole file; returns the name of the final answer.
+    /// OFFERs and sends a file from the offset the receiver accepts, in chunks; returns the
+    /// name of the final answer.
     static func push(_ peer: inout RawPeer, _ ref: FileRef, _ bytes: [UInt8], requestID: UInt32) async throws -> String {
         try await peer.send(.offer(ref, size: Int64(bytes.count), requestID: requestID))
         guard let answer = try await peer.next() else { return "closed" }
         if answer.type == FrameType.have.rawValue { return "have" }
         if let e = answer.error { return e.code.name }
-        var b = ByteBuffer()
-        b.writeInteger(UInt64(0))
-        b.writeBytes(bytes)
-        try await peer.send(Frame(.data, requestID: requestID, payload: b))
+        var offset = Int(try Frame(.accept, requestID: requestID, payload: answer.payload).decodeU64())
+        while offset < bytes.count {
+            let end = min(bytes.count, offset + ProtocolLimits.chunkSize)
+            var b = ByteBuffer()
+            b.writeInteger(UInt64(offset))
+            b.writeBytes(bytes[offset..<end])
+            try await peer.send(Frame(.data, requestID: requestID, payload: b))
+            offset = end
+        }
         guard let last = try await peer.next() else { return "closed" }
         if last.type == FrameType.durable.rawValue { return "durable" }
         return last.error?.code.name ?? "unexpected"

@@ -41,6 +41,11 @@ public struct RepositoryConfig: Codable, Sendable, Equatable {
 
     public static let defaultPackSize = 16 << 20
 
+    /// Parses a config file's bytes (the replica receiver checks a pushed config this way).
+    public static func decode(_ bytes: [UInt8], object: String) throws -> RepositoryConfig {
+        try StoredJSON.decode(RepositoryConfig.self, from: bytes, object: object)
+    }
+
     /// Reads the config without any key (keyless scrub, replica prune's checks).
     public static func load(from backend: any Backend, path: String) throws -> RepositoryConfig {
         guard try backend.stat(.config, "config") != nil else {

@@ -41,6 +41,16 @@ public enum ProtocolLimits {
     public static let maxTransfers: UInt16 = 16
     public static let maxListLimit: UInt32 = 32_768
     public static let headerSize = 9
+    /// Largest file an OFFER may announce, and the bound of every offset and size on the
+    /// wire (1 TiB): a value above it is `malformed`, whatever its type could hold.
+    public static let maxFileSize: Int64 = 1 << 40
+    /// Largest `config` an OFFER may announce: a repository's config is a small JSON file.
+    public static let maxConfigSize: Int64 = 1 << 16
+    /// Largest HELLO client name and WELCOME server name, in UTF-8 bytes.
+    public static let maxNameLength = 255
+    /// GET requests a server streams at once on one connection; it reads no further frame
+    /// of that connection until one of them has ended (back-pressure).
+    public static let maxGetsInFlight = 4
 }
 
 /// Splits the byte stream into frames, refusing an oversized length before allocating for it.

@@ -82,16 +82,46 @@ public struct Welcome: Sendable {
 
 /// Reading and writing payload fields; every read names what was missing.
 extension ByteBuffer {
-    mutating func writeString16(_ value: String) {
-        let bytes = Array(value.utf8.prefix(Int(UInt16.max)))
-        writeInteger(UInt16(bytes.count))
-        writeBytes(bytes)
+    /// Writes a `string` field of at most `maxLength` bytes, cut at a character boundary so
+    /// that what is sent stays valid UTF-8.
+    mutating func writeString16(_ value: String, maxLength: Int = Int(UInt16.max)) {
+        var end = value.startIndex, count = 0
+        while end < value.endIndex {
+            let next = value.index(after: end)
+            let width = value.utf8.distance(from: end, to: next)
+            guard count + width <= min(maxLength, Int(UInt16.max)) else { break }
+            count += width
+            end = next
+        }
+        writeInteger(UInt16(count))
+        writeBytes(value[..<end].utf8)
     }
 
-    mutating func readString16(_ what: String) throws -> String {
-        let n = try readInt(UInt16.self, what)
-        guard let s = readString(length: Int(n)) else { throw Self.short(what) }
+    /// A `string` field: u16 byte count, then UTF-8, at most `maxLength` bytes. Invalid UTF-8
+    /// is `malformed` (no replacement characters are made up).
+    mutating func readString16(_ what: String, maxLength: Int = Int(UInt16.max)) throws -> String {
+        let n = Int(try readInt(UInt16.self, what))
+        guard n <= maxLength else {
+            throw ReplicationError(.malformed, "\(what) is \(n) bytes, more than the \(maxLength) allowed")
+        }
+        guard let bytes = readBytes(length: n) else { throw Self.short(what) }
+        guard let s = String(validating: bytes, as: UTF8.self) else {
+            throw ReplicationError(.malformed, "\(what) is not valid UTF-8")
+        }
         return s
+    }
+
+    /// A u64 offset or size, converted with a check: values above ``ProtocolLimits/maxFileSize``
+    /// (among them every value of 2^63 and more, which no Int64 holds) are `malformed`.
+    mutating func readFileOffset(_ what: String) throws -> Int64 {
+        try Self.fileOffset(try readInt(UInt64.self, what), what)
+    }
+
+    static func fileOffset(_ raw: UInt64, _ what: String) throws -> Int64 {
+        guard let value = Int64(exactly: raw), value <= ProtocolLimits.maxFileSize else {
+            throw ReplicationError(.malformed, "\(what) \(raw) is above the largest file size, \(ProtocolLimits.maxFileSize) bytes")
+        }
+        return value
     }
 
     mutating func readInt<T: FixedWidthInteger>(_: T.Type, _ what: String) throws -> T {
@@ -139,7 +169,7 @@ extension Frame {
         b.writeInteger(h.maxVersion)
         b.writeInteger(h.capabilities)
         b.writeString16(h.repositoryID)
-        b.writeString16(h.clientName)
+        b.writeString16(h.clientName, maxLength: ProtocolLimits.maxNameLength)
         return Frame(.hello, requestID: 0, payload: b)
     }
 
@@ -152,8 +182,8 @@ extension Frame {
             minVersion: try b.readInt(UInt16.self, "min version"),
             maxVersion: try b.readInt(UInt16.self, "max version"),
             capabilities: try b.readInt(UInt64.self, "capabilities"),
-            repositoryID: try b.readString16("repository id"),
-            clientName: try b.readString16("client name"))
+            repositoryID: try b.readString16("repository id", maxLength: 64),
+            clientName: try b.readString16("client name", maxLength: ProtocolLimits.maxNameLength))
     }
 
     static func welcome(_ w: Welcome) -> Frame {
@@ -164,7 +194,7 @@ extension Frame {
         b.writeInteger(w.maxFrame)
         b.writeInteger(w.chunkSize)
         b.writeInteger(w.maxTransfers)
-        b.writeString16(w.serverName)
+        b.writeString16(w.serverName, maxLength: ProtocolLimits.maxNameLength)
         return Frame(.welcome, requestID: 0, payload: b)
     }
 
@@ -180,13 +210,13 @@ extension Frame {
             maxFrame: try b.readInt(UInt32.self, "max frame"),
             chunkSize: try b.readInt(UInt32.self, "chunk size"),
             maxTransfers: try b.readInt(UInt16.self, "max transfers"),
-            serverName: try b.readString16("server name"))
+            serverName: try b.readString16("server name", maxLength: ProtocolLimits.maxNameLength))
     }
 
     static func error(_ code: ReplicationError.Code, _ message: String, requestID: UInt32) -> Frame {
         var b = ByteBuffer()
         b.writeInteger(code.rawValue)
-        b.writeString16(message)
+        b.writeString16(message, maxLength: 4096)
         return Frame(.error, requestID: requestID, payload: b)
     }
 
@@ -194,7 +224,8 @@ extension Frame {
     func decodeError() -> ReplicationError {
         var b = payload
         let raw = b.readInteger(as: UInt16.self) ?? ReplicationError.Code.malformed.rawValue
-        let message = (try? b.readString16("message")) ?? "(no message)"
+        // Peer text: escaped here, so that no log line or terminal it reaches can be forged.
+        let message = PeerText.escaped((try? b.readString16("message")) ?? "(no message)", maxLength: 1024)
         return ReplicationError(ReplicationError.Code(rawValue: raw) ?? .malformed, message, fromPeer: true)
     }
 
@@ -229,5 +260,11 @@ extension Frame {
     func decodeU64() throws -> UInt64 {
         var b = payload
         return try b.readInt(UInt64.self, "\(type) value")
+    }
+
+    /// The single u64 payload of ACCEPT and FILE as an offset or size, checked against
+    /// ``ProtocolLimits/maxFileSize``.
+    func decodeFileOffset() throws -> Int64 {
+        try ByteBuffer.fileOffset(try decodeU64(), "\(type) value")
     }
 }

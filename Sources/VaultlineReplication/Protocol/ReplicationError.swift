@@ -1,3 +1,5 @@
+import VaultlineCore
+
 /// An error of the replication protocol: a refusal sent by the peer (with the code of
 /// docs/PROTOCOL.md, "Errors") or a local failure (connection, TLS, certificates, files).
 public struct ReplicationError: Error, Sendable, CustomStringConvertible {
@@ -44,5 +46,22 @@ public struct ReplicationError: Error, Sendable, CustomStringConvertible {
         if let object { s = "\(object): \(s)" }
         if let cause { s += " (\(cause))" }
         return s
+    }
+}
+
+extension ReplicationError {
+    /// The message an ERROR frame carries for `error`: its object and message, never its
+    /// cause, and never a path of this site (`root`, the folder the receiver serves, is cut
+    /// out), so that a peer learns what went wrong, not how this machine is laid out.
+    static func wireText(_ error: any Error, hiding root: String) -> String {
+        var text: String
+        switch error {
+        case let e as ReplicationError: text = e.object.map { "\($0): \(e.message)" } ?? e.message
+        case let e as VaultlineError: text = e.message
+        default: text = "internal error"
+        }
+        guard !root.isEmpty else { return text }
+        text = text.replacing(root + "/", with: "")
+        return text.replacing(root, with: ".")
     }
 }

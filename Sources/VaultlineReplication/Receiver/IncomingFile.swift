@@ -93,14 +93,41 @@ final class IncomingFile: @unchecked Sendable {
             unlink(path)
             throw ReplicationError(.hashMismatch, "received bytes hash to \(digest.hex)", object: ref.description)
         }
+        if ref.kind == .config { try checkConfig() }
         let final = repository.path(ref)
         guard chmod(path, 0o400) == 0 else { throw Self.systemError("chmod", path) }
-        if link(path, final) != 0 && errno != EEXIST { throw Self.systemError("link", final) }
-        // EEXIST: the same name is the same content; nothing is replaced.
+        if link(path, final) != 0 {
+            guard errno == EEXIST else { throw Self.systemError("link", final) }
+            // EEXIST: for a content-addressed name, the same content; nothing is replaced.
+            // `config` keeps a fixed name, so another connection may have linked another
+            // config first: only the first one stands, and this one is refused.
+            if ref.kind == .config, try Self.hashFile(final) != ref.name {
+                unlink(path)
+                throw ReplicationError(.conflict, "another config was committed first: a repository's config never changes", object: "config")
+            }
+        }
         let dir = String(final[..<(final.lastIndex(of: "/") ?? final.endIndex)])
         do { try FileSystem.syncDirectory(dir) } catch { throw ReplicationError(.io, "cannot sync the folder", object: dir, cause: error) }
         unlink(path)
         repository.didCommit(ref)
+    }
+
+    /// A pushed config must be one of this repository: JSON whose `id` is the repository id
+    /// the connection's HELLO named (the folder it is kept in), so that `restore --repo
+    /// <root>/<id>` opens what its path says.
+    private func checkConfig() throws {
+        let id = String(repository.directory.split(separator: "/").last ?? "")
+        let config: RepositoryConfig
+        do {
+            config = try RepositoryConfig.decode(try FileSystem.readFile(path), object: "config")
+        } catch {
+            unlink(path)
+            throw ReplicationError(.invalidName, "the offered config is not a repository config", object: "config")
+        }
+        guard config.id == id else {
+            unlink(path)
+            throw ReplicationError(.invalidName, "the offered config is repository \(config.id.prefix(64)), this connection's HELLO named \(id)", object: "config")
+        }
     }
 
     /// SHA-256 of a file as it is on disk.

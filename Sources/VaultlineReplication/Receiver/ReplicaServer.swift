@@ -16,6 +16,8 @@ public final class ReplicaServer: Sendable {
         public var serverName: String
         /// Serve this one repository read-only instead of a root of replicas.
         public var servedRepository: String?
+        /// Timeouts and connection caps (docs/PROTOCOL.md, "Limits and timeouts").
+        public var limits = ReceiverLimits()
         /// Fault injection for tests: called with each received file's path once it is written
         /// and fsync'd, before it is hashed back, to alter bytes as a faulty disk would.
         var receivedFileFault: (@Sendable (String) -> Void)?
@@ -36,12 +38,19 @@ public final class ReplicaServer: Sendable {
     let group: MultiThreadedEventLoopGroup
     let threadPool: NIOThreadPool
     private let state = Mutex(ServerState())
+    /// GET streams running, over all connections (tests read it to see the per-connection
+    /// bound hold while a peer reads nothing).
+    let getStreams = Atomic<Int>(0)
 
     private struct ServerState {
         var listener: (any Channel)?
         var connections: [ObjectIdentifier: any Channel] = [:]
+        var perAddress: [String: Int] = [:]
         var shuttingDown = false
         var boundPort: Int?
+        /// Refusals at accept are logged at most once a second, with how many there were.
+        var refusedSinceLog = 0
+        var lastRefusalLog: ContinuousClock.Instant?
     }
 
     public init(configuration: Configuration, logger: Logger) throws {
@@ -67,6 +76,9 @@ public final class ReplicaServer: Sendable {
     /// Listens and serves until ``shutdown()``; `onListening` gets the bound port.
     public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
         let ssl = try configuration.identity.serverContext()
+        DescriptorLimit.raise(toServe: configuration.limits.maxConnections, logger: logger)
+        let limits = configuration.limits
+        let watchdogLogger = logger
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -74,12 +86,17 @@ public final class ReplicaServer: Sendable {
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    var log = watchdogLogger
+                    log[metadataKey: "peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
+                    let activity = ConnectionActivity()
                     try sync.addHandler(NIOSSLServerHandler(context: ssl))
+                    try sync.addHandler(ConnectionWatchdog(limits: limits, activity: activity, logger: log))
                     try sync.addHandler(ByteToMessageHandler(FrameDecoder()))
                     try sync.addHandler(FrameEncoder())
-                    return try NIOAsyncChannel<Frame, Frame>(
+                    let connection = try NIOAsyncChannel<Frame, Frame>(
                         wrappingChannelSynchronously: channel,
                         configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
+                    return AcceptedConnection(channel: connection, activity: activity)
                 }
             }
         let port = listener.channel.localAddress?.port ?? configuration.port
@@ -117,34 +134,81 @@ public final class ReplicaServer: Sendable {
         for c in connections { c.close(promise: nil) }
     }
 
-    private func serve(_ connection: NIOAsyncChannel<Frame, Frame>) async {
+    private func serve(_ accepted: AcceptedConnection) async {
+        let connection = accepted.channel
         let channel = connection.channel
         let key = ObjectIdentifier(channel)
-        let refused = state.withLock { s -> Bool in
-            if s.shuttingDown { return true }
-            s.connections[key] = channel
-            return false
-        }
-        defer { _ = state.withLock { $0.connections.removeValue(forKey: key) } }
+        let address = channel.remoteAddress?.ipAddress ?? "?"
         var log = logger
         log[metadataKey: "peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
-        if refused {
+        let admission = admit(channel, key: key, address: address)
+        switch admission {
+        case .admitted: break
+        case .shuttingDown:
+            try? await channel.close()
+            return
+        case .refused(let reason, let logNow):
+            if let logNow { log.warning("refused a connection", metadata: ["reason": "\(reason)", "refused": "\(logNow)"]) }
             try? await channel.close()
             return
         }
+        defer {
+            state.withLock { s in
+                s.connections.removeValue(forKey: key)
+                let left = (s.perAddress[address] ?? 1) - 1
+                s.perAddress[address] = left > 0 ? left : nil
+            }
+        }
         do {
             try await connection.executeThenClose { inbound, outbound in
-                let session = ReceiverSession(server: self, channel: channel, outbound: outbound, logger: log)
+                let session = ReceiverSession(server: self, channel: channel, outbound: outbound, activity: accepted.activity, logger: log)
                 try await session.run(inbound)
             }
         } catch let error as NIOSSLError {
             if case .handshakeFailed = error {
-                log.warning("TLS handshake refused", metadata: ["error": "\(error)"])
+                log.warning("TLS handshake refused", metadata: ["error": PeerText.metadata(error)])
             } else {
-                log.info("connection ended", metadata: ["error": "\(error)"])
+                log.info("connection ended", metadata: ["error": PeerText.metadata(error)])
             }
         } catch {
-            log.info("connection ended", metadata: ["error": "\(error)"])
+            log.info("connection ended", metadata: ["error": PeerText.metadata(error)])
         }
     }
+
+    private enum Admission {
+        case admitted
+        case shuttingDown
+        /// `logNow`: the number of refusals to log now, nil to stay quiet (rate limit).
+        case refused(String, logNow: Int?)
+    }
+
+    /// Counts the connection in, or says why not: over the cap in all or from its address.
+    private func admit(_ channel: any Channel, key: ObjectIdentifier, address: String) -> Admission {
+        let limits = configuration.limits
+        return state.withLock { s -> Admission in
+            if s.shuttingDown { return .shuttingDown }
+            let reason: String
+            if s.connections.count >= limits.maxConnections {
+                reason = "\(s.connections.count) connections open, the most allowed (--max-connections)"
+            } else if s.perAddress[address, default: 0] >= limits.maxConnectionsPerAddress {
+                reason = "\(s.perAddress[address, default: 0]) connections open from \(address), the most allowed from one address (--max-connections-per-address)"
+            } else {
+                s.connections[key] = channel
+                s.perAddress[address, default: 0] += 1
+                return .admitted
+            }
+            s.refusedSinceLog += 1
+            let now = ContinuousClock.now
+            if let last = s.lastRefusalLog, now - last < .seconds(1) { return .refused(reason, logNow: nil) }
+            s.lastRefusalLog = now
+            defer { s.refusedSinceLog = 0 }
+            return .refused(reason, logNow: s.refusedSinceLog)
+        }
+    }
+}
+
+/// An accepted connection and what its session reports to its watchdog.
+struct AcceptedConnection: Sendable {
+    var channel: NIOAsyncChannel<Frame, Frame>
+    var activity: ConnectionActivity
 }

@@ -5,6 +5,9 @@ import VaultlineCore
 /// Reads files from a peer with the GET verb (scrub repair fetches good copies this way).
 /// Every file is verified against its name before it is returned.
 public enum ReplicaReader {
+    /// Largest file a fetch holds in memory (packs are 16 MiB by default and at most a little over 1 GiB).
+    public static let maxFetchSize = 1 << 31
+
     public static func fetch(
         _ ref: FileRef, repositoryID: String, host: String, port: Int, identity: SiteIdentity, clientName: String = FileSystem.hostName()
     ) async throws -> [UInt8] {
@@ -27,9 +30,14 @@ public enum ReplicaReader {
             throw e
         }
         guard first.type == .file else { throw ReplicationError(.malformed, "unexpected \(first.type) answer to GET", object: ref.description) }
-        let size = Int(try first.decodeU64())
+        // The file is held in memory: a size is believed only up to the reader's bound, and
+        // memory grows with what arrives, not with what the peer announced.
+        let size = Int(try first.decodeFileOffset())
+        guard size <= maxFetchSize else {
+            throw ReplicationError(.malformed, "the peer announces \(size) bytes, more than the \(maxFetchSize) a fetch holds", object: ref.description)
+        }
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(size)
+        bytes.reserveCapacity(min(size, 16 << 20))
         while bytes.count < size {
             guard let frame = try await it.next() else { throw ReplicationError(.connection, "connection closed mid-file", object: ref.description) }
             if frame.type == .error { throw frame.decodeError() }

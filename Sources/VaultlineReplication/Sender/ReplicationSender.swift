@@ -176,7 +176,10 @@ public final class ReplicationSender: Sendable {
             default:
                 throw ReplicationError(.malformed, "unexpected \(first.type) answer to OFFER", object: ref.description)
             }
-            let offset = Int64(try first.decodeU64())
+            let offset = try first.decodeFileOffset()
+            guard offset <= size else {
+                throw ReplicationError(.malformed, "ACCEPT at offset \(offset), past the file's \(size) bytes", object: ref.description)
+            }
             if offset > 0 { summary.withLock { $0.bytesResumed += offset } }
             let progress = self.progress, summary = self.summary
             try await FileStreamer.stream(

@@ -32,6 +32,38 @@ struct ReplicaServe: AsyncParsableCommand {
     @OptionGroup var identity: SiteIdentityOptions
     @Option(help: "This receiver's name, sent to peers.") var name = FileSystem.hostName()
     @Option(help: "Log level: debug, info, warning, error.") var logLevel = "info"
+    @Option(help: "Seconds from TCP accept to a completed HELLO (TLS included); slower peers are cut.")
+    var handshakeTimeout = 10.0
+    @Option(help: "Seconds a connection with no transfer in progress may stay silent before it is closed.")
+    var idleTimeout = 300.0
+    @Option(help: "Slowest a transfer in progress may arrive, averaged over --progress-window: 8K, 1M, 100kbit.")
+    var minTransferRate = "8K"
+    @Option(help: "Seconds over which --min-transfer-rate is averaged.") var progressWindow = 60.0
+    @Option(help: "Connections open at once; more are closed at accept (with a log line).") var maxConnections = 256
+    @Option(help: "Connections open at once from one peer address.") var maxConnectionsPerAddress = 16
+
+    /// The limits as given, each checked against a sane range.
+    func limits() throws -> ReceiverLimits {
+        func seconds(_ value: Double, _ option: String) throws -> Duration {
+            guard value.isFinite, value >= 0.1, value <= 86_400 else {
+                throw VaultlineError(.invalidArgument, "\(option) must be between 0.1 and 86400 seconds, not \(value)")
+            }
+            return .milliseconds(Int64(value * 1000))
+        }
+        var limits = ReceiverLimits()
+        limits.handshakeTimeout = try seconds(handshakeTimeout, "--handshake-timeout")
+        limits.idleTimeout = try seconds(idleTimeout, "--idle-timeout")
+        limits.progressWindow = try seconds(progressWindow, "--progress-window")
+        let rate = try parseRate(minTransferRate)
+        guard rate >= 0, rate <= 1e12 else { throw VaultlineError(.invalidArgument, "--min-transfer-rate \(minTransferRate) is out of range") }
+        limits.minTransferRate = Int(rate)
+        guard (1...1_000_000).contains(maxConnections), (1...maxConnections).contains(maxConnectionsPerAddress) else {
+            throw VaultlineError(.invalidArgument, "--max-connections must be 1…1000000 and --max-connections-per-address 1…--max-connections")
+        }
+        limits.maxConnections = maxConnections
+        limits.maxConnectionsPerAddress = maxConnectionsPerAddress
+        return limits
+    }
 
     func run() async throws {
         try await reporting {
@@ -40,10 +72,11 @@ struct ReplicaServe: AsyncParsableCommand {
                 throw VaultlineError(.invalidArgument, "give either --root (a receiver of replicas) or --repository (one repository served read-only)")
             }
             let logger = makeLogger("vaultline.replica", level: Logger.Level(rawValue: logLevel) ?? .info)
-            let server = try ReplicaServer(
-                configuration: .init(host: host, port: port, identity: try identity.load(), root: root ?? repository ?? "", serverName: name,
-                               servedRepository: repository),
-                logger: logger)
+            var configuration = ReplicaServer.Configuration(
+                host: host, port: port, identity: try identity.load(), root: root ?? repository ?? "", serverName: name,
+                servedRepository: repository)
+            configuration.limits = try limits()
+            let server = try ReplicaServer(configuration: configuration, logger: logger)
             signal(SIGTERM, SIG_IGN)
             signal(SIGINT, SIG_IGN)
             let sources = [SIGTERM, SIGINT].map { sig in

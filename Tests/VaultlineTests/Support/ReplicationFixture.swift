@@ -42,14 +42,17 @@ final class RunningReceiver: @unchecked Sendable {
     let port: Int
     let root: String
 
+    /// `logs`: every record the receiver logs goes there (at debug level) instead of nowhere.
     init(root: String, identity: SiteIdentity = TestSites.shared.replica, serving repository: String? = nil,
+         limits: ReceiverLimits = ReceiverLimits(), logs: LogCapture? = nil,
          receivedFileFault: (@Sendable (String) -> Void)? = nil) async throws {
-        var logger = Logger(label: "test.receiver")
-        logger.logLevel = ProcessInfo.processInfo.environment["VAULTLINE_TEST_LOG"] != nil ? .debug : .critical
+        var logger = logs.map { capture in Logger(label: "test.receiver") { capture.handler(label: $0) } } ?? Logger(label: "test.receiver")
+        logger.logLevel = logs != nil || ProcessInfo.processInfo.environment["VAULTLINE_TEST_LOG"] != nil ? .debug : .critical
         self.root = root
         var configuration = ReplicaServer.Configuration(host: "127.0.0.1", port: 0, identity: identity, root: root, serverName: "test-site-b",
                                                         servedRepository: repository)
         configuration.receivedFileFault = receivedFileFault
+        configuration.limits = limits
         server = try ReplicaServer(configuration: configuration, logger: logger)
         let (stream, continuation) = AsyncStream<Int>.makeStream()
         let server = self.server
