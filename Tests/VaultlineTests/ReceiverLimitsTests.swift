@@ -1,0 +1,153 @@
+import Foundation
+import NIOCore
+import Testing
+@testable import VaultlineCore
+@testable import VaultlineReplication
+
+/// The receiver's timeouts and connection caps (docs/PROTOCOL.md, "Limits and timeouts"),
+/// with limits shortened to seconds so that each is seen to fire.
+@Suite("Receiver limits") struct ReceiverLimitsTests {
+    static let repositoryID = String(repeating: "da", count: 32)
+
+    static var short: ReceiverLimits {
+        var l = ReceiverLimits()
+        l.handshakeTimeout = .seconds(1)
+        l.idleTimeout = .milliseconds(1500)
+        l.minTransferRate = 256 << 10
+        l.progressWindow = .seconds(1)
+        return l
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func silentTCPAndTLSWithoutHelloAreCutAtTheHandshakeTimeout() async throws {
+        let dir = TemporaryDirectory()
+        let logs = LogCapture()
+        let receiver = try await RunningReceiver(root: dir.path + "/site-b", limits: Self.short, logs: logs)
+        let bare = try BareSocket(port: receiver.port)
+        defer { bare.close() }
+        let started = Date()
+        #expect(bare.closedByPeer(within: 5), "a silent TCP connection was not cut")
+        #expect(Date().timeIntervalSince(started) >= 0.9)
+        // TLS completes, then nothing: no HELLO.
+        let tlsOnly = try await RawPeer.connect(port: receiver.port, identity: TestSites.shared.primary) { peer in
+            try await peer.next() == nil ? "closed" : "answered"
+        }
+        #expect(tlsOnly == "closed")
+        // A HELLO that never ends (its length promises more than arrives).
+        let partial = try await RawPeer.connect(port: receiver.port, identity: TestSites.shared.primary) { peer in
+            try await peer.send(type: FrameType.hello.rawValue, requestID: 0, lengthOverride: 200)
+            return try await peer.next() == nil ? "closed" : "answered"
+        }
+        #expect(partial == "closed")
+        await receiver.stop()
+        #expect(logs.all.filter { $0.contains("closing the connection") && $0.contains("no handshake") }.count >= 3)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func anIdleConnectionIsClosed() async throws {
+        let dir = TemporaryDirectory()
+        let receiver = try await RunningReceiver(root: dir.path + "/site-b", limits: Self.short)
+        let (answer, idle) = try await RawPeer.connect(port: receiver.port, identity: TestSites.shared.primary) { peer -> (UInt8?, Double) in
+            let welcome = try await peer.hello(repositoryID: Self.repositoryID)?.type
+            let since = Date()
+            _ = try await peer.next()
+            return (welcome, Date().timeIntervalSince(since))
+        }
+        #expect(answer == FrameType.welcome.rawValue)
+        #expect(idle >= 1.4 && idle < 4, "closed after \(idle) s idle")
+        await receiver.stop()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aDribblingSenderIsCutAndItsFileResumesOnAnotherConnection() async throws {
+        let dir = TemporaryDirectory()
+        let receiver = try await RunningReceiver(root: dir.path + "/site-b", limits: Self.short)
+        let content = SplitMix64(seed: 5).bytesArray(ProtocolLimits.chunkSize + 1000)
+        let ref = FileRef(.pack, SHA256.hash(content))
+        let dribbled = try await RawPeer.connect(port: receiver.port, identity: TestSites.shared.primary) { peer -> Double in
+            _ = try await peer.hello(repositoryID: Self.repositoryID)
+            try await peer.send(.offer(ref, size: Int64(content.count), requestID: 1))
+            _ = try await peer.next()
+            var first = ByteBuffer()
+            first.writeInteger(UInt64(0))
+            first.writeBytes(content[0..<ProtocolLimits.chunkSize])
+            try await peer.send(Frame(.data, requestID: 1, payload: first))
+            // The second frame's header, then one byte every 50 ms.
+            var header = ByteBuffer()
+            header.writeInteger(UInt32(5 + 8 + 1000))
+            header.writeInteger(FrameType.data.rawValue)
+            header.writeInteger(UInt32(1))
+            header.writeInteger(UInt64(ProtocolLimits.chunkSize))
+            try await peer.send(header)
+            let since = Date()
+            for byte in content[ProtocolLimits.chunkSize..<(ProtocolLimits.chunkSize + 200)] {
+                var one = ByteBuffer()
+                one.writeInteger(byte)
+                do { try await peer.send(one) } catch { break }
+                try await Task.sleep(nanoseconds: 50_000_000)
+                if Date().timeIntervalSince(since) > 6 { break }
+            }
+            _ = try await peer.next()
+            return Date().timeIntervalSince(since)
+        }
+        #expect(dribbled < 4, "a sender at 20 bytes/s was not cut within 4 s (\(dribbled) s)")
+        // Its name is free again, and the whole first frame stayed: the transfer resumes there.
+        let replica = try receiver.server.store.repository(id: Self.repositoryID, create: false)
+        let appendedBefore = replica.appendedBytes.load(ordering: .relaxed)
+        let resumed = try await RawPeer.connect(port: receiver.port, identity: TestSites.shared.primary) { peer in
+            _ = try await peer.hello(repositoryID: Self.repositoryID)
+            return try await HostilePeerTests.push(&peer, ref, content, requestID: 1)
+        }
+        #expect(resumed == "durable")
+        #expect(replica.appendedBytes.load(ordering: .relaxed) - appendedBefore == Int64(content.count - ProtocolLimits.chunkSize))
+        await receiver.stop()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func connectionsOverTheCapsAreRefusedAndLogged() async throws {
+        let dir = TemporaryDirectory()
+        let logs = LogCapture()
+        var limits = ReceiverLimits()
+        limits.maxConnections = 5
+        limits.maxConnectionsPerAddress = 3
+        let receiver = try await RunningReceiver(root: dir.path + "/site-b", limits: limits, logs: logs)
+        // Four from one address: one of them is over the cap of three.
+        let fromOne = try (0..<4).map { _ in try BareSocket(port: receiver.port, from: "127.0.0.2") }
+        try await Task.sleep(nanoseconds: 500_000_000)
+        #expect(fromOne.filter { $0.closedByPeer(within: 0.3) }.count == 1)
+        // Two more from another address reach the cap of five in all; a sixth is refused.
+        let fromTwo = try (0..<2).map { _ in try BareSocket(port: receiver.port, from: "127.0.0.3") }
+        try await Task.sleep(nanoseconds: 300_000_000)  // admitted before the sixth arrives
+        let sixth = try BareSocket(port: receiver.port, from: "127.0.0.4")
+        #expect(sixth.closedByPeer(within: 2))
+        #expect(fromTwo.allSatisfy { !$0.closedByPeer(within: 0.2) })
+        #expect(logs.all.contains { $0.contains("refused a connection") && $0.contains("127.0.0.2") })
+        for s in fromOne + fromTwo + [sixth] { s.close() }
+        // Once they are gone, a sender gets in.
+        var welcome: UInt8?
+        for _ in 0..<50 where welcome != FrameType.welcome.rawValue {
+            welcome = try? await RawPeer.connect(port: receiver.port, identity: TestSites.shared.primary) { peer in
+                try await peer.hello(repositoryID: Self.repositoryID)?.type
+            }
+            if welcome != FrameType.welcome.rawValue { try await Task.sleep(nanoseconds: 100_000_000) }
+        }
+        #expect(welcome == FrameType.welcome.rawValue)
+        await receiver.stop()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aSenderWithinTheLimitsReplicatesUntouched() async throws {
+        // Short limits, and a sender slowed by --limit-rate to twice the minimum rate.
+        let dir = TemporaryDirectory()
+        let siteA = TemporaryDirectory()
+        let repo = try ReplicationFixtures.siteA(in: siteA)
+        let receiver = try await RunningReceiver(root: dir.path + "/site-b", limits: Self.short)
+        let summary = try await ReplicationFixtures.replicate(siteA.path + "/repo", port: receiver.port) {
+            $0.limitRate = Double(2 * Self.short.minTransferRate)
+            $0.retries = 0
+        }
+        #expect(summary.reconnects == 0)
+        #expect(try ReplicationFixtures.files(dir.path + "/site-b/" + repo.config.id) == ReplicationFixtures.files(siteA.path + "/repo"))
+        await receiver.stop()
+    }
+}
