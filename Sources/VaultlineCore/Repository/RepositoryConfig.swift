@@ -41,6 +41,9 @@ public struct RepositoryConfig: Codable, Sendable, Equatable {
 
     public static let defaultPackSize = 16 << 20
 
+    /// The bytes of the config file (stable key order).
+    public func encoded() throws -> [UInt8] { try StoredJSON.encode(self) }
+
     /// Parses a config file's bytes (the replica receiver checks a pushed config this way).
     public static func decode(_ bytes: [UInt8], object: String) throws -> RepositoryConfig {
         try StoredJSON.decode(RepositoryConfig.self, from: bytes, object: object)
