@@ -32,8 +32,12 @@ enum FileStreamer {
         if announce { try await outbound.write(.u64(.file, UInt64(size), requestID: requestID)) }
         var at = offset
         let raw = Int(fd)
+        // Under a rate limit, frames of an eighth of a second's budget (16 KiB at least): whole
+        // 1 MiB chunks at a low rate would arrive as seconds of silence, and the receiver's
+        // progress rule (docs/PROTOCOL.md, "Limits and timeouts") would take them for a stall.
+        let chunk = limiter.map { Int(min(Double(ProtocolLimits.chunkSize), max(16_384, $0.budget.bytesPerSecond / 8))) } ?? ProtocolLimits.chunkSize
         while at < size {
-            let count = Int(min(Int64(ProtocolLimits.chunkSize), size - at))
+            let count = Int(min(Int64(chunk), size - at))
             if let limiter { await limiter.take(count) }
             let position = at
             let payload: ByteBuffer = try await threadPool.runIfActive {
