@@ -70,8 +70,7 @@ let package = Package(
                 "CZstd", "CLZ4", "CCrypto", "CSQLite", "BLAKE3Hashing",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            exclude: ["README.md"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+            exclude: ["README.md"]
         ),
         .target(
             name: "VaultlineReplication",
