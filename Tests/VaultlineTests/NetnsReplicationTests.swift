@@ -33,7 +33,7 @@ struct NetnsReplicationTests {
             let p = link.process(FaultTests.cliPath, ["replica", "serve", "--listen", "\(link.siteBAddress):\(port)", "--root", root,
                                                       "--cert", c + "/b.pem", "--key", c + "/b-key.pem", "--ca", c + "/ca.pem", "--log-level", "critical"])
             try p.run()
-            for _ in 0..<500 where !link.isListening(port) { try await Task.sleep(nanoseconds: 10_000_000) }
+            for _ in 0..<500 { if link.isListening(port) { break }; try await Task.sleep(nanoseconds: 10_000_000) }
             #expect(link.isListening(port), "site B's receiver listens in its namespace")
             return p
         }

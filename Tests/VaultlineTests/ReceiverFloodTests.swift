@@ -34,7 +34,7 @@ struct ReceiverFloodTests {
                               "--progress-window", "3", "--min-transfer-rate", "64K"]
         try receiver.run()
         defer { if receiver.isRunning { kill(receiver.processIdentifier, SIGKILL); receiver.waitUntilExit() } }
-        for _ in 0..<500 where !isListening(port) { try await Task.sleep(nanoseconds: 10_000_000) }
+        for _ in 0..<500 { if isListening(port) { break }; try await Task.sleep(nanoseconds: 10_000_000) }
 
         // A file the GET flooders ask for, pushed before the flood.
         let big = SplitMix64(seed: 12).bytesArray(2 << 20)

@@ -155,7 +155,7 @@ import Glibc
             p.arguments = ["replica", "serve", "--listen", "127.0.0.1:\(port)", "--root", root, "--cert", dir.path + "/b.pem",
                            "--key", dir.path + "/b-key.pem", "--ca", dir.path + "/ca.pem", "--log-level", "critical"]
             try p.run()
-            for _ in 0..<500 where !isListening(port) { try await Task.sleep(nanoseconds: 10_000_000) }
+            for _ in 0..<500 { if isListening(port) { break }; try await Task.sleep(nanoseconds: 10_000_000) }
             return p
         }
         var receiver = try await startReceiver()
@@ -212,7 +212,7 @@ import Glibc
                             "--cert", c + "/b.pem", "--key", c + "/b-key.pem", "--ca", c + "/ca.pem", "--log-level", "critical"]
         try server.run()
         defer { server.terminate(); server.waitUntilExit() }
-        for _ in 0..<500 where !isListening(port) { try await Task.sleep(nanoseconds: 10_000_000) }
+        for _ in 0..<500 { if isListening(port) { break }; try await Task.sleep(nanoseconds: 10_000_000) }
         let site = ["--cert", c + "/a.pem", "--key", c + "/a-key.pem", "--ca", c + "/ca.pem", "--to", "127.0.0.1:\(port)", "--repo", dir.path + "/repo", "--json"]
 
         let before = try cli(["replica", "status"] + site)
