@@ -22,19 +22,11 @@ struct ReceiverFloodTests {
         let siteA = TemporaryDirectory()
         let repo = try ReplicationFixtures.siteA(in: siteA, seed: 11, scale: 2)
         let sites = TestSites.shared
-        try Fixtures.writeFile(dir.path + "/ca.pem", Array(sites.ca.certificatePEM.utf8))
-        try Fixtures.writeFile(dir.path + "/b.pem", Array(sites.replicaPEM.certificatePEM.utf8))
-        try Fixtures.writeFile(dir.path + "/b-key.pem", Array(sites.replicaPEM.privateKeyPEM.utf8), mode: 0o600)
         let port = try freeLoopbackPort()
-        let receiver = Process()
-        receiver.executableURL = URL(fileURLWithPath: FaultTests.cliPath)
-        receiver.arguments = ["replica", "serve", "--listen", "127.0.0.1:\(port)", "--root", dir.path + "/site-b",
-                              "--cert", dir.path + "/b.pem", "--key", dir.path + "/b-key.pem", "--ca", dir.path + "/ca.pem",
-                              "--log-level", "critical", "--handshake-timeout", "3", "--idle-timeout", "4",
-                              "--progress-window", "3", "--min-transfer-rate", "64K"]
-        try receiver.run()
+        let receiver = try await ReplicationFixtures.receiverProcess(
+            port: port, root: dir.path + "/site-b", certificates: dir.path,
+            arguments: ["--handshake-timeout", "3", "--idle-timeout", "4", "--progress-window", "3", "--min-transfer-rate", "64K"])
         defer { if receiver.isRunning { kill(receiver.processIdentifier, SIGKILL); receiver.waitUntilExit() } }
-        for _ in 0..<500 { if isListening(port) { break }; try await Task.sleep(nanoseconds: 10_000_000) }
 
         // A file the GET flooders ask for, pushed before the flood.
         let big = SplitMix64(seed: 12).bytesArray(2 << 20)

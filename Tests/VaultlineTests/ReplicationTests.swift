@@ -143,20 +143,10 @@ import Glibc
     func receiverKilledMidTransferAndRestartedConverges() async throws {
         let dir = TemporaryDirectory()
         let repo = try ReplicationFixtures.siteA(in: dir, seed: 9, scale: 4)
-        let sites = TestSites.shared
-        try Fixtures.writeFile(dir.path + "/ca.pem", Array(sites.ca.certificatePEM.utf8))
-        try Fixtures.writeFile(dir.path + "/b.pem", Array(sites.replicaPEM.certificatePEM.utf8))
-        try Fixtures.writeFile(dir.path + "/b-key.pem", Array(sites.replicaPEM.privateKeyPEM.utf8), mode: 0o600)
         let port = try freeLoopbackPort()
         let root = dir.path + "/site-b"
         func startReceiver() async throws -> Process {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: FaultTests.cliPath)
-            p.arguments = ["replica", "serve", "--listen", "127.0.0.1:\(port)", "--root", root, "--cert", dir.path + "/b.pem",
-                           "--key", dir.path + "/b-key.pem", "--ca", dir.path + "/ca.pem", "--log-level", "critical"]
-            try p.run()
-            for _ in 0..<500 { if isListening(port) { break }; try await Task.sleep(nanoseconds: 10_000_000) }
-            return p
+            try await ReplicationFixtures.receiverProcess(port: port, root: root, certificates: dir.path)
         }
         var receiver = try await startReceiver()
         let proxy = try FaultProxy(upstreamPort: port) { _ in .init(bytesPerSecond: 3_000_000) }

@@ -46,7 +46,7 @@ public enum FormatFuzzing {
     /// from a backend (the same size checks first).
     public static func readPack(_ pack: [UInt8]) throws -> [PackEntry] {
         let size = Int64(pack.count)
-        guard size >= Int64(PackFormat.trailerSize + AESGCM.tagSize + 5) else {
+        guard size >= PackFormat.minimumPackSize else {
             throw VaultlineError(.corrupt, "pack is too short", object: "fuzz")
         }
         let trailer = Array(pack[(pack.count - PackFormat.trailerSize)...])

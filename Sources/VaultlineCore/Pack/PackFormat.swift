@@ -51,6 +51,8 @@ public struct PackEntry: Sendable, Equatable {
 public enum PackFormat {
     public static let magic: [UInt8] = Array("VLP1".utf8)
     public static let trailerSize = 32 + 4 + 4
+    /// The shortest file that can be a pack: a trailer and a sealed header of no entries.
+    public static let minimumPackSize = Int64(trailerSize + AESGCM.tagSize + 5)
     public static let subkeyInfo = "vaultline pack v1"
     public static let headerVersion: UInt8 = 1
     /// Largest sealed header a reader accepts before allocating (1M entries).

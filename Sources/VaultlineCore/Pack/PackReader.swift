@@ -7,7 +7,7 @@ public enum PackReader {
         guard let size = try backend.stat(.pack, pack) else {
             throw VaultlineError(.notFound, "pack is missing", object: object)
         }
-        guard size >= Int64(PackFormat.trailerSize + AESGCM.tagSize + 5) else {
+        guard size >= PackFormat.minimumPackSize else {
             throw VaultlineError(.corrupt, "pack is too short (\(size) bytes) to hold a header", object: object)
         }
         let trailer = try backend.read(.pack, pack, offset: size - Int64(PackFormat.trailerSize), length: PackFormat.trailerSize)

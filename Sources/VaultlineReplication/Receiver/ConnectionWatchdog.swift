@@ -24,7 +24,7 @@ public struct ReceiverLimits: Sendable {
     /// How often the watchdog looks: often enough that a timeout fires within a quarter of
     /// itself.
     var tick: Duration {
-        min(.seconds(1), handshakeTimeout / 4, idleTimeout / 4, progressWindow / 4)
+        max(.milliseconds(10), min(.seconds(1), handshakeTimeout / 4, idleTimeout / 4, progressWindow / 4))
     }
 }
 
@@ -94,13 +94,17 @@ final class ConnectionWatchdog: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelRead(data)
     }
 
+    // Delivered bytes are activity only while the socket takes them: a write into a writable
+    // channel, or the channel becoming writable again once the peer has read. A peer that
+    // reads nothing leaves the channel unwritable, and so times out while its replies pile up.
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        // Delivered bytes are activity only once they leave (a peer that reads nothing must
-        // still time out while its replies pile up).
-        let written = promise ?? context.eventLoop.makePromise()
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        written.futureResult.whenSuccess { bound.value.lastActivity = .now() }
-        context.write(data, promise: written)
+        if context.channel.isWritable { lastActivity = .now() }
+        context.write(data, promise: promise)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { lastActivity = .now() }
+        context.fireChannelWritabilityChanged()
     }
 
     private func check(context: ChannelHandlerContext) {

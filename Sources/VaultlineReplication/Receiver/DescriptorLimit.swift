@@ -20,7 +20,7 @@ enum DescriptorLimit {
             raised.rlim_cur = limit.rlim_max
             if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
         }
-        let needed = UInt64(connections) * 3 + UInt64(reserve)
+        let needed = UInt64(clamping: min(connections, 1 << 40)) * 3 + UInt64(reserve)
         if UInt64(limit.rlim_cur) < needed {
             logger.warning("the open-file limit is too low for the connection cap; raise LimitNOFILE or lower --max-connections",
                            metadata: ["limit": "\(limit.rlim_cur)", "needed": "\(needed)"])

@@ -73,6 +73,9 @@ public final class ReplicaServer: Sendable {
 
     public var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
 
+    /// Connections admitted and not yet ended.
+    public var openConnections: Int { state.withLock { $0.connections.count } }
+
     /// Listens and serves until ``shutdown()``; `onListening` gets the bound port.
     public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
         let ssl = try configuration.identity.serverContext()

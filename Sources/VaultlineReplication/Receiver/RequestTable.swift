@@ -23,8 +23,6 @@ final class RequestTable: Sendable {
         _ = state.withLock { $0.ids.remove(id) }
     }
 
-    var inProgress: Int { state.withLock { $0.ids.count } }
-
     /// Returns once a GET may start, and counts it.
     func waitForGetSlot() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

@@ -99,6 +99,10 @@ public struct LocalInventory: Sendable {
                 last = n
             }
             guard more, let last else { return result }
+            // A receiver that says "more" must move on: names come in ascending order.
+            if let cursor, last <= cursor {
+                throw ReplicationError(.malformed, "LIST_REPLY says more names follow but does not advance past its cursor", fromPeer: true)
+            }
             cursor = last
         }
     }

@@ -69,6 +69,22 @@ final class RunningReceiver: @unchecked Sendable {
 }
 
 enum ReplicationFixtures {
+    /// `vaultline replica serve` as a subprocess on `127.0.0.1:port`, with the shared test
+    /// CA and replica certificate written to `certificates`; returns once it listens.
+    static func receiverProcess(port: Int, root: String, certificates dir: String, arguments extra: [String] = []) async throws -> Process {
+        let sites = TestSites.shared
+        try Fixtures.writeFile(dir + "/ca.pem", Array(sites.ca.certificatePEM.utf8))
+        try Fixtures.writeFile(dir + "/b.pem", Array(sites.replicaPEM.certificatePEM.utf8))
+        try Fixtures.writeFile(dir + "/b-key.pem", Array(sites.replicaPEM.privateKeyPEM.utf8), mode: 0o600)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: FaultTests.cliPath)
+        p.arguments = ["replica", "serve", "--listen", "127.0.0.1:\(port)", "--root", root, "--cert", dir + "/b.pem",
+                       "--key", dir + "/b-key.pem", "--ca", dir + "/ca.pem", "--log-level", "critical"] + extra
+        try p.run()
+        for _ in 0..<500 { if isListening(port) { break }; try await Task.sleep(nanoseconds: 10_000_000) }
+        return p
+    }
+
     static func options(port: Int, identity: SiteIdentity = TestSites.shared.primary) -> ReplicationSender.Options {
         var o = ReplicationSender.Options(host: "127.0.0.1", port: port, identity: identity)
         o.retries = 3
