@@ -14,7 +14,7 @@ struct Vaultline: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            Init.self, Backup.self, Snapshots.self, Ls.self, Restore.self, Check.self, Cat.self,
+            Init.self, Backup.self, Snapshots.self, Ls.self, Find.self, Restore.self, Check.self, Cat.self,
             Stats.self, Key.self, Forget.self, Prune.self, Scrub.self, Repair.self, Unlock.self, Debug.self, Demo.self,
             Site.self, Replica.self, Replicate.self, M365.self, GraphSim.self,
         ])

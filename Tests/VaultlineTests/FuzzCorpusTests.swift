@@ -53,6 +53,7 @@ import Testing
         #expect(try IndexFile.decode(Array(seeds[0].dropFirst()), object: "seed").count == 2)
         #expect(try PackFormat.decodeHeader(Array(seeds[1].dropFirst()), object: "seed").count == 3)
         #expect(try FormatFuzzing.readPack(Array(seeds[3].dropFirst())).count == 3)
+        #expect(try Tree.decode(Array(seeds[4].dropFirst()), id: "seed").nodes.count == 2)
         for seed in seeds {
             for input in Self.mutations(of: seed, count: 400) { FormatFuzzing.run(input) }
         }

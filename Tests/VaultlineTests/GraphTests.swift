@@ -736,6 +736,25 @@ struct GraphDecodingTests {
         #expect(M365Backup.date("datetime-value") == nil, "the docs' placeholder")
     }
 
+    @Test func impossibleDatesAreRefusedNotWrapped() throws {
+        // The parser once took month 13 as January of the next year and day 40 as a day in the
+        // next month: a wrong date where there should be none.
+        for s in ["2026-13-01T00:00:00Z", "2026-01-40T00:00:00Z", "2026-02-29T00:00:00Z", "2026-04-31T00:00:00Z",
+                  "2026-00-10T00:00:00Z", "2026-01-00T00:00:00Z", "2026-01-04T24:00:00Z", "2026-01-04T05:60:00Z",
+                  "2026-01-04T05:00:61Z", "2026-01-04T05:00:00+15:00", "2026-01-04T05:00:00Zjunk", "2026-01-04T05:00:00.Z"] {
+            #expect(GraphDate.parse(s) == nil, "\(s)")
+        }
+        #expect(GraphDate.parse("2024-02-29T00:00:00Z") != nil, "a leap day")
+        #expect(GraphDate.parse("2000-02-29T00:00:00Z") != nil, "a leap day in a year divisible by 400")
+        #expect(GraphDate.parse("1900-02-29T00:00:00Z") == nil, "1900 is no leap year")
+        #expect(GraphDate.parse("2026-01-04T07:00:00+0200") == GraphDate.parse("2026-01-04T05:00:00Z"))
+        for s in ["2026-01-04T05:00:00Z", "1999-12-31T23:59:59Z", "2024-02-29T12:00:00Z", "1969-07-20T20:17:40Z"] {
+            #expect(GraphDate.format(try #require(GraphDate.parse(s))) == s)
+        }
+        #expect(ItemQuery.parseDate("2026-11-03") == GraphDate.parse("2026-11-03T00:00:00Z"))
+        #expect(ItemQuery.parseDate("2026-11-31") == nil)
+    }
+
     @Test func encodedJSONRoundTripsWithSortedKeys() throws {
         let v = try JSONValue.parse(Array(#"{"b":[1,2.5,"x\"y\\z\n"],"a":{"t":true,"n":null},"é":"ü\u0001"}"#.utf8))
         let bytes = v.encoded()

@@ -14,11 +14,17 @@ public enum FormatFuzzing {
     /// - 2: u16 blob-area length, then a header's plaintext, sealed here into a whole pack and
     ///   read with ``PackReader/parse(trailer:size:object:key:read:)`` (entries checked
     ///   against the blob area);
-    /// - 3: a whole pack file as it might be on disk, trailer included, read the same way.
+    /// - 3: a whole pack file as it might be on disk, trailer included, read the same way;
+    /// - 4: a tree's JSON (``Tree/decode(_:id:)``), checked against `JSONDecoder`: a tree both
+    ///   read must come out the same (a difference traps, so the fuzzer reports it).
     public static func run(_ input: [UInt8]) {
         guard let mode = input.first else { return }
         let body = Array(input.dropFirst())
-        switch mode % 4 {
+        switch mode % 5 {
+        case 4:
+            guard let ours = try? Tree.decode(body, id: "fuzz"),
+                  let reference = try? StoredJSON.decode(Tree.self, from: body, object: "fuzz") else { return }
+            precondition(ours == reference, "the tree decoder and JSONDecoder disagree")
         case 0: _ = try? IndexFile.decode(body, object: "fuzz")
         case 1: _ = try? PackFormat.decodeHeader(body, object: "fuzz")
         case 2:
@@ -75,6 +81,14 @@ extension FormatFuzzing {
             IndexFile.Pack(id: Bytes32(a: 3, b: 3, c: 3, d: 3), salt: Bytes32(a: 4, b: 4, c: 4, d: 4), entries: Array(entries.prefix(1))),
         ])
         let sealed = (try? sealedPack(header: header, blobArea: 300)) ?? []
-        return [[0] + index, [1] + header, [2, 0x01, 0x2C] + header, [3] + sealed]
+        var file = TreeNode(name: "a \"b\"\u{1}é", kind: .file)
+        file.size = 5
+        file.mtimeNs = -1
+        file.content = [Bytes32(a: 1, b: 2, c: 3, d: 4).hex]
+        file.metadata = ["graph.item": #"{"subject":"x\"y"}"#]
+        var dir = TreeNode(name: "d", kind: .dir)
+        dir.subtree = Bytes32(a: 4, b: 3, c: 2, d: 1).hex
+        let tree = (try? Tree(nodes: [file, dir]).encoded()) ?? []
+        return [[0] + index, [1] + header, [2, 0x01, 0x2C] + header, [3] + sealed, [4] + tree]
     }
 }

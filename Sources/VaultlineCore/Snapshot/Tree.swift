@@ -63,8 +63,11 @@ public struct Tree: Codable, Sendable, Equatable {
 
     public func encoded() throws -> [UInt8] { try StoredJSON.encode(self) }
 
+    /// Decodes a stored tree (``TreeDecoder``; the same JSON `Codable` reads, several times faster).
     public static func decode(_ bytes: [UInt8], id: String) throws -> Tree {
-        try StoredJSON.decode(Tree.self, from: bytes, object: "tree \(id)")
+        do { return try TreeDecoder.decode(bytes) } catch {
+            throw VaultlineError(.corrupt, "cannot decode the tree: \(error)", object: "tree \(id)")
+        }
     }
 
     public func node(named name: String) -> TreeNode? {
