@@ -37,6 +37,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.25.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.10.0"),
+        // Hummingbird's request and response types, which the simulator names (HTTPFields).
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         // C libraries, wrapped only by VaultlineCore (nothing else sees a C type).
@@ -68,7 +70,6 @@ let package = Package(
             name: "VaultlineCore",
             dependencies: [
                 "CZstd", "CLZ4", "CCrypto", "CSQLite", "BLAKE3Hashing",
-                .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["README.md"]
         ),
@@ -88,10 +89,13 @@ let package = Package(
             ],
             exclude: ["README.md"]
         ),
+        // Microsoft's file hash, shared by the Graph client and the simulator (which never
+        // import each other).
+        .target(name: "QuickXorHash", exclude: ["README.md"]),
         .target(
             name: "VaultlineGraph",
             dependencies: [
-                "VaultlineCore",
+                "VaultlineCore", "QuickXorHash",
                 // RS256 client assertions for certificate sign-in (RSA from swift-crypto).
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -110,8 +114,10 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                "QuickXorHash",
             ],
             exclude: ["README.md"]
         ),
@@ -121,6 +127,7 @@ let package = Package(
                 "VaultlineCore", "VaultlineReplication", "VaultlineGraph", "GraphSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             exclude: ["README.md"]
         ),
@@ -128,7 +135,7 @@ let package = Package(
             name: "VaultlineTests",
             // The CLI is a dependency so that it is built: crash tests run it as a subprocess.
             dependencies: [
-                "VaultlineCore", "VaultlineReplication", "VaultlineGraph", "GraphSimulator", "vaultline",
+                "VaultlineCore", "VaultlineReplication", "VaultlineGraph", "GraphSimulator", "vaultline", "QuickXorHash",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

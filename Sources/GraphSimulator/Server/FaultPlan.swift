@@ -46,6 +46,20 @@ public struct FaultPlan: Sendable {
     /// (0: never).
     public var revokeTokensEvery = 0
 
+    // MARK: The write side
+
+    /// Drive writes answer 403 `accessDenied` (the app lacks `Files.ReadWrite.All`).
+    public var drivesReadOnly = false
+    /// `createUploadSession` with `fileSystemInfo` answers 400, as some tenants do.
+    public var refuseFileSystemInfo = false
+    /// Every Nth upload fragment answers 503 without being stored (0: never).
+    public var failUploadFragmentsEvery = 0
+    /// Files (by name) whose last fragment commits them and then answers 500: the client cannot
+    /// tell the upload succeeded.
+    public var failAfterCommit: Set<String> = []
+    /// Seconds an upload session lives after its last fragment (Graph's are about 15 minutes).
+    public var uploadSessionLifetime = 900.0
+
     public init() {}
 }
 
@@ -72,4 +86,11 @@ public struct SimulatorStats: Sendable, Codable {
     /// the busiest one's count at the per-mailbox rate is the least time a client can take.
     public var mailboxRequests = 0
     public var busiestMailboxRequests = 0
+    /// Write requests (POST, PUT, PATCH, DELETE, upload fragments), upload sessions opened,
+    /// fragments received, bytes uploaded and files committed.
+    public var writes = 0
+    public var uploadSessions = 0
+    public var fragments = 0
+    public var uploadedBytes: Int64 = 0
+    public var filesCommitted = 0
 }

@@ -25,7 +25,10 @@ extension GraphSimulator {
         if segments.first == "download", segments.count == 3, request.method == .get {
             return await download(drive: segments[1], item: segments[2], query: query, range: request.headers[Self.rangeField])
         }
-        guard segments.first == "v1.0", request.method == .get else {
+        if segments.first == "upload", segments.count == 2 {
+            return await upload(segments[1], request: request)
+        }
+        guard segments.first == "v1.0" else {
             return Self.error(404, "BadRequest", "Resource not found for the segment '\(segments.first ?? "")'.")
         }
         let plan = faults.withLock { $0 }
@@ -87,10 +90,17 @@ extension GraphSimulator {
             defer { runtime.withLock { $0.inFlight[user.id, default: 1] -= 1 } }
             // The latency is spent holding the mailbox's slot, as a slow backend would.
             if plan.latency > 0 { try? await Task.sleep(nanoseconds: UInt64(plan.latency * 1e9)) }
-            return route(path, query: query, request: request, plan: plan)
+            return await dispatch(path, query: query, request: request, plan: plan)
         }
         if plan.latency > 0 { try? await Task.sleep(nanoseconds: UInt64(plan.latency * 1e9)) }
-        return route(path, query: query, request: request, plan: plan)
+        return await dispatch(path, query: query, request: request, plan: plan)
+    }
+
+    /// Reads to ``route(_:query:request:plan:)``, writes to the write side.
+    private func dispatch(_ path: [String], query: [String: String], request: Request, plan: FaultPlan) async -> Response {
+        if request.method == .get { return route(path, query: query, request: request, plan: plan) }
+        if path.first == "drives" { return await driveWrite(path, query: query, request: request, plan: plan) }
+        return Self.error(405, "invalidRequest", "The simulator does not take \(request.method) here.")
     }
 
     /// The simulator's own control endpoints (not Graph): `/_sim/stats`, `/_sim/mutate?share=&seed=`,

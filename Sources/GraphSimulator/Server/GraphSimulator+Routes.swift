@@ -115,6 +115,7 @@ extension GraphSimulator {
         default:
             break
         }
+        if let answer = driveRead(p, query: query, request: request) { return answer }
         // Graph's own spelling of a folder in links: mailFolders('id').
         if p.count == 5, p[0] == "users", p[2].hasPrefix("mailFolders('"), p[3] == "messages", p[4] == "delta" {
             let id = String(p[2].dropFirst("mailFolders('".count).dropLast(2))
@@ -181,10 +182,12 @@ extension GraphSimulator {
             return o
         }
         if d.parentId == nil { o["root"] = [String: Any]() }
+        o["fileSystemInfo"] = ["createdDateTime": Tenant.iso(d.created ?? Date(timeIntervalSince1970: 1_767_225_600)),
+                               "lastModifiedDateTime": Tenant.iso(d.modified)]
         if d.isFolder {
             o["folder"] = ["childCount": 0]
         } else {
-            o["file"] = ["mimeType": Corpus.mimeType(d.name)]
+            o["file"] = ["mimeType": Corpus.mimeType(d.name), "hashes": ["quickXorHash": tenant.quickXorHash(d, id: e.id)]]
             o["@microsoft.graph.downloadUrl"] = "\(authorityURL)/download/\(drive)/\(e.id.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? e.id)?v=\(d.version)&tempauth=\(UUID().uuidString.prefix(8))&issued=\(Int64(Date().timeIntervalSince1970 * 1000))"
         }
         return o

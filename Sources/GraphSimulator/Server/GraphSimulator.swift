@@ -42,6 +42,8 @@ public final class GraphSimulator: Sendable {
         var downloadURLUses: [String: Int] = [:]
         /// Graph requests that reached the token check (counts ``FaultPlan/revokeTokensEvery``).
         var authorizations = 0
+        /// Open upload sessions by the token in their URL.
+        var uploads: [String: UploadSession] = [:]
     }
 
     public init(tenant: Tenant, tenantId: String = "72f988bf-86f1-41af-91ab-2d7cd011db47",

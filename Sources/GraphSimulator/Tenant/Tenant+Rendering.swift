@@ -31,6 +31,15 @@ extension Tenant {
         return "\(t.tm_year + 1900)-\(two(t.tm_mon + 1))-\(two(t.tm_mday))T\(two(t.tm_hour)):\(two(t.tm_min)):\(two(t.tm_sec))Z"
     }
 
+    /// Parses what clients send: ISO 8601 with `Z` or an offset, fractional seconds allowed.
+    static func parseISO(_ text: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let d = f.date(from: text) { return d }
+        f.formatOptions = [.withInternetDateTime]
+        return f.date(from: text)
+    }
+
     /// The message as Exchange would export it (CRLF lines, 7-bit, attachments in base64).
     func mime(id: String, _ m: Message) -> [UInt8] {
         let boundary = "----=_Part_\(String(SimRandom.mix(m.bodySeed, 7), radix: 16))"
@@ -170,6 +179,9 @@ extension Tenant {
         switch item.content {
         case .none:
             return []
+        case .uploaded(let bytes):
+            let lo = Int(min(offset, Int64(bytes.count))), hi = min(lo + length, bytes.count)
+            return Array(bytes[lo..<hi])
         case .corpus(let i):
             let all = attachmentBytes(i)
             let lo = Int(min(offset, Int64(all.count))), hi = min(lo + length, all.count)

@@ -12,6 +12,8 @@ public final class Tenant: Sendable {
     /// the simulator's own repeated I/O).
     let attachmentBytesCache = Mutex<[Int: [UInt8]]>([:])
     let attachmentCache = Mutex<[Int: [UInt8]]>([:])
+    /// QuickXorHash of each drive file version ("id|version"), made when first listed.
+    let hashCache = Mutex<[String: String]>([:])
 
     struct State: Sendable {
         var seq = 0

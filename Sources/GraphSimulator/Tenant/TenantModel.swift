@@ -66,6 +66,8 @@ struct DriveItem: Sendable {
     var content: FileContent
     var version: Int
     var modified: Date
+    /// `fileSystemInfo.createdDateTime` (a client's value; the tenant's own creation time otherwise).
+    var created: Date? = nil
 }
 
 /// How a drive file's bytes are made, so that a multi-GB tenant needs no memory for content.
@@ -77,6 +79,8 @@ enum FileContent: Sendable {
     case corpus(Int)
     /// The ransomware scenario: the former content, encrypted (incompressible bytes).
     case encrypted(seed: UInt64)
+    /// Bytes a client uploaded (a restore).
+    case uploaded([UInt8])
 }
 
 /// One collection of entities with its change log.

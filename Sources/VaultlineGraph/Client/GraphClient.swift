@@ -103,16 +103,18 @@ public final class GraphClient: Sendable {
     // MARK: Requests
 
     /// GET a Graph resource as JSON.
-    public func json(_ url: String, mailbox: String? = nil) async throws -> JSONValue {
-        let body = try await bytes(url, mailbox: mailbox, limit: 64 << 20)
+    /// `authorized`: false for a pre-authenticated URL (an upload session's), which must not
+    /// carry the bearer token.
+    public func json(_ url: String, mailbox: String? = nil, authorized: Bool = true) async throws -> JSONValue {
+        let body = try await bytes(url, mailbox: mailbox, limit: 64 << 20, authorized: authorized)
         do { return try JSONValue.parse(body) } catch {
             throw GraphError(.malformed, "the answer is not JSON: \(error)", url: url)
         }
     }
 
     /// GET a Graph resource's bytes (a message's MIME through `$value`), at most `limit` bytes.
-    public func bytes(_ url: String, mailbox: String? = nil, limit: Int = 160 << 20) async throws -> [UInt8] {
-        try await send(url, mailbox: mailbox) { response in
+    public func bytes(_ url: String, mailbox: String? = nil, limit: Int = 160 << 20, authorized: Bool = true) async throws -> [UInt8] {
+        try await send(url, mailbox: mailbox, authorized: authorized) { response in
             var buffer = try await response.body.collect(upTo: limit)
             return buffer.readBytes(length: buffer.readableBytes) ?? []
         }
@@ -134,8 +136,12 @@ public final class GraphClient: Sendable {
     }
 
     /// One attempt loop: sign-in, limits, retries. `read` consumes a successful response.
+    /// `body`: sent with each attempt. `retryAmbiguous`: whether a 5xx or a broken connection is
+    /// tried again here; false for a create, which such a failure may have committed (the caller
+    /// looks before it tries again). 429 is always tried again: Graph did nothing.
     func send<T>(_ url: String, mailbox: String?, method: HTTPMethod = .GET, authorized: Bool = true,
-                 headers extra: [(String, String)] = [], read: (HTTPClientResponse) async throws -> T) async throws -> T {
+                 headers extra: [(String, String)] = [], body: [UInt8]? = nil, retryAmbiguous: Bool = true,
+                 read: (HTTPClientResponse) async throws -> T) async throws -> T {
         var attempt = 0
         var signIns = 0
         while true {
@@ -144,6 +150,7 @@ public final class GraphClient: Sendable {
             request.method = method
             request.headers.add(name: "Prefer", value: "odata.maxpagesize=\(options.pageSize)")
             for (k, v) in extra { request.headers.add(name: k, value: v) }
+            if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
             let limiter = mailbox.map(limiterFor)
             await limiter?.acquire()
             await global.acquire()
@@ -194,11 +201,11 @@ public final class GraphClient: Sendable {
                         outcome = .failure(GraphError(.http, status: status, code: code, message, url: url))
                     case 429, 503, 504:
                         counters.withLock { if status == 429 { $0.throttled += 1 } else { $0.serverErrors += 1 } }
-                        wait = retryAfter ?? backoff(attempt)
+                        if status == 429 || retryAmbiguous { wait = retryAfter ?? backoff(attempt) }
                         outcome = .failure(GraphError(.exhausted, status: status, code: code, message, url: url))
                     case 500, 502:
                         counters.withLock { $0.serverErrors += 1 }
-                        wait = backoff(attempt)
+                        if retryAmbiguous { wait = backoff(attempt) }
                         outcome = .failure(GraphError(.exhausted, status: status, code: code, message, url: url))
                     case 404:
                         outcome = .failure(GraphError(.notFound, status: status, code: code, message, url: url))
@@ -211,7 +218,7 @@ public final class GraphClient: Sendable {
             } catch let error as GraphError {
                 outcome = .failure(error)
             } catch {
-                wait = backoff(attempt)
+                if retryAmbiguous { wait = backoff(attempt) }
                 outcome = .failure(GraphError(.transport, "\(error)", url: url))
             }
             await global.release()

@@ -67,8 +67,8 @@ struct GraphOptions: ParsableArguments {
 
 struct M365: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "m365", abstract: "Back up Microsoft 365 through Microsoft Graph.",
-        subcommands: [M365Backup.self])
+        commandName: "m365", abstract: "Back up Microsoft 365 through Microsoft Graph, and restore into it.",
+        subcommands: [M365Backup.self, M365Restore.self])
 
     struct M365Backup: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -1,0 +1,214 @@
+import Foundation
+import GraphSimulator
+import QuickXorHash
+import Testing
+@testable import VaultlineCore
+@testable import VaultlineGraph
+
+@Suite("QuickXorHash")
+struct QuickXorHashTests {
+    @Test func matchesRclone() throws {
+        let dir = TemporaryDirectory("quickxor")
+        var rng = SplitMix64(seed: 11)
+        let sizes = [0, 1, 6, 19, 20, 21, 159, 160, 161, 319, 320, 321, 4096, 1 << 20, (1 << 20) + 7]
+        for size in sizes {
+            let bytes = (0..<size).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            let path = dir.path + "/f\(size)"
+            try FileSystem.replaceFile(path, with: bytes)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/rclone")
+            p.arguments = ["hashsum", "quickxor", "--base64", path]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            // rclone writes the URL-safe alphabet; Graph the standard one.
+            let theirs = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: " ").first
+                .map { $0.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/") }
+            #expect(QuickXorHash.hash(bytes) == theirs, "\(size) bytes")
+            // Fed in uneven pieces, the same.
+            var h = QuickXorHash()
+            var at = 0
+            while at < bytes.count {
+                let n = min(bytes.count - at, 1 + Int(rng.next() % 500))
+                h.update(Array(bytes[at..<(at + n)]))
+                at += n
+            }
+            #expect(h.base64() == theirs, "\(size) bytes in pieces")
+        }
+    }
+}
+
+@Suite("Restore into Microsoft 365: files")
+struct DriveRestoreTests {
+    static func restore(_ f: GraphFixture, _ snapshot: String, _ path: String,
+                        _ configure: (inout M365Restore.Options) -> Void = { _ in }) async throws -> M365Restore.Summary {
+        var options = M365Restore.Options()
+        options.journalDirectory = f.dir.path + "/journals"
+        options.fragmentSize = 327_680  // several fragments per file
+        configure(&options)
+        try f.repo.loadIndex()
+        return try await M365Restore(repository: f.repo, client: f.client, options: options).run(snapshotID: snapshot, path: path)
+    }
+
+    /// Every file of a snapshot's drive directory: size, content and modification time.
+    static func files(_ f: GraphFixture, _ snapshot: String, _ path: String) throws -> [String: (bytes: [UInt8], mtimeNs: Int64?)] {
+        try f.repo.loadIndex()
+        var out: [String: (bytes: [UInt8], mtimeNs: Int64?)] = [:]
+        func walk(_ tree: String, _ prefix: String) throws {
+            for node in try f.repo.loadTree(tree).nodes {
+                if node.kind == .dir, let sub = node.subtree { try walk(sub, prefix + node.name + "/") }
+                if node.kind == .file { out[prefix + node.name] = (try f.repo.readContent(of: node), node.mtimeNs) }
+            }
+        }
+        try walk(try Restorer(repository: f.repo).folderTree(snapshotID: snapshot, path: path), "")
+        return out
+    }
+
+    @Test func aRansomedOneDriveComesBackInPlaceAndWhatWasUntouchedIsNotWritten() async throws {
+        let f = try await GraphFixture()
+        let upn = f.sim.tenant.users[0].upn
+        let before = f.sim.tenant.driveFiles(upn: upn)
+        let first = try await f.backup()
+        let encrypted = f.sim.tenant.ransomware(upn: upn, share: 0.5).encrypted
+        let ransomed = f.sim.tenant.driveFiles(upn: upn)
+        let deleted = try #require(before.keys.sorted().first { $0.contains("/") && ransomed[$0] == before[$0] })
+        #expect(f.sim.tenant.deleteFile(upn: upn, path: deleted))
+        #expect(f.sim.tenant.driveFiles(upn: upn) != before)
+
+        let written = f.sim.stats.filesCommitted
+        let plan = try await Self.restore(f, first.snapshotID, "/users/\(upn)/onedrive") { $0.onlyChanged = true; $0.dryRun = true }
+        #expect(plan.replaced == encrypted && plan.created == 1 && plan.unchanged == before.count - encrypted - 1)
+        #expect(f.sim.stats.filesCommitted == written, "a dry run writes nothing")
+
+        let summary = try await Self.restore(f, first.snapshotID, "/users/\(upn)/onedrive") { $0.onlyChanged = true }
+        #expect(summary.failures.isEmpty)
+        #expect(summary.replaced == encrypted)
+        #expect(summary.created == 1)
+        #expect(summary.unchanged == before.count - encrypted - 1)
+        #expect(f.sim.stats.filesCommitted - written == encrypted + 1, "only the changed and the deleted files were written")
+        #expect(f.sim.tenant.driveFiles(upn: upn) == before)
+
+        // Backed up again, the drive equals the first snapshot's, file times included.
+        let third = try await f.backup()
+        let original = try Self.files(f, first.snapshotID, "/users/\(upn)/onedrive")
+        let now = try Self.files(f, third.snapshotID, "/users/\(upn)/onedrive")
+        #expect(Set(now.keys) == Set(original.keys))
+        for (path, file) in original {
+            #expect(now[path]?.bytes == file.bytes, "\(path)")
+            #expect(now[path]?.mtimeNs == file.mtimeNs, "\(path) modified time")
+        }
+
+        // Run again: everything is equal, nothing is written.
+        let again = try await Self.restore(f, first.snapshotID, "/users/\(upn)/onedrive") { $0.onlyChanged = true }
+        #expect(again.unchanged == before.count && again.created + again.replaced == 0)
+        #expect(f.sim.stats.filesCommitted - written == encrypted + 1)
+        await f.close()
+    }
+
+    @Test func intoANewFolderOfAnotherUserAndEachCollisionPolicy() async throws {
+        let f = try await GraphFixture()
+        let (alice, bob) = (f.sim.tenant.users[0].upn, f.sim.tenant.users[1].upn)
+        let source = f.sim.tenant.driveFiles(upn: alice)
+        let first = try await f.backup()
+
+        let other = try await Self.restore(f, first.snapshotID, "/users/\(alice)/onedrive/Documents") { $0.toUser = bob; $0.folderName = "From Alice" }
+        #expect(other.failures.isEmpty && other.created > 0)
+        let bobs = f.sim.tenant.driveFiles(upn: bob)
+        for (path, bytes) in source where path.hasPrefix("Documents/") {
+            #expect(bobs["From Alice/" + path] == bytes, "\(path)")
+        }
+        #expect(f.sim.tenant.driveFiles(upn: alice) == source, "the source user is untouched")
+
+        // In place over a ransomed drive: skip leaves the encrypted files, copy puts the
+        // originals beside them, replace puts them back.
+        let encrypted = f.sim.tenant.ransomware(upn: alice, share: 1)
+        let ransomed = f.sim.tenant.driveFiles(upn: alice)
+        let skip = try await Self.restore(f, first.snapshotID, "/users/\(alice)/onedrive") { $0.destination = .inPlace }
+        #expect(skip.skipped == source.count && skip.created == 0)
+        #expect(f.sim.tenant.driveFiles(upn: alice) == ransomed)
+
+        let copy = try await Self.restore(f, first.snapshotID, "/users/\(alice)/onedrive") { $0.destination = .inPlace; $0.collisions = .copy }
+        #expect(copy.copied == encrypted.encrypted)
+        let copied = f.sim.tenant.driveFiles(upn: alice)
+        #expect(copied.count == 2 * source.count)
+        for (path, bytes) in source {
+            let dot = path.lastIndex(of: ".") ?? path.endIndex
+            #expect(copied[String(path[..<dot]) + " 1" + String(path[dot...])] == bytes, "copy of \(path)")
+            #expect(copied[path] == ransomed[path])
+        }
+
+        let replace = try await Self.restore(f, first.snapshotID, "/users/\(alice)/onedrive") { $0.destination = .inPlace; $0.collisions = .replace }
+        #expect(replace.replaced == source.count)
+        let replaced = f.sim.tenant.driveFiles(upn: alice)
+        for (path, bytes) in source { #expect(replaced[path] == bytes) }
+        await f.close()
+    }
+
+    @Test func failedFragmentsAndALostCommitAnswerNeitherLoseNorDuplicate() async throws {
+        var spec = GraphFixture.smallSpec
+        spec.maxFileSize = 2_000_000
+        let f = try await GraphFixture(spec: spec)
+        let upn = f.sim.tenant.users[0].upn
+        let source = f.sim.tenant.driveFiles(upn: upn)
+        let first = try await f.backup()
+        let lost = try #require(source.keys.sorted().first).split(separator: "/").last.map(String.init)
+        f.sim.faults.withLock {
+            $0.failUploadFragmentsEvery = 3
+            $0.failAfterCommit = [lost ?? ""]
+        }
+        let summary = try await Self.restore(f, first.snapshotID, "/users/\(upn)/onedrive") { $0.folderName = "R" }
+        #expect(summary.failures.isEmpty, "\(summary.failures)")
+        let restored = f.sim.tenant.driveFiles(upn: upn).filter { $0.key.hasPrefix("R/") }
+        #expect(restored.count == source.count, "no file twice, none missing")
+        #expect(f.sim.stats.filesCommitted == source.count, "the file whose answer was lost was not uploaded twice")
+        #expect(f.sim.stats.fragments > source.count + source.count / 3, "fragments failed and were sent again")
+        for (path, bytes) in source { #expect(restored["R/" + path] == bytes, "\(path)") }
+        await f.close()
+    }
+
+    @Test func aTenantThatRefusesFileTimesInTheSessionGetsThemByPatch() async throws {
+        let f = try await GraphFixture()
+        let upn = f.sim.tenant.users[0].upn
+        let first = try await f.backup()
+        f.sim.faults.withLock { $0.refuseFileSystemInfo = true }
+        let summary = try await Self.restore(f, first.snapshotID, "/users/\(upn)/onedrive/Documents") { $0.folderName = "T" }
+        #expect(summary.failures.isEmpty && summary.created > 0)
+        let second = try await f.backup()
+        let original = try Self.files(f, first.snapshotID, "/users/\(upn)/onedrive/Documents")
+        let restored = try Self.files(f, second.snapshotID, "/users/\(upn)/onedrive/T/Documents")
+        for (path, file) in original {
+            #expect(restored[path]?.bytes == file.bytes)
+            #expect(restored[path]?.mtimeNs == file.mtimeNs, "\(path)")
+        }
+        await f.close()
+    }
+
+    @Test func aMissingWritePermissionIsOneClearError() async throws {
+        let f = try await GraphFixture()
+        let upn = f.sim.tenant.users[0].upn
+        let first = try await f.backup()
+        f.sim.faults.withLock { $0.drivesReadOnly = true }
+        let writes = f.sim.stats.writes
+        do {
+            _ = try await Self.restore(f, first.snapshotID, "/users/\(upn)/onedrive")
+            Issue.record("a restore without write permission succeeded")
+        } catch let error as VaultlineError {
+            #expect(error.code == .invalidArgument)
+            #expect("\(error)".contains("Files.ReadWrite.All"))
+        }
+        #expect(f.sim.stats.writes == writes, "refused before any write was counted")
+        await f.close()
+    }
+
+    @Test func mailEventsAndContactsAreRefusedNotSkipped() async throws {
+        let f = try await GraphFixture()
+        let upn = f.sim.tenant.users[0].upn
+        let first = try await f.backup()
+        for path in ["/users/\(upn)", "/users/\(upn)/mail/Inbox", "/users/\(upn)/calendar", "/"] {
+            await #expect(throws: VaultlineError.self, "\(path)") { try await Self.restore(f, first.snapshotID, path) }
+        }
+        await f.close()
+    }
+}
