@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import QuickXorHash
 
 /// Request dispatch, authentication, throttling and the generic pieces of a Graph answer.
 extension GraphSimulator {
@@ -104,7 +105,8 @@ extension GraphSimulator {
     }
 
     /// The simulator's own control endpoints (not Graph): `/_sim/stats`, `/_sim/mutate?share=&seed=`,
-    /// `/_sim/ransomware?upn=&share=`, `/_sim/expire-delta-tokens`. For benchmarks and demos that
+    /// `/_sim/ransomware?upn=&share=`, `/_sim/delete-file?upn=&path=`, `/_sim/files?upn=`,
+    /// `/_sim/expire-delta-tokens`. For benchmarks and demos that
     /// run the simulator as its own process.
     private func control(_ verb: String, query: [String: String]) -> Response {
         switch verb {
@@ -114,6 +116,8 @@ extension GraphSimulator {
                                    "concurrencyRefusals": s.concurrencyRefusals, "downloads": s.downloads,
                                    "downloadBytes": s.downloadBytes, "peakMailboxConcurrency": s.peakMailboxConcurrency,
                                    "mailboxRequests": s.mailboxRequests, "busiestMailboxRequests": s.busiestMailboxRequests,
+                                   "writes": s.writes, "uploadSessions": s.uploadSessions, "uploadedBytes": s.uploadedBytes,
+                                   "filesCommitted": s.filesCommitted,
                                    "items": tenant.itemCount])
         case "mutate":
             let m = tenant.mutate(seed: UInt64(query["seed"] ?? "") ?? 1, share: Double(query["share"] ?? "") ?? 0.01)
@@ -121,6 +125,13 @@ extension GraphSimulator {
         case "ransomware":
             let m = tenant.ransomware(upn: query["upn"] ?? "", share: Double(query["share"] ?? "") ?? 0.5)
             return Self.json(200, ["encrypted": m.encrypted])
+        case "delete-file":
+            let done = tenant.deleteFile(upn: query["upn"] ?? "", path: query["path"] ?? "")
+            return done ? Self.json(200, ["deleted": query["path"] ?? ""]) : Self.error(404, "itemNotFound", "no such file")
+        case "files":
+            // What a user's OneDrive holds: path, size and QuickXorHash of every file.
+            let files = tenant.driveFiles(upn: query["upn"] ?? "")
+            return Self.json(200, ["files": files.keys.sorted().map { ["path": $0, "size": files[$0]?.count ?? 0, "quickXorHash": QuickXorHash.hash(files[$0] ?? [])] }])
         case "expire-delta-tokens":
             expireDeltaTokens()
             return Self.json(200, ["expired": true])

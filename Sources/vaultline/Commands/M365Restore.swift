@@ -51,6 +51,12 @@ extension M365 {
         @Flag(help: "Print what would be done; write nothing.")
         var dryRun = false
 
+        @Option(help: "Upload fragment size in KiB: a multiple of 320 below 60 MiB (default 10240).")
+        var fragmentSizeKib = 10_240
+
+        @Option(help: "Files uploaded at once.")
+        var filesAtOnce = 4
+
         func run() async throws {
             try await reporting {
                 let (ref, path) = splitReference(reference)
@@ -70,6 +76,12 @@ extension M365 {
                 options.folderName = folderName
                 options.job = resume
                 options.dryRun = dryRun
+                guard fragmentSizeKib > 0, fragmentSizeKib % 320 == 0, fragmentSizeKib < 60 * 1024 else {
+                    throw VaultlineError(.invalidArgument, "--fragment-size-kib must be a multiple of 320 below 61440", object: "\(fragmentSizeKib)")
+                }
+                guard filesAtOnce >= 1, filesAtOnce <= 64 else { throw VaultlineError(.invalidArgument, "--files-at-once takes 1 to 64") }
+                options.fragmentSize = fragmentSizeKib * 1024
+                options.filesAtOnce = filesAtOnce
                 let line = ProgressLine()
                 options.progress = { p in line.update("\(p.items) of \(p.plannedItems) items, \(formatBytes(UInt64(max(0, p.bytes)))) uploaded") }
                 let repo = try repository.open()
