@@ -50,6 +50,11 @@ public struct FaultPlan: Sendable {
 
     /// Drive writes answer 403 `accessDenied` (the app lacks `Files.ReadWrite.All`).
     public var drivesReadOnly = false
+    /// Mailbox writes answer 403 `ErrorAccessDenied` (the app lacks `Mail.ReadWrite`).
+    public var mailboxesReadOnly = false
+    /// Bytes of request bodies one mailbox takes per 5 minutes before 429 "IncomingBytes"
+    /// (Exchange: 150 MB per app and mailbox; 0: no limit).
+    public var mailboxUploadBytesPer5Minutes = 0
     /// `createUploadSession` with `fileSystemInfo` answers 400, as some tenants do.
     public var refuseFileSystemInfo = false
     /// Every Nth upload fragment answers 503 without being stored (0: never).
@@ -93,4 +98,7 @@ public struct SimulatorStats: Sendable, Codable {
     public var fragments = 0
     public var uploadedBytes: Int64 = 0
     public var filesCommitted = 0
+    /// Messages created, and request bytes mailboxes took under the upload budget.
+    public var messagesCreated = 0
+    public var mailboxUploadedBytes: Int64 = 0
 }

@@ -61,7 +61,17 @@ extension GraphSimulator {
         var bytes: [UInt8] = []
         var total: Int64?
         var expires: Date
+        /// A large mail attachment's session instead of a file's: the message it goes to.
+        var attachment: AttachmentTarget?
         var key: String { "\(drive)|\(parent)|\(name.lowercased())" }
+    }
+
+    struct AttachmentTarget: Sendable {
+        var user: String
+        var message: String
+        var contentType: String
+        var isInline: Bool
+        var contentID: String?
     }
 
     static let fragmentUnit = 327_680
@@ -223,7 +233,7 @@ extension GraphSimulator {
             return Self.error(400, "invalidRange", "The Content-Range does not match the body.")
         }
         let isLast = range.end == range.total - 1
-        guard isLast || fragment.count % Self.fragmentUnit == 0 else {
+        guard isLast || session.attachment != nil || fragment.count % Self.fragmentUnit == 0 else {
             return Self.error(400, "invalidRange", "Fragments must be a multiple of 320 KiB (327,680 bytes), but for the last.")
         }
         enum Step { case mismatch(Int), accepted(UploadSession, done: Bool) }
@@ -243,7 +253,19 @@ extension GraphSimulator {
         case .accepted(let s, let done):
             counters.withLock { $0.uploadedBytes += Int64(fragment.count) }
             guard done else {
-                return Self.json(202, ["expirationDateTime": Tenant.iso(s.expires), "nextExpectedRanges": ["\(s.bytes.count)-"]])
+                // Outlook answers a fragment 200, OneDrive 202.
+                return Self.json(s.attachment == nil ? 202 : 200, ["expirationDateTime": Tenant.iso(s.expires), "nextExpectedRanges": ["\(s.bytes.count)-"]])
+            }
+            if let target = s.attachment {
+                let id = UUID().uuidString
+                let attachment = RestoredMessage.Attachment(id: id, name: s.name, contentType: target.contentType, bytes: s.bytes,
+                                                            isInline: target.isInline, contentID: target.contentID, itemSubject: nil)
+                guard let user = tenant.user(target.user), tenant.updateMessage(user: user, id: target.message, { $0.restored?.attachments.append(attachment) }) != nil else {
+                    return notFound(target.message)
+                }
+                var h = HTTPFields()
+                h[.location] = "\(graphURL)/users('\(target.user)')/messages('\(target.message)')/attachments('\(id)')"
+                return Response(status: .created, headers: h)
             }
             switch tenant.commitDriveFile(s.drive, parent: s.parent, name: s.name, bytes: s.bytes, conflict: s.conflict, created: s.created, modified: s.modified) {
             case .success(let id):

@@ -101,6 +101,7 @@ extension GraphSimulator {
     private func dispatch(_ path: [String], query: [String: String], request: Request, plan: FaultPlan) async -> Response {
         if request.method == .get { return route(path, query: query, request: request, plan: plan) }
         if path.first == "drives" { return await driveWrite(path, query: query, request: request, plan: plan) }
+        if path.first == "users" { return await mailWrite(path, query: query, request: request, plan: plan) }
         return Self.error(405, "invalidRequest", "The simulator does not take \(request.method) here.")
     }
 

@@ -18,6 +18,7 @@ extension GraphSimulator {
                 return Self.error(404, "ResourceNotFound", "User's mysite not found.")
             }
         }
+        if let answer = mailRead(p, query: query, request: request) { return answer }
         switch p.count {
         case 1 where p[0] == "users":
             return users(query: query, request: request)

@@ -44,6 +44,8 @@ public final class GraphSimulator: Sendable {
         var authorizations = 0
         /// Open upload sessions by the token in their URL.
         var uploads: [String: UploadSession] = [:]
+        /// Upload byte buckets per mailbox: (bytes, last refill).
+        var byteBuckets: [String: (Double, Date)] = [:]
     }
 
     public init(tenant: Tenant, tenantId: String = "72f988bf-86f1-41af-91ab-2d7cd011db47",

@@ -42,6 +42,7 @@ extension Tenant {
 
     /// The message as Exchange would export it (CRLF lines, 7-bit, attachments in base64).
     func mime(id: String, _ m: Message) -> [UInt8] {
+        if let r = m.restored { return r.mime ?? restoredMIME(id: id, m, r) }
         let boundary = "----=_Part_\(String(SimRandom.mix(m.bodySeed, 7), radix: 16))"
         var head = [
             "From: \"\(m.fromName)\" <\(m.fromAddress)>",
@@ -97,6 +98,7 @@ extension Tenant {
     /// too (`body`, `bodyPreview`), as Microsoft's own sample shows; `body: false` leaves it out
     /// when the caller selected neither.
     func messageJSON(id: String, _ m: Message, user: User, body: Bool = true) -> [String: Any] {
+        if let r = m.restored { return restoredJSON(id: id, m, r, body: body) }
         let changeKey = Self.changeKey(id, "\(m.version)|\(m.isRead)")
         var json: [String: Any] = [
             "@odata.type": "#microsoft.graph.message",

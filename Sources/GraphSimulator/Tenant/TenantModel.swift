@@ -39,6 +39,44 @@ struct Message: Sendable {
     /// Index into the tenant's attachment corpus; the same file goes to many users.
     var attachment: Int?
     var version: Int
+    /// A message a client created (a restore): what it sent, which the fields above summarize.
+    var restored: RestoredMessage? = nil
+}
+
+/// A message created through Graph's write side, as Exchange keeps it.
+struct RestoredMessage: Sendable {
+    struct Recipient: Sendable { var name: String; var address: String }
+    struct Attachment: Sendable {
+        var id: String
+        var name: String
+        var contentType: String
+        var bytes: [UInt8]
+        var isInline: Bool
+        var contentID: String?
+        /// An item attachment: the attached message's subject and body.
+        var itemSubject: String?
+    }
+
+    var isDraft: Bool
+    var sent: Date
+    var created: Date
+    var bodyIsHTML: Bool
+    var body: String
+    var from: Recipient?
+    var to: [Recipient]
+    var cc: [Recipient]
+    var bcc: [Recipient]
+    var replyTo: [Recipient]
+    var importance: String
+    var categories: [String]
+    var flagStatus: String?
+    var internetMessageId: String
+    var headers: [(name: String, value: String)]
+    var attachments: [Attachment]
+    /// Single-value extended properties by id (stored, never echoed).
+    var properties: [String: String]
+    /// The MIME it was created from, for a message created from MIME.
+    var mime: [UInt8]?
 }
 
 struct Event: Sendable {

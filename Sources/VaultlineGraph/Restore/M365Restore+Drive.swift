@@ -39,7 +39,7 @@ extension M365Restore {
         let restorer = Restorer(repository: repository)
         let isDrive = (parts.count >= 3 && parts[0] == "users" && parts[2] == "onedrive") || (parts.count >= 3 && parts[0] == "sites")
         guard isDrive else {
-            throw VaultlineError(.unsupported, "m365 restore puts back OneDrive and library files: give a path at or below /users/<upn>/onedrive or /sites/<site>/<library> (mail, events and contacts restore to .eml, .ics and .vcf with vaultline restore until their way back in is built)",
+            throw VaultlineError(.unsupported, "m365 restore puts back mail, OneDrive and library files: give a path at or below /users/<upn>/mail, /users/<upn>/onedrive or /sites/<site>/<library> (events and contacts restore to .ics and .vcf with vaultline restore until their way back in is built)",
                                  object: "/" + parts.joined(separator: "/"))
         }
         let driveDepth = 3
@@ -323,12 +323,24 @@ extension M365Restore {
            let hash = json["file"]?["hashes"]?["quickXorHash"]?.string {
             return hash
         }
+        // Its own opener: uploads run at once, and an opener is not thread-safe.
+        let opener = BlobOpener(key: repository.key)
         var hash = QuickXorHash()
         for id in node.content ?? [] {
             guard let blob = Bytes32(hex: id) else { throw VaultlineError(.corrupt, "bad blob id in a tree", object: node.name) }
-            hash.update(try repository.readBlob(blob))
+            hash.update(try repository.readBlob(blob, using: opener))
         }
         return hash.base64()
+    }
+
+    /// A stored file's content, whole, through `opener`.
+    static func read(_ node: TreeNode, repository: Repository, opener: BlobOpener) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        for id in node.content ?? [] {
+            guard let blob = Bytes32(hex: id) else { throw VaultlineError(.corrupt, "bad blob id in a tree", object: node.name) }
+            bytes += try repository.readBlob(blob, using: opener)
+        }
+        return bytes
     }
 
     /// Keys of relative paths, compared as OneDrive compares names.

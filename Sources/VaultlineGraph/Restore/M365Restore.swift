@@ -8,9 +8,9 @@ import VaultlineCore
 /// resumes.
 ///
 /// Built so far: OneDrive and SharePoint document libraries (every file through an upload
-/// session, folders as needed, `fileSystemInfo` kept, collisions by path and QuickXorHash).
-/// Mail, events and contacts are refused with a clear error until they are built; they restore
-/// to local formats with `vaultline restore`.
+/// session, folders as needed, `fileSystemInfo` kept, collisions by path and QuickXorHash), and
+/// mail (non-draft, original dates, restore keys). Events and contacts are refused with a clear
+/// error until they are built; they restore to local formats with `vaultline restore`.
 public final class M365Restore: Sendable {
     public struct Options: Sendable {
         public enum Destination: String, Sendable, Codable {
@@ -129,13 +129,19 @@ public final class M365Restore: Sendable {
             throw VaultlineError(.invalidArgument, "snapshot \(snapshotID.prefix(8)) is not a Microsoft 365 backup (restore it with vaultline restore)")
         }
         let parts = path.split(separator: "/").map(String.init)
-        let scopes = try await driveScopes(snapshot: snapshot, parts: parts)
+        let isMail = parts.count >= 3 && parts[0] == "users" && parts[2] == "mail"
+        let scopes = isMail ? [] : try await driveScopes(snapshot: snapshot, parts: parts)
         let job = options.job ?? jobID(snapshotID: snapshotID, path: path)
         let journal = options.dryRun ? nil : try RestoreJournal(directory: options.journalDirectory ?? RestoreJournal.defaultDirectory(repositoryID: repository.config.id), job: job)
         let folderName = journal?.loaded.folderName ?? options.folderName ?? Self.defaultFolderName(start)
         if let journal, journal.loaded.folderName == nil { try journal.record("job", ["folder": folderName]) }
 
         var summary = Summary(job: job, snapshot: snapshotID, dryRun: options.dryRun)
+        if isMail {
+            let (collection, failures) = try await restoreMail(snapshot: snapshot, parts: parts, folderName: folderName, journal: journal)
+            summary.collections.append(collection)
+            summary.failures += failures
+        }
         for scope in scopes {
             let (collection, failures) = try await restoreDrive(scope, folderName: folderName, journal: journal)
             summary.collections.append(collection)
