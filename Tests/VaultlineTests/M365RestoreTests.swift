@@ -408,3 +408,30 @@ struct MailRestoreTests {
         await f.close()
     }
 }
+
+/// Timing-sensitive: run by tools/test.sh in its quiet second pass.
+@Suite("Restore into Microsoft 365: the upload budget")
+struct UploadBudgetTests {
+    @Test func theUploadBudgetIsWaitedOutNotFailed() async throws {
+        var spec = GraphFixture.smallSpec
+        spec.attachmentShare = 0
+        let f = try await GraphFixture(spec: spec)
+        let upn = f.sim.tenant.users[0].upn
+        let first = try await f.backup()
+        let mailbox = f.sim.tenant.mailbox(upn: upn)
+        // Exchange's 150 MB per 5 minutes, scaled down: a bucket just above the largest request
+        // (a message's JSON is about its MIME's size), refilled in 0.2 s. The four posts that
+        // start together cannot all fit.
+        let largest = mailbox.map(\.mime.count).max() ?? 0
+        f.sim.faults.withLock {
+            $0.mailboxUploadBytesPer5Minutes = 2 * largest + 4096
+            $0.mailboxUploadWindow = 0.2
+        }
+        let summary = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/mail") { $0.folderName = "Budget" }
+        #expect(summary.failures.isEmpty, "\(summary.failures)")
+        #expect(summary.created == mailbox.count)
+        #expect(summary.throttled > 0, "the budget was reached (429 IncomingBytes) and waited out")
+        #expect(f.sim.tenant.mailbox(upn: upn).filter { $0.folderPath.hasPrefix("Budget/") }.count == mailbox.count)
+        await f.close()
+    }
+}

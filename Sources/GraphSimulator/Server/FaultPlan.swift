@@ -55,6 +55,8 @@ public struct FaultPlan: Sendable {
     /// Bytes of request bodies one mailbox takes per 5 minutes before 429 "IncomingBytes"
     /// (Exchange: 150 MB per app and mailbox; 0: no limit).
     public var mailboxUploadBytesPer5Minutes = 0
+    /// The window of that budget in seconds (300, as Exchange's; shorter in tests).
+    public var mailboxUploadWindow = 300.0
     /// `createUploadSession` with `fileSystemInfo` answers 400, as some tenants do.
     public var refuseFileSystemInfo = false
     /// Every Nth upload fragment answers 503 without being stored (0: never).
@@ -101,4 +103,5 @@ public struct SimulatorStats: Sendable, Codable {
     /// Messages created, and request bytes mailboxes took under the upload budget.
     public var messagesCreated = 0
     public var mailboxUploadedBytes: Int64 = 0
+    public var busiestMailboxUploadedBytes: Int64 = 0
 }

@@ -225,6 +225,10 @@ extension GraphSimulator {
             return Self.error(413, "requestTooLarge", "A fragment must be smaller than 60 MiB.")
         }
         let fragment = Array(buffer.readableBytesView)
+        if let target = session.attachment, let user = tenant.user(target.user), let wait = incomingBytes(user, count: fragment.count, plan: plan) {
+            counters.withLock { $0.throttled += 1 }
+            return Self.throttled(wait, "ApplicationThrottled", "Application is over its IncomingBytes limit.")
+        }
         let n = counters.withLock { $0.fragments += 1; return $0.fragments }
         if plan.failUploadFragmentsEvery > 0, n % plan.failUploadFragmentsEvery == 0 {
             return Self.error(503, "serviceNotAvailable", "The service is temporarily unavailable.")

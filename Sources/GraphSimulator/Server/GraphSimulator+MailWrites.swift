@@ -187,10 +187,14 @@ extension GraphSimulator {
 
     /// Seconds to wait when `count` more bytes would pass the mailbox's upload budget (a bucket
     /// holding the 5-minute allowance, refilled evenly); nil when they fit.
-    private func incomingBytes(_ u: User, count: Int, plan: FaultPlan) -> Double? {
-        guard plan.mailboxUploadBytesPer5Minutes > 0, count > 0 else { return nil }
-        let capacity = Double(plan.mailboxUploadBytesPer5Minutes), rate = capacity / 300
-        return runtime.withLock { r in
+    func incomingBytes(_ u: User, count: Int, plan: FaultPlan) -> Double? {
+        guard count > 0 else { return nil }
+        guard plan.mailboxUploadBytesPer5Minutes > 0 else {
+            countUpload(u, count)
+            return nil
+        }
+        let capacity = Double(plan.mailboxUploadBytesPer5Minutes), rate = capacity / max(1, plan.mailboxUploadWindow)
+        let wait: Double? = runtime.withLock { r in
             let now = Date()
             var (tokens, last) = r.byteBuckets[u.id] ?? (capacity, now)
             tokens = min(capacity, tokens + now.timeIntervalSince(last) * rate)
@@ -200,8 +204,20 @@ extension GraphSimulator {
                 return (Double(count) - tokens) / rate
             }
             r.byteBuckets[u.id] = (tokens - Double(count), last)
-            counters.withLock { $0.mailboxUploadedBytes += Int64(count) }
             return nil
+        }
+        if wait == nil { countUpload(u, count) }
+        return wait
+    }
+
+    private func countUpload(_ u: User, _ count: Int) {
+        let total = runtime.withLock { r in
+            r.uploadedByMailbox[u.id, default: 0] += Int64(count)
+            return r.uploadedByMailbox[u.id, default: 0]
+        }
+        counters.withLock { s in
+            s.mailboxUploadedBytes += Int64(count)
+            s.busiestMailboxUploadedBytes = max(s.busiestMailboxUploadedBytes, total)
         }
     }
 

@@ -107,6 +107,7 @@ extension GraphSimulator {
 
     /// The simulator's own control endpoints (not Graph): `/_sim/stats`, `/_sim/mutate?share=&seed=`,
     /// `/_sim/ransomware?upn=&share=`, `/_sim/delete-file?upn=&path=`, `/_sim/files?upn=`,
+    /// `/_sim/limits?mailbox-rps=&upload-mib-per-5min=&latency=`,
     /// `/_sim/expire-delta-tokens`. For benchmarks and demos that
     /// run the simulator as its own process.
     private func control(_ verb: String, query: [String: String]) -> Response {
@@ -118,7 +119,8 @@ extension GraphSimulator {
                                    "downloadBytes": s.downloadBytes, "peakMailboxConcurrency": s.peakMailboxConcurrency,
                                    "mailboxRequests": s.mailboxRequests, "busiestMailboxRequests": s.busiestMailboxRequests,
                                    "writes": s.writes, "uploadSessions": s.uploadSessions, "uploadedBytes": s.uploadedBytes,
-                                   "filesCommitted": s.filesCommitted,
+                                   "filesCommitted": s.filesCommitted, "messagesCreated": s.messagesCreated,
+                                   "mailboxUploadedBytes": s.mailboxUploadedBytes, "busiestMailboxUploadedBytes": s.busiestMailboxUploadedBytes,
                                    "items": tenant.itemCount])
         case "mutate":
             let m = tenant.mutate(seed: UInt64(query["seed"] ?? "") ?? 1, share: Double(query["share"] ?? "") ?? 0.01)
@@ -126,6 +128,23 @@ extension GraphSimulator {
         case "ransomware":
             let m = tenant.ransomware(upn: query["upn"] ?? "", share: Double(query["share"] ?? "") ?? 0.5)
             return Self.json(200, ["encrypted": m.encrypted])
+        case "limits":
+            // Graph-like limits, changed while running (a backup without them, a restore with).
+            faults.withLock { f in
+                if let v = query["mailbox-rps"].flatMap(Double.init) { f.mailboxRequestsPerSecond = v }
+                if let v = query["upload-mib-per-5min"].flatMap(Double.init) { f.mailboxUploadBytesPer5Minutes = Int(v * 1_048_576) }
+                if let v = query["latency"].flatMap(Double.init) { f.latency = v }
+            }
+            let f = faults.withLock { $0 }
+            return Self.json(200, ["mailboxRps": f.mailboxRequestsPerSecond, "uploadBytesPer5Minutes": f.mailboxUploadBytesPer5Minutes, "latency": f.latency])
+        case "reset-stats":
+            // Counters from zero (a benchmark measuring a restore after its backup).
+            counters.withLock { $0 = SimulatorStats() }
+            runtime.withLock { r in
+                r.admitted = [:]
+                r.uploadedByMailbox = [:]
+            }
+            return Self.json(200, ["reset": true])
         case "delete-file":
             let done = tenant.deleteFile(upn: query["upn"] ?? "", path: query["path"] ?? "")
             return done ? Self.json(200, ["deleted": query["path"] ?? ""]) : Self.error(404, "itemNotFound", "no such file")

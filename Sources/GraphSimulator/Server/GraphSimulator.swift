@@ -46,6 +46,8 @@ public final class GraphSimulator: Sendable {
         var uploads: [String: UploadSession] = [:]
         /// Upload byte buckets per mailbox: (bytes, last refill).
         var byteBuckets: [String: (Double, Date)] = [:]
+        /// Request bytes each mailbox took.
+        var uploadedByMailbox: [String: Int64] = [:]
     }
 
     public init(tenant: Tenant, tenantId: String = "72f988bf-86f1-41af-91ab-2d7cd011db47",

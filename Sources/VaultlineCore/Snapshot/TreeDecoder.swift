@@ -2,7 +2,8 @@
 /// Foundation's `JSONDecoder` spent 57% of a search through a mail snapshot on trees, most of
 /// it unescaping the Graph JSON that mail nodes carry in their metadata.
 ///
-/// It takes what `JSONDecoder` takes for these types and refuses the rest: `name` and `kind` are
+/// It takes what `JSONDecoder` takes for these types and refuses the rest, and a key given twice
+/// (which readers settle differently; the writer never repeats one): `name` and `kind` are
 /// required; integers must be integers in their type's range; strings must be valid UTF-8 with
 /// no raw control characters; `null` stands for an absent optional; unknown keys are skipped
 /// (a newer writer's fields). Nesting is limited to 64 levels in skipped values.
@@ -25,6 +26,7 @@ struct TreeDecoder {
         var parts: [String]?
         try object { (reader: inout TreeDecoder, key: String) throws(TreeDecodingError) in
             switch key {
+            case "nodes" where nodes != nil, "parts" where parts != nil: throw reader.failure("the key \"\(key)\" twice in a tree")
             case "nodes": nodes = try reader.optional { (r: inout TreeDecoder) throws(TreeDecodingError) in try r.array { (r: inout TreeDecoder) throws(TreeDecodingError) in try r.node() } }
             case "parts": parts = try reader.optional { (r: inout TreeDecoder) throws(TreeDecodingError) in try r.strings() }
             default: try reader.skipValue(depth: 0)
@@ -36,11 +38,21 @@ struct TreeDecoder {
         return tree
     }
 
+    /// A node's known keys, by bit: a key given twice is refused (readers disagree on which
+    /// one counts; our writer never repeats one).
+    private static let nodeKeys = ["name", "kind", "mode", "mtimeNs", "uid", "gid", "inode", "device", "size", "content", "subtree",
+                                   "linkTarget", "damaged", "metadata"]
+
     private mutating func node() throws(TreeDecodingError) -> TreeNode {
         var name: String?
         var kind: TreeNode.Kind?
         var node = TreeNode(name: "", kind: .file)
+        var seen: UInt32 = 0
         try object { (r: inout TreeDecoder, key: String) throws(TreeDecodingError) in
+            if let bit = Self.nodeKeys.firstIndex(of: key) {
+                guard seen & (1 << bit) == 0 else { throw r.failure("the key \"\(key)\" twice in a node") }
+                seen |= 1 << bit
+            }
             switch key {
             case "name": name = try r.string()
             case "kind":
@@ -61,7 +73,10 @@ struct TreeDecoder {
             case "metadata":
                 node.metadata = try r.optional { (r: inout TreeDecoder) throws(TreeDecodingError) in
                     var map: [String: String] = [:]
-                    try r.object { (r: inout TreeDecoder, key: String) throws(TreeDecodingError) in map[key] = try r.string() }
+                    try r.object { (r: inout TreeDecoder, key: String) throws(TreeDecodingError) in
+                        guard map[key] == nil else { throw r.failure("the metadata key \"\(key)\" twice") }
+                        map[key] = try r.string()
+                    }
                     return map
                 }
             default: try r.skipValue(depth: 0)
