@@ -206,7 +206,7 @@ struct DriveRestoreTests {
         let f = try await GraphFixture()
         let upn = f.sim.tenant.users[0].upn
         let first = try await f.backup()
-        for path in ["/users/\(upn)", "/users/\(upn)/contacts", "/users/\(upn)/calendar", "/"] {
+        for path in ["/users/\(upn)", "/users/\(upn)/tasks", "/"] {
             await #expect(throws: VaultlineError.self, "\(path)") { try await Self.restore(f, first.snapshotID, path) }
         }
         await f.close()
@@ -432,6 +432,69 @@ struct UploadBudgetTests {
         #expect(summary.created == mailbox.count)
         #expect(summary.throttled > 0, "the budget was reached (429 IncomingBytes) and waited out")
         #expect(f.sim.tenant.mailbox(upn: upn).filter { $0.folderPath.hasPrefix("Budget/") }.count == mailbox.count)
+        await f.close()
+    }
+}
+
+@Suite("Restore into Microsoft 365: events and contacts")
+struct EventContactRestoreTests {
+    /// A stored event or contact's fields that a restore must give back (Graph's own ids and
+    /// times of change aside).
+    static func fields(_ json: JSONValue, events: Bool) -> [String: JSONValue] {
+        var o = json.object ?? [:]
+        for f in events ? M365Restore.readOnlyEventFields : M365Restore.readOnlyContactFields { o[f] = nil }
+        o["attendees"] = nil
+        o["body"] = nil
+        o["singleValueExtendedProperties"] = nil
+        return o
+    }
+
+    static func items(_ f: GraphFixture, _ snapshot: String, _ path: String) throws -> [JSONValue] {
+        try f.repo.loadIndex()
+        let tree = try Restorer(repository: f.repo).folderTree(snapshotID: snapshot, path: path)
+        return try f.repo.loadTree(tree).nodes.filter { $0.kind == .file }.map { try JSONValue.parse(try f.repo.readContent(of: $0)) }
+    }
+
+    @Test func deletedEventsAndContactsComeBackWithoutInvitingAnyone() async throws {
+        let f = try await GraphFixture()
+        let upn = f.sim.tenant.users[0].upn
+        let first = try await f.backup()
+        let events = f.sim.tenant.jsonItems(upn: upn, events: true)
+        let contacts = f.sim.tenant.jsonItems(upn: upn, events: false)
+        let goneEvents = Array(events.keys.sorted().prefix(2)), goneContacts = Array(contacts.keys.sorted().prefix(2))
+        for id in goneEvents { #expect(f.sim.tenant.deleteEvent(upn: upn, id: id)) }
+        for id in goneContacts { #expect(f.sim.tenant.deleteContact(upn: upn, id: id)) }
+
+        let e = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/calendar") { $0.onlyChanged = true }
+        #expect(e.failures.isEmpty && e.created == goneEvents.count && e.unchanged == events.count - goneEvents.count)
+        let c = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/contacts") { $0.onlyChanged = true }
+        #expect(c.failures.isEmpty && c.created == goneContacts.count && c.unchanged == contacts.count - goneContacts.count)
+        #expect(f.sim.stats.invitationsSent == 0, "no attendee was invited")
+        #expect(f.sim.stats.eventsCreated == goneEvents.count && f.sim.stats.contactsCreated == goneContacts.count, "nothing untouched was written")
+
+        let second = try await f.backup()
+        for (path, isEvents) in [("/users/\(upn)/calendar", true), ("/users/\(upn)/contacts/Contacts", false)] {
+            let before = try Self.items(f, first.snapshotID, path).map { Self.fields($0, events: isEvents) }
+            let after = try Self.items(f, second.snapshotID, path).map { Self.fields($0, events: isEvents) }
+            #expect(after.count == before.count, "\(path)")
+            for item in before { #expect(after.contains(item), "\(path): \(item["subject"]?.string ?? item["displayName"]?.string ?? "")") }
+        }
+        // An event with attendees names them in its body instead.
+        let restored = try Self.items(f, second.snapshotID, "/users/\(upn)/calendar")
+        let original = try Self.items(f, first.snapshotID, "/users/\(upn)/calendar")
+        for event in original where goneEvents.contains(event["id"]?.string ?? "") && !(event["attendees"]?.array ?? []).isEmpty {
+            let back = try #require(restored.first { $0["subject"] == event["subject"] && $0["start"] == event["start"] })
+            let content = back["body"]?["content"]?.string ?? ""
+            #expect(content.hasPrefix("Attendees (not invited by the restore):"))
+            let attendees = back["attendees"]?.array ?? []
+            #expect(attendees.isEmpty)
+        }
+
+        // --invite-attendees, into a new calendar: the attendees are invited.
+        let invited = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/calendar") { $0.inviteAttendees = true; $0.folderName = "Rebuilt" }
+        #expect(invited.created == events.count)
+        let expected = original.reduce(0) { $0 + ($1["attendees"]?.array?.count ?? 0) }
+        #expect(f.sim.stats.invitationsSent == expected && expected > 0)
         await f.close()
     }
 }

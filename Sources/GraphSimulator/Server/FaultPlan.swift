@@ -104,4 +104,8 @@ public struct SimulatorStats: Sendable, Codable {
     public var messagesCreated = 0
     public var mailboxUploadedBytes: Int64 = 0
     public var busiestMailboxUploadedBytes: Int64 = 0
+    /// Events and contacts created, and invitations sent to attendees of created events.
+    public var eventsCreated = 0
+    public var contactsCreated = 0
+    public var invitationsSent = 0
 }

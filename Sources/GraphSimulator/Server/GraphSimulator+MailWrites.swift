@@ -82,6 +82,7 @@ extension GraphSimulator {
         }
         counters.withLock { $0.writes += 1 }
         let json = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:]
+        if let answer = calendarWrite(u, p, json: json, body: body, method: request.method) { return answer }
         switch (request.method, p.count) {
         case (.post, 3) where p[2] == "mailFolders":
             return createFolder(u, parent: nil, json: json)
@@ -109,6 +110,21 @@ extension GraphSimulator {
             let token = UUID().uuidString.lowercased()
             runtime.withLock { $0.uploads[token] = session }
             return Self.json(201, ["uploadUrl": "\(authorityURL)/upload/\(token)", "expirationDateTime": Tenant.iso(session.expires), "nextExpectedRanges": ["0-"]])
+        case (.delete, 4) where p[2] == "events":
+            let keys = [Tenant.eventsKey(u.id)] + tenant.state.withLock { $0.otherCalendars[u.id] ?? [] }.map { Tenant.calendarKey(u.id, $0.id) }
+            guard let key = keys.first(where: { tenant.entry($0, p[3]).map { $0.deleted == nil } ?? false }) else { return notFound(p[3]) }
+            tenant.state.withLock { s in
+                s.seq += 1
+                s.collections[key]?.delete(p[3], seq: s.seq)
+            }
+            return Response(status: .noContent)
+        case (.delete, 6) where p[2] == "contactFolders" && p[4] == "contacts":
+            guard let key = tenant.contactFolderKey(user: u, p[3]), tenant.entry(key, p[5])?.deleted == nil, tenant.entry(key, p[5]) != nil else { return notFound(p[5]) }
+            tenant.state.withLock { s in
+                s.seq += 1
+                s.collections[key]?.delete(p[5], seq: s.seq)
+            }
+            return Response(status: .noContent)
         case (.delete, 4) where p[2] == "messages":
             guard tenant.message(user: u.id, id: p[3]) != nil else { return notFound(p[3]) }
             tenant.deleteMessage(upn: u.upn, id: p[3])

@@ -42,7 +42,20 @@ extension GraphSimulator {
             return calendarEvents(user: u, calendar: p[3], query: query, request: request)
         case 3 where p[0] == "users" && p[2] == "contactFolders":
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
-            return Self.json(200, ["value": [["id": "contacts-" + u.id, "displayName": "Contacts", "parentFolderId": "contactsroot-" + u.id]]])
+            return Self.json(200, ["value": tenant.contactFolders(user: u).map { ["id": $0.id, "displayName": $0.name, "parentFolderId": "contactsroot-" + u.id] }])
+        case 4 where p[0] == "users" && p[2] == "calendar" && p[3] == "events":
+            guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
+            return calendarEvents(user: u, calendar: Tenant.defaultCalendarId(u.id), query: query, request: request)
+        case 5 where p[0] == "users" && p[2] == "contactFolders" && p[4] == "contacts":
+            guard let u = tenant.user(p[1]), let key = tenant.contactFolderKey(user: u, p[3]) else { return notFound(p[3]) }
+            let live = tenant.collection(key)?.live ?? []
+            let size = Self.pageSize(request, query: query, default: 10)
+            let offset = query["$skip"].flatMap(Int.init) ?? 0
+            var body: [String: Any] = ["value": live.dropFirst(offset).prefix(size).compactMap { e -> [String: Any]? in
+                if case .contact(let c) = e.payload { return tenant.contactJSON(id: e.id, c) } else { return nil }
+            }]
+            if offset + size < live.count { body["@odata.nextLink"] = "\(base)/users/\(u.id)/contactFolders/\(p[3])/contacts?$top=\(size)&$skip=\(offset + size)" }
+            return Self.json(200, body)
         case 4 where p[0] == "users" && p[2] == "mailFolders" && p[3] == "delta":
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
             let key = Tenant.foldersKey(u.id)
@@ -102,16 +115,16 @@ extension GraphSimulator {
                 return tenant.messageJSON(id: e.id, m, user: u, body: select.map { $0.contains("body") || $0.contains("bodyPreview") } ?? true)
             }
         case 6 where p[0] == "users" && p[2] == "contactFolders" && p[4] == "contacts" && p[5] == "delta":
-            guard let u = tenant.user(p[1]), p[3] == "contacts-" + u.id else { return notFound(p[3]) }
-            return delta(key: Tenant.contactsKey(u.id), link: "\(base)/users/\(u.id)/contactFolders/\(p[3])/contacts/delta", style: .outlook,
+            guard let u = tenant.user(p[1]), let key = tenant.contactFolderKey(user: u, p[3]) else { return notFound(p[3]) }
+            return delta(key: key, link: "\(base)/users/\(u.id)/contactFolders/\(p[3])/contacts/delta", style: .outlook,
                          query: query, request: request, plan: plan, pageDefault: 10) { e, _ in
                 guard case .contact(let c) = e.payload else { return nil }
                 return tenant.contactJSON(id: e.id, c)
             }
         case 6 where p[0] == "users" && p[2] == "contactFolders" && p[4] == "contacts":
             // One contact (GET /users/{id}/contactFolders/{id}/contacts/{id}).
-            guard let u = tenant.user(p[1]), p[3] == "contacts-" + u.id else { return notFound(p[3]) }
-            guard let e = tenant.entry(Tenant.contactsKey(u.id), p[5]), e.deleted == nil, case .contact(let x) = e.payload else { return notFound(p[5]) }
+            guard let u = tenant.user(p[1]), let key = tenant.contactFolderKey(user: u, p[3]) else { return notFound(p[3]) }
+            guard let e = tenant.entry(key, p[5]), e.deleted == nil, case .contact(let x) = e.payload else { return notFound(p[5]) }
             return Self.json(200, tenant.contactJSON(id: e.id, x))
         default:
             break

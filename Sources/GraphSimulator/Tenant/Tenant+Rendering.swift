@@ -144,6 +144,13 @@ extension Tenant {
 
     func eventJSON(id: String, _ e: Event) -> [String: Any] {
         let changeKey = Self.changeKey(id, "\(e.version)")
+        if let data = e.json, var o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
+            o["@odata.type"] = "#microsoft.graph.event"
+            o["@odata.etag"] = "W/\"\(changeKey)\""
+            o["id"] = id
+            o["changeKey"] = changeKey
+            return o
+        }
         return [
             "@odata.type": "#microsoft.graph.event",
             "@odata.etag": "W/\"\(changeKey)\"",
@@ -162,6 +169,13 @@ extension Tenant {
 
     func contactJSON(id: String, _ c: Contact) -> [String: Any] {
         let changeKey = Self.changeKey(id, "\(c.version)")
+        if let data = c.json, var o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
+            o["@odata.type"] = "#microsoft.graph.contact"
+            o["@odata.etag"] = "W/\"\(changeKey)\""
+            o["id"] = id
+            o["changeKey"] = changeKey
+            return o
+        }
         return [
             "@odata.type": "#microsoft.graph.contact",
             "@odata.etag": "W/\"\(changeKey)\"",

@@ -27,6 +27,8 @@ public final class Tenant: Sendable {
         var messageKeys: [String: String] = [:]
         /// Each user's calendars besides the default one, by user id.
         var otherCalendars: [String: [OtherCalendar]] = [:]
+        /// Contact folders created besides the default one, by user id.
+        var otherContactFolders: [String: [OtherCalendar]] = [:]
     }
 
     struct OtherCalendar: Sendable {

@@ -86,6 +86,8 @@ struct Event: Sendable {
     var location: String
     var attendees: [String]
     var version: Int
+    /// An event a client created: its JSON as posted (ids and change keys are added when read).
+    var json: Data? = nil
 }
 
 struct Contact: Sendable {
@@ -94,6 +96,8 @@ struct Contact: Sendable {
     var email: String
     var phone: String
     var version: Int
+    /// A contact a client created: its JSON as posted.
+    var json: Data? = nil
 }
 
 struct DriveItem: Sendable {

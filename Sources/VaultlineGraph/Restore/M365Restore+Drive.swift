@@ -39,7 +39,7 @@ extension M365Restore {
         let restorer = Restorer(repository: repository)
         let isDrive = (parts.count >= 3 && parts[0] == "users" && parts[2] == "onedrive") || (parts.count >= 3 && parts[0] == "sites")
         guard isDrive else {
-            throw VaultlineError(.unsupported, "m365 restore puts back mail, OneDrive and library files: give a path at or below /users/<upn>/mail, /users/<upn>/onedrive or /sites/<site>/<library> (events and contacts restore to .ics and .vcf with vaultline restore until their way back in is built)",
+            throw VaultlineError(.unsupported, "m365 restore puts back one service at a time: give a path at or below /users/<upn>/mail, /users/<upn>/calendar, /users/<upn>/calendars, /users/<upn>/contacts, /users/<upn>/onedrive or /sites/<site>/<library>",
                                  object: "/" + parts.joined(separator: "/"))
         }
         let driveDepth = 3

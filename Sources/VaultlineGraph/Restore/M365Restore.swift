@@ -7,10 +7,10 @@ import VaultlineCore
 /// docs/GRAPH.md, "Restoring into Microsoft 365", says what goes where and how a killed job
 /// resumes.
 ///
-/// Built so far: OneDrive and SharePoint document libraries (every file through an upload
-/// session, folders as needed, `fileSystemInfo` kept, collisions by path and QuickXorHash), and
-/// mail (non-draft, original dates, restore keys). Events and contacts are refused with a clear
-/// error until they are built; they restore to local formats with `vaultline restore`.
+/// Mail (non-draft, original dates, restore keys), events and contacts (from their Graph JSON,
+/// attendees not invited unless asked), OneDrive and SharePoint document libraries (every file
+/// through an upload session, folders as needed, `fileSystemInfo` kept, collisions by path and
+/// QuickXorHash).
 public final class M365Restore: Sendable {
     public struct Options: Sendable {
         public enum Destination: String, Sendable, Codable {
@@ -39,6 +39,9 @@ public final class M365Restore: Sendable {
         public var collisions: Collisions?
         /// Put back only what was deleted or differs (in place; what is equal is not touched).
         public var onlyChanged = false
+        /// Restore events with their attendees, who Graph then sends invitations (no flag
+        /// prevents it); by default they are named at the top of the event's body instead.
+        public var inviteAttendees = false
         public var dryRun = false
         /// The new folder's name; default `Restored items YYYY-MM-DD HH.MM.SS` (UTC) at the job's start.
         public var folderName: String?
@@ -130,15 +133,18 @@ public final class M365Restore: Sendable {
         }
         let parts = path.split(separator: "/").map(String.init)
         let isMail = parts.count >= 3 && parts[0] == "users" && parts[2] == "mail"
-        let scopes = isMail ? [] : try await driveScopes(snapshot: snapshot, parts: parts)
+        let isJSON = parts.count >= 3 && parts[0] == "users" && ["calendar", "calendars", "contacts"].contains(parts[2])
+        let scopes = isMail || isJSON ? [] : try await driveScopes(snapshot: snapshot, parts: parts)
         let job = options.job ?? jobID(snapshotID: snapshotID, path: path)
         let journal = options.dryRun ? nil : try RestoreJournal(directory: options.journalDirectory ?? RestoreJournal.defaultDirectory(repositoryID: repository.config.id), job: job)
         let folderName = journal?.loaded.folderName ?? options.folderName ?? Self.defaultFolderName(start)
         if let journal, journal.loaded.folderName == nil { try journal.record("job", ["folder": folderName]) }
 
         var summary = Summary(job: job, snapshot: snapshotID, dryRun: options.dryRun)
-        if isMail {
-            let (collection, failures) = try await restoreMail(snapshot: snapshot, parts: parts, folderName: folderName, journal: journal)
+        if isMail || isJSON {
+            let (collection, failures) = isMail
+                ? try await restoreMail(snapshot: snapshot, parts: parts, folderName: folderName, journal: journal)
+                : try await restoreJSONItems(snapshot: snapshot, parts: parts, folderName: folderName, journal: journal)
             summary.collections.append(collection)
             summary.failures += failures
         }

@@ -7,13 +7,16 @@ extension M365 {
     struct M365Restore: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "restore",
-            abstract: "Put files of a snapshot back into OneDrive or a SharePoint library.",
+            abstract: "Put mail, events, contacts and files of a snapshot back into Microsoft 365.",
             discussion: """
-                SNAPSHOT:PATH names a OneDrive or library, or a folder or file in one \
-                (/users/<upn>/onedrive/…, /sites/<site>/<library>/…; vaultline find lists paths). \
-                By default the files go into a new folder "Restored items <date time>" with their \
-                paths below it; --in-place puts them where they were. A file already equal to the \
-                backup's (size and QuickXorHash) is never uploaded again. A killed or failed job \
+                SNAPSHOT:PATH names one service of a user, or a folder or item in it \
+                (/users/<upn>/mail/…, /users/<upn>/calendar, /users/<upn>/calendars/…, \
+                /users/<upn>/contacts/…, /users/<upn>/onedrive/…), or a library \
+                (/sites/<site>/<library>/…); vaultline find lists paths. By default items go into \
+                a new folder (a new calendar) "Restored items <date time>" with their paths below \
+                it; --in-place puts them where they were. Mail is restored not as drafts, with its \
+                dates; a file already equal to the backup's (size and QuickXorHash) is never \
+                uploaded again. A killed or failed job \
                 goes on where it stopped when the same command is run again (or --resume JOB). \
                 Exit status 3: some items failed (listed); the rest were restored.
                 """)
@@ -51,6 +54,9 @@ extension M365 {
         @Flag(help: "Print what would be done; write nothing.")
         var dryRun = false
 
+        @Flag(help: "Restore events with their attendees, who are then sent invitations (by default they are listed at the top of the event's body).")
+        var inviteAttendees = false
+
         @Option(help: "Upload fragment size in KiB: a multiple of 320 below 60 MiB (default 10240).")
         var fragmentSizeKib = 10_240
 
@@ -76,6 +82,7 @@ extension M365 {
                 options.folderName = folderName
                 options.job = resume
                 options.dryRun = dryRun
+                options.inviteAttendees = inviteAttendees
                 guard fragmentSizeKib > 0, fragmentSizeKib % 320 == 0, fragmentSizeKib < 60 * 1024 else {
                     throw VaultlineError(.invalidArgument, "--fragment-size-kib must be a multiple of 320 below 61440", object: "\(fragmentSizeKib)")
                 }
