@@ -383,6 +383,39 @@ struct MailRestoreTests {
         await f.close()
     }
 
+    @Test func aMessageCreatedWhoseAnswerWasA500IsFoundByItsKeyNotPostedAgain() async throws {
+        let f = try await GraphFixture()
+        let upn = f.sim.tenant.users[0].upn
+        let first = try await f.backup()
+        let count = f.sim.tenant.mailbox(upn: upn).count
+        f.sim.faults.withLock { $0.failAfterCreatingEvery = 3 }
+        let summary = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/mail") { $0.folderName = "Ambiguous" }
+        #expect(summary.failures.isEmpty, "\(summary.failures)")
+        #expect(f.sim.stats.messagesCreated == count, "every third answer was a 500, and none was posted twice")
+        #expect(f.sim.tenant.mailbox(upn: upn).filter { $0.folderPath.hasPrefix("Ambiguous/") }.count == count)
+        await f.close()
+    }
+
+    @Test func aLargeAttachmentGoesThroughAnUploadSession() async throws {
+        var spec = GraphFixture.smallSpec
+        spec.users = 1
+        spec.largeAttachmentSize = 4_500_000
+        let f = try await GraphFixture(spec: spec)
+        let upn = f.sim.tenant.users[0].upn
+        let first = try await f.backup()
+        let original = try MailRestoreTests.messages(f, first.snapshotID, "/users/\(upn)/mail/Inbox")
+        let large = try #require(original.first { $0.built.attachments.contains { $0.bytes.count == 4_500_000 } })
+        let fragments = f.sim.stats.fragments
+        let summary = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/mail/Inbox") { $0.folderName = "Large" }
+        #expect(summary.failures.isEmpty, "\(summary.failures)")
+        #expect(f.sim.stats.fragments - fragments == 2, "4.5 MB in chunks of 3 MiB")
+        let second = try await f.backup()
+        let back = try MailRestoreTests.messages(f, second.snapshotID, "/users/\(upn)/mail/Large/Inbox")
+        let again = try #require(back.first { $0.built.message["internetMessageId"] == large.built.message["internetMessageId"] })
+        #expect(again.built.attachments.map { SHA256.hash($0.bytes).hex } == large.built.attachments.map { SHA256.hash($0.bytes).hex })
+        await f.close()
+    }
+
     @Test func intoANewFolderOfAnotherMailboxAndAMissingPermission() async throws {
         let f = try await GraphFixture()
         let (alice, bob) = (f.sim.tenant.users[0].upn, f.sim.tenant.users[1].upn)

@@ -64,6 +64,9 @@ public struct FaultPlan: Sendable {
     /// Files (by name) whose last fragment commits them and then answers 500: the client cannot
     /// tell the upload succeeded.
     public var failAfterCommit: Set<String> = []
+    /// Every Nth message created is stored and then answered 500: the client cannot tell it was
+    /// made (0: never).
+    public var failAfterCreatingEvery = 0
     /// Seconds an upload session lives after its last fragment (Graph's are about 15 minutes).
     public var uploadSessionLifetime = 900.0
 

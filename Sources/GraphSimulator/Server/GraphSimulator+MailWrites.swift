@@ -91,7 +91,12 @@ extension GraphSimulator {
             return createFolder(u, parent: parent, json: json)
         case (.post, 5) where p[2] == "mailFolders" && p[4] == "messages":
             guard let resolved = tenant.mailFolder(user: u, p[3]), let folder = resolved else { return notFound(p[3]) }
-            return createMessage(u, folder: folder, json: json)
+            let answer = createMessage(u, folder: folder, json: json)
+            let n = counters.withLock { $0.messagesCreated }
+            if plan.failAfterCreatingEvery > 0, n % plan.failAfterCreatingEvery == 0 {
+                return Self.error(500, "ErrorInternalServerError", "An internal server error occurred. The operation failed.")
+            }
+            return answer
         case (.post, 5) where p[2] == "messages" && p[4] == "attachments":
             guard let attachment = Self.attachment(json) else { return Self.error(400, "ErrorInvalidProperty", "The property 'Item' is required.") }
             guard tenant.updateMessage(user: u, id: p[3], { $0.restored?.attachments.append(attachment) }) != nil else { return notFound(p[3]) }

@@ -54,6 +54,16 @@ extension Tenant {
         ]
         let body = corpus.lines(seed: m.bodySeed, count: 8 + Int(m.bodySeed % 120))
         var out: [UInt8] = []
+        if let size = m.largeAttachment {
+            head += ["Content-Type: multipart/mixed; boundary=\"\(boundary)\"", "", "--" + boundary,
+                     "Content-Type: text/plain; charset=\"us-ascii\"", "Content-Transfer-Encoding: 7bit", "", ""]
+            out = Array(head.joined(separator: "\r\n").utf8) + body
+            out += Array(["", "--" + boundary, "Content-Type: application/octet-stream; name=\"large-export.bin\"",
+                          "Content-Disposition: attachment; filename=\"large-export.bin\"", "Content-Transfer-Encoding: base64", "", ""].joined(separator: "\r\n").utf8)
+            out += Array(Data(Self.generatedBytes(seed: m.bodySeed, count: size)).base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed]).utf8)
+            out += Array("\r\n--\(boundary)--\r\n".utf8)
+            return out
+        }
         if let a = m.attachment {
             let att = corpus.attachments[a % corpus.attachments.count]
             head += ["Content-Type: multipart/mixed; boundary=\"\(boundary)\"", "", "This is a multi-part message in MIME format.", "",
@@ -69,6 +79,20 @@ extension Tenant {
             head += ["Content-Type: text/plain; charset=\"us-ascii\"", "Content-Transfer-Encoding: 7bit", "", ""]
             out = Array(head.joined(separator: "\r\n").utf8)
             out += body
+        }
+        return out
+    }
+
+    /// Incompressible bytes from a seed (a generated attachment).
+    static func generatedBytes(seed: UInt64, count: Int) -> [UInt8] {
+        var rng = SimRandom(seed)
+        var out = [UInt8](repeating: 0, count: count)
+        var i = 0
+        while i < count {
+            withUnsafeBytes(of: rng.next()) { w in
+                for k in 0..<min(8, count - i) { out[i + k] = w[k] }
+            }
+            i += 8
         }
         return out
     }
@@ -109,7 +133,7 @@ extension Tenant {
             "lastModifiedDateTime": Self.iso(m.received.addingTimeInterval(Double(m.version))),
             "receivedDateTime": Self.iso(m.received),
             "sentDateTime": Self.iso(m.received.addingTimeInterval(-5)),
-            "hasAttachments": m.attachment != nil,
+            "hasAttachments": m.attachment != nil || m.largeAttachment != nil,
             "internetMessageId": "<\(String(SimRandom.mix(m.bodySeed, 1), radix: 16)).\(m.version)@\(spec.tenantDomain)>",
             "subject": m.subject,
             "importance": "normal",

@@ -100,6 +100,11 @@ public final class Tenant: Sendable {
             for m in 0..<spec.messagesPerUser {
                 let folder = folders[m % 4 == 0 ? 0 : rng.below(folders.count)]
                 addMessage(&s, user: userId, folder: folder, received: base.addingTimeInterval(Double(m) * 3600), rng: &rng)
+                if m == 0, spec.largeAttachmentSize > 0, let key = s.collections[Self.messagesKey(userId, folder)]?.order.last,
+                   case .message(var first)? = s.collections[Self.messagesKey(userId, folder)]?.entries[key]?.payload {
+                    first.largeAttachment = spec.largeAttachmentSize
+                    s.collections[Self.messagesKey(userId, folder)]?.upsert(key, seq: s.seq, .message(first))
+                }
             }
             func addEvents(_ count: Int, key: String) {
                 for e in 0..<count {

@@ -39,6 +39,9 @@ struct Message: Sendable {
     /// Index into the tenant's attachment corpus; the same file goes to many users.
     var attachment: Int?
     var version: Int
+    /// Size of a generated attachment (``TenantSpec/largeAttachmentSize``), beside or instead of
+    /// the corpus one.
+    var largeAttachment: Int? = nil
     /// A message a client created (a restore): what it sent, which the fields above summarize.
     var restored: RestoredMessage? = nil
 }

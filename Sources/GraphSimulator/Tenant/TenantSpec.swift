@@ -23,6 +23,9 @@ public struct TenantSpec: Sendable, Codable {
     public var largeFileSize = 0
     /// Share of messages that carry an attachment from the corpus (the same files for many users).
     public var attachmentShare = 0.3
+    /// The first message of every mailbox carries a generated attachment of this size (0: none):
+    /// past 3 MB a restore must add it through an attachment upload session.
+    public var largeAttachmentSize = 0
     /// SharePoint sites, each with one document library.
     public var sites = 1
     public var filesPerSite = 8
