@@ -168,6 +168,19 @@ struct DriveRestoreTests {
         await f.close()
     }
 
+    @Test func aLibraryComesBackIntoItsSite() async throws {
+        let f = try await GraphFixture()
+        let first = try await f.backup()
+        let library = try #require(f.sim.tenant.libraries.first)
+        let source = f.sim.tenant.driveFiles(driveId: library.driveId)
+        let summary = try await Self.restore(f, first.snapshotID, "/sites/\(library.site)/\(library.library)") { $0.folderName = "Back" }
+        #expect(summary.failures.isEmpty && summary.created == source.count)
+        let restored = f.sim.tenant.driveFiles(driveId: library.driveId).filter { $0.key.hasPrefix("Back/") }
+        #expect(restored.count == source.count)
+        for (path, bytes) in source { #expect(restored["Back/" + path] == bytes, "\(path)") }
+        await f.close()
+    }
+
     @Test func aTenantThatRefusesFileTimesInTheSessionGetsThemByPatch() async throws {
         let f = try await GraphFixture()
         let upn = f.sim.tenant.users[0].upn
