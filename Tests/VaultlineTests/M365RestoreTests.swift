@@ -409,6 +409,32 @@ struct MailRestoreTests {
         await f.close()
     }
 
+    @Test func aDraftComesBackAsADraftFromItsMIME() async throws {
+        let f = try await GraphFixture()
+        let upn = f.sim.tenant.users[0].upn
+        // A draft in the tenant, made as Outlook would: in a Drafts folder, from JSON without flags.
+        let token = try await f.client.json(f.client.url("users", upn, "mailFolders"))  // signs in; lists the folders
+        #expect(token["value"]?.array?.isEmpty == false)
+        let drafts = try #require(try await f.client.write(.POST, f.client.url("users", upn, "mailFolders"), json: .object(["displayName": .string("Drafts")]),
+                                                          mailbox: upn, idempotent: false).json?["id"]?.string)
+        let draft: JSONValue = .object(["subject": .string("Unfinished reply"), "body": .object(["contentType": .string("text"), "content": .string("half a thought")]),
+                                        "toRecipients": .array([.object(["emailAddress": .object(["address": .string("megan@contoso.example")])])])])
+        _ = try await f.client.write(.POST, f.client.url("users", upn, "mailFolders", drafts, "messages"), json: draft, mailbox: upn, idempotent: false)
+        let first = try await f.backup()
+        let before = try MailRestoreTests.messages(f, first.snapshotID, "/users/\(upn)/mail/Drafts")
+        #expect(before.count == 1 && before[0].item["isDraft"]?.bool == true)
+
+        let summary = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/mail/Drafts") { $0.folderName = "R" }
+        #expect(summary.failures.isEmpty && summary.created == 1)
+        let second = try await f.backup()
+        let back = try MailRestoreTests.messages(f, second.snapshotID, "/users/\(upn)/mail/R/Drafts")
+        #expect(back.count == 1)
+        #expect(back.first?.item["isDraft"]?.bool == true, "a draft stays a draft")
+        #expect(back.first?.built.message["subject"] == before[0].built.message["subject"])
+        #expect(back.first?.built.message["body"] == before[0].built.message["body"])
+        await f.close()
+    }
+
     @Test func aLargeAttachmentGoesThroughAnUploadSession() async throws {
         var spec = GraphFixture.smallSpec
         spec.users = 1

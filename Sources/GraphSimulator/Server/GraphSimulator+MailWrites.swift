@@ -91,6 +91,9 @@ extension GraphSimulator {
             return createFolder(u, parent: parent, json: json)
         case (.post, 5) where p[2] == "mailFolders" && p[4] == "messages":
             guard let resolved = tenant.mailFolder(user: u, p[3]), let folder = resolved else { return notFound(p[3]) }
+            if request.headers[.contentType]?.lowercased().hasPrefix("text/plain") == true {
+                return createMessageFromMIME(u, folder: folder, base64: body)
+            }
             let answer = createMessage(u, folder: folder, json: json)
             let n = counters.withLock { $0.messagesCreated }
             if plan.failAfterCreatingEvery > 0, n % plan.failAfterCreatingEvery == 0 {
@@ -115,6 +118,19 @@ extension GraphSimulator {
             let token = UUID().uuidString.lowercased()
             runtime.withLock { $0.uploads[token] = session }
             return Self.json(201, ["uploadUrl": "\(authorityURL)/upload/\(token)", "expirationDateTime": Tenant.iso(session.expires), "nextExpectedRanges": ["0-"]])
+        case (.patch, 4) where p[2] == "messages":
+            // Extended properties and read state; the draft state is read-only after the first
+            // save (MS-OXCMSG), so a flags property changes nothing here.
+            var properties: [String: String] = [:]
+            for prop in json["singleValueExtendedProperties"] as? [[String: Any]] ?? [] {
+                if let id = prop["id"] as? String, let v = prop["value"] as? String { properties[id.lowercased()] = v }
+            }
+            let read = json["isRead"] as? Bool
+            guard let m = tenant.updateMessage(user: u, id: p[3], { m in
+                m.restored?.properties.merge(properties) { $1 }
+                if let read { m.isRead = read }
+            }) else { return notFound(p[3]) }
+            return Self.json(200, tenant.messageJSON(id: p[3], m, user: u))
         case (.delete, 4) where p[2] == "events":
             let keys = [Tenant.eventsKey(u.id)] + tenant.state.withLock { $0.otherCalendars[u.id] ?? [] }.map { Tenant.calendarKey(u.id, $0.id) }
             guard let key = keys.first(where: { tenant.entry($0, p[3]).map { $0.deleted == nil } ?? false }) else { return notFound(p[3]) }
@@ -187,6 +203,33 @@ extension GraphSimulator {
         let received = properties[Self.receivedProperty].flatMap(Tenant.parseISO) ?? now
         let id = tenant.createMessage(user: u, folder: folder, subject: json["subject"] as? String ?? "", isRead: json["isRead"] as? Bool ?? false,
                                       r, received: received)
+        counters.withLock { $0.messagesCreated += 1 }
+        guard let m = tenant.message(user: u.id, id: id) else { return notFound(id) }
+        return Self.json(201, tenant.messageJSON(id: id, m, user: u))
+    }
+
+    /// A message from MIME (base64 in a text/plain body): always a draft, received now, sent at
+    /// its `Date:` header, the MIME kept as it came.
+    private func createMessageFromMIME(_ u: User, folder: String, base64: [UInt8]) -> Response {
+        let text = String(decoding: base64, as: UTF8.self).filter { !$0.isWhitespace }
+        guard let data = Data(base64Encoded: text), !data.isEmpty else {
+            return Self.error(400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.")
+        }
+        let mime = Array(data)
+        let head = String(decoding: mime.prefix(64 << 10), as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n").components(separatedBy: "\n\n").first ?? ""
+        func header(_ name: String) -> String? {
+            head.split(separator: "\n").first { $0.lowercased().hasPrefix(name.lowercased() + ":") }
+                .map { String($0.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces) }
+        }
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.dateFormat = "EEE, d MMM yyyy HH:mm:ss Z"
+        let now = Date()
+        let r = RestoredMessage(isDraft: true, sent: header("Date").flatMap { f.date(from: $0) } ?? now, created: now, bodyIsHTML: false, body: "",
+                                from: nil, to: [], cc: [], bcc: [], replyTo: [], importance: "normal", categories: [], flagStatus: nil,
+                                internetMessageId: header("Message-ID") ?? "<\(UUID().uuidString)@simulator>", headers: [], attachments: [],
+                                properties: [:], mime: mime)
+        let id = tenant.createMessage(user: u, folder: folder, subject: header("Subject") ?? "", isRead: true, r, received: now)
         counters.withLock { $0.messagesCreated += 1 }
         guard let m = tenant.message(user: u.id, id: id) else { return notFound(id) }
         return Self.json(201, tenant.messageJSON(id: id, m, user: u))

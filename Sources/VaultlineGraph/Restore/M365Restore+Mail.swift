@@ -182,7 +182,7 @@ extension M365Restore {
         let mime = try Self.read(node, repository: repository, opener: BlobOpener(key: repository.key))
         let item = node.metadata?["graph.item"].flatMap { try? JSONValue.parse(Array($0.utf8)) }
         let restoreKey = String(SHA256.hash(Array((journal?.path ?? "") .utf8) + Array(key.utf8) + Array(ItemFinder.contentVersion(node).utf8)).hex.prefix(32))
-        var built = GraphMessageBuilder(mime: mime, item: item, restoreKey: restoreKey)
+        let built = GraphMessageBuilder(mime: mime, item: item, restoreKey: restoreKey)
         let imid = built.message["internetMessageId"]?.string
         var decision = Decision.create
         if let imid, let there = present[imid] {
@@ -194,13 +194,10 @@ extension M365Restore {
             if options.onlyChanged { return .unchanged }
             _ = there
         }
-        if item?["isDraft"]?.bool == true, case .array(let props) = built.message["singleValueExtendedProperties"] ?? .null {
-            // A draft stays a draft: no flags property (Graph then creates a draft).
-            var o = built.message.object ?? [:]
-            o["singleValueExtendedProperties"] = .array(props.filter { $0["id"]?.string != GraphMessageBuilder.flagsProperty })
-            built.message = .object(o)
-        }
         let messages = client.url("users", user, "mailFolders", folder, "messages")
+        if item?["isDraft"]?.bool == true {
+            return try await restoreDraft(mime, user: user, messages: messages, key: key, restoreKey: restoreKey, decision: decision, journal: journal)
+        }
         // Made before, by this job (a kill, or an answer lost): found by its key.
         if journal?.loaded.started.contains(key) == true || journal?.loaded.sessions[key] != nil {
             if let id = try await findByKey(user: user, folder: folder, restoreKey: restoreKey) {
@@ -240,6 +237,22 @@ extension M365Restore {
             // Replace: the new one is in; now the old one goes (a failure between leaves two, never none).
             _ = try await client.write(.DELETE, client.url("users", user, "messages", old), mailbox: user, idempotent: true)
         }
+        return decision
+    }
+
+    /// A draft is posted as its MIME (Graph makes a message created from MIME a draft, which is
+    /// right here, and keeps the MIME whole), then given its restore key by PATCH.
+    private func restoreDraft(_ mime: [UInt8], user: String, messages: String, key: String, restoreKey: String, decision: Decision,
+                              journal: RestoreJournal?) async throws -> Decision {
+        try journal?.record("upload", ["path": key])
+        let posted = try await client.write(.POST, messages, bytes: Array(Data(mime).base64EncodedString().utf8), contentType: "text/plain",
+                                            mailbox: user, idempotent: false)
+        guard let id = posted.json?["id"]?.string else { throw GraphError(.malformed, "a created draft without an id", url: messages) }
+        let property = JSONValue.object(["id": .string(GraphMessageBuilder.restoreKeyProperty), "value": .string(restoreKey)])
+        _ = try await client.write(.PATCH, client.url("users", user, "messages", id), json: .object(["singleValueExtendedProperties": .array([property])]),
+                                   mailbox: user, idempotent: true)
+        try journal?.record("session", ["path": key, "url": id])
+        try journal?.record("done", ["path": key, "id": id])
         return decision
     }
 
