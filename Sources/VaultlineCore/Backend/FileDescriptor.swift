@@ -138,8 +138,10 @@ public enum FileSystem {
 
     /// Replaces the small file at `path` durably: a temporary file beside it, fsync, rename,
     /// fsync of the directory. Readers see the old or the new content, never a mix.
+    /// A bare file name is in the working directory (its temporary file too, not in `/`).
     public static func replaceFile(_ path: String, with bytes: [UInt8], mode: mode_t = 0o600) throws {
-        let dir = (path as NSString).deletingLastPathComponent
+        let parent = (path as NSString).deletingLastPathComponent
+        let dir = parent.isEmpty ? "." : parent
         let tmp = dir + "/.tmp-" + encodeHex(try SecureRandom.bytes(8))
         do {
             let fd = try FileDescriptor(open: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: mode)
@@ -150,7 +152,7 @@ public enum FileSystem {
             unlink(tmp)
             throw error
         }
-        try syncDirectory(dir.isEmpty ? "." : dir)
+        try syncDirectory(dir)
     }
 
     /// `$XDG_STATE_HOME/vaultline` (or `~/.local/state/vaultline`): where jobs keep state that
