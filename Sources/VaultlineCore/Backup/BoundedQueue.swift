@@ -61,8 +61,9 @@ final class BoundedQueue<Element: Sendable>: @unchecked Sendable {
     }
 }
 
-/// A value shared between threads under a lock.
-final class Locked<Value>: @unchecked Sendable {
+/// A value shared between threads under a lock. Unchecked: the value is only reached inside
+/// `withLock`, and it must itself be Sendable to cross threads.
+final class Locked<Value: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     private var value: Value
     init(_ value: Value) { self.value = value }
