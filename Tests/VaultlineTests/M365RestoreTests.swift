@@ -445,9 +445,11 @@ struct MailRestoreTests {
         let original = try MailRestoreTests.messages(f, first.snapshotID, "/users/\(upn)/mail/Inbox")
         let large = try #require(original.first { $0.built.attachments.contains { $0.bytes.count == 4_500_000 } })
         let fragments = f.sim.stats.fragments
+        f.sim.faults.withLock { $0.attachmentNotFoundFirst = true }
         let summary = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/mail/Inbox") { $0.folderName = "Large" }
         #expect(summary.failures.isEmpty, "\(summary.failures)")
         #expect(f.sim.stats.fragments - fragments == 2, "4.5 MB in chunks of 3 MiB")
+        #expect(f.sim.stats.transientNotFound == 1, "the first attachment POST found no message, and was tried again")
         let second = try await f.backup()
         let back = try MailRestoreTests.messages(f, second.snapshotID, "/users/\(upn)/mail/Large/Inbox")
         let again = try #require(back.first { $0.built.message["internetMessageId"] == large.built.message["internetMessageId"] })

@@ -64,6 +64,9 @@ public struct FaultPlan: Sendable {
     /// Files (by name) whose last fragment commits them and then answers 500: the client cannot
     /// tell the upload succeeded.
     public var failAfterCommit: Set<String> = []
+    /// A message's first attachment POST answers 404 `ErrorItemNotFound`, as Exchange sometimes
+    /// does right after creating the message.
+    public var attachmentNotFoundFirst = false
     /// Every Nth message created is stored and then answered 500: the client cannot tell it was
     /// made (0: never).
     public var failAfterCreatingEvery = 0
@@ -111,4 +114,6 @@ public struct SimulatorStats: Sendable, Codable {
     public var eventsCreated = 0
     public var contactsCreated = 0
     public var invitationsSent = 0
+    /// Attachment POSTs answered 404 on purpose (``FaultPlan/attachmentNotFoundFirst``).
+    public var transientNotFound = 0
 }

@@ -101,6 +101,10 @@ extension GraphSimulator {
             }
             return answer
         case (.post, 5) where p[2] == "messages" && p[4] == "attachments":
+            if plan.attachmentNotFoundFirst, once("attachment " + p[3]) {
+                counters.withLock { $0.transientNotFound += 1 }
+                return notFound(p[3])
+            }
             guard let attachment = Self.attachment(json) else { return Self.error(400, "ErrorInvalidProperty", "The property 'Item' is required.") }
             guard tenant.updateMessage(user: u, id: p[3], { $0.restored?.attachments.append(attachment) }) != nil else { return notFound(p[3]) }
             return Self.json(201, ["id": attachment.id, "name": attachment.name, "size": attachment.bytes.count])

@@ -61,6 +61,9 @@ extension Tenant {
             out += Array(["", "--" + boundary, "Content-Type: application/octet-stream; name=\"large-export.bin\"",
                           "Content-Disposition: attachment; filename=\"large-export.bin\"", "Content-Transfer-Encoding: base64", "", ""].joined(separator: "\r\n").utf8)
             out += Array(Data(Self.generatedBytes(seed: m.bodySeed, count: size)).base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed]).utf8)
+            // And a small one beside it: together past what fits in one request.
+            out += Array(["", "--" + boundary, "Content-Type: text/plain; name=\"notes.txt\"", "Content-Disposition: attachment; filename=\"notes.txt\"",
+                          "Content-Transfer-Encoding: base64", "", Data("notes for the export\r\n".utf8).base64EncodedString()].joined(separator: "\r\n").utf8)
             out += Array("\r\n--\(boundary)--\r\n".utf8)
             return out
         }

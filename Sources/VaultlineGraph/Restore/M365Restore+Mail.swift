@@ -265,7 +265,18 @@ extension M365Restore {
     private func addAttachment(_ a: GraphMessageBuilder.Attachment, user: String, message: String) async throws {
         let url = client.url("users", user, "messages", message, "attachments")
         if a.item != nil || a.bytes.count < Self.largeAttachment {
-            _ = try await client.write(.POST, url, json: a.json, mailbox: user, idempotent: false)
+            // Exchange may not find a message it has just created (404 ErrorItemNotFound, seen
+            // by Corso with many attachments): tried again after 0.75 s, 1.5 s, 3 s.
+            var wait = 0.75
+            for attempt in 0...3 {
+                do {
+                    _ = try await client.write(.POST, url, json: a.json, mailbox: user, idempotent: false)
+                    return
+                } catch let error as GraphError where error.kind == .notFound && attempt < 3 {
+                    try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+                    wait *= 2
+                }
+            }
             return
         }
         var item: [String: JSONValue] = ["attachmentType": .string("file"), "name": .string(a.name), "size": .number(Double(a.bytes.count)),
