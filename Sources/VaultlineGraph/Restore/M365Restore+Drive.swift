@@ -135,14 +135,8 @@ extension M365Restore {
         }
         advance(planned: decided.count)
         if options.dryRun {
-            for d in decided {
-                switch d.decision {
-                case .create: collection.created += 1
-                case .replace: collection.replaced += 1
-                case .copy: collection.copied += 1
-                default: break
-                }
-            }
+            // Skipped and unchanged were counted with the plan; the rest as if done.
+            for d in decided where d.decision != .skip && d.decision != .unchanged { collection.count(d.decision) }
             return (collection, [])
         }
 
@@ -185,15 +179,7 @@ extension M365Restore {
                     do {
                         let outcome = try await self.restoreFile(drive: scope.drive, parent: parent, key: key, node: item.node,
                                                                  decision: item.decision, journal: journal)
-                        tally.counts.withLock { c in
-                            switch outcome {
-                            case .create: c.created += 1
-                            case .replace: c.replaced += 1
-                            case .copy: c.copied += 1
-                            case .skip: c.skipped += 1
-                            case .unchanged: c.unchanged += 1
-                            }
-                        }
+                        tally.record(outcome)
                     } catch let error as GraphError where error.status == 403 || error.endsTheRun {
                         throw Self.permissionError(error, scope: scope)
                     } catch is CancellationError {
@@ -213,11 +199,16 @@ extension M365Restore {
         return (tally.counts.withLock { $0 }, tally.failures.withLock { $0 })
     }
 
-    /// What the uploads of one drive did, counted from their tasks.
+    /// What the uploads of one collection did, counted from their tasks.
     final class Tally: Sendable {
         let counts: Mutex<Summary.Collection>
         let failures = Mutex<[Summary.Failure]>([])
         init(_ collection: Summary.Collection) { counts = Mutex(collection) }
+
+        /// Counts what one item got.
+        func record(_ outcome: Decision) {
+            counts.withLock { $0.count(outcome) }
+        }
     }
 
     /// A 403 on a write: the app lacks the permission; one error for the job, naming it.

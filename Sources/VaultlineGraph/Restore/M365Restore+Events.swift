@@ -141,15 +141,7 @@ extension M365Restore {
             do {
                 let outcome = try await restoreItem(node, events: events, user: user, container: container, key: key, present: &present,
                                                     journal: journal, opener: opener)
-                tally.counts.withLock { c in
-                    switch outcome {
-                    case .create: c.created += 1
-                    case .replace: c.replaced += 1
-                    case .copy: c.copied += 1
-                    case .skip: c.skipped += 1
-                    case .unchanged: c.unchanged += 1
-                    }
-                }
+                tally.record(outcome)
             } catch let error as GraphError where error.status == 403 || error.endsTheRun {
                 throw error
             } catch {
@@ -166,7 +158,7 @@ extension M365Restore {
         let stored = try JSONValue.parse(try Self.read(node, repository: repository, opener: opener))
         let collision = Self.collisionKey(stored, events: events)
         var decision = Decision.create
-        if let existing = present[collision] {
+        if present[collision] != nil {
             // Made by an earlier run of this job, or there all along.
             if journal?.loaded.started.contains(key) == true || options.onlyChanged { return .unchanged }
             switch options.effectiveCollisions {
@@ -174,7 +166,6 @@ extension M365Restore {
             case .copy: decision = .copy
             case .replace: decision = .replace
             }
-            _ = existing
         }
         let restoreKey = String(SHA256.hash(Array((journal?.path ?? "").utf8) + Array(key.utf8)).hex.prefix(32))
         var o = stored.object ?? [:]

@@ -151,15 +151,7 @@ extension M365Restore {
                     let key = "mail:" + Self.key(folderPath + [node.name])
                     do {
                         let outcome = try await self.restoreMessage(node, user: user, folder: folder, key: key, present: existing, journal: journal)
-                        tally.counts.withLock { c in
-                            switch outcome {
-                            case .create: c.created += 1
-                            case .replace: c.replaced += 1
-                            case .copy: c.copied += 1
-                            case .skip: c.skipped += 1
-                            case .unchanged: c.unchanged += 1
-                            }
-                        }
+                        tally.record(outcome)
                     } catch let error as GraphError where error.status == 403 || error.endsTheRun {
                         throw error
                     } catch is CancellationError {
@@ -185,14 +177,13 @@ extension M365Restore {
         let built = GraphMessageBuilder(mime: mime, item: item, restoreKey: restoreKey)
         let imid = built.message["internetMessageId"]?.string
         var decision = Decision.create
-        if let imid, let there = present[imid] {
+        if let imid, present[imid] != nil {
+            if options.onlyChanged { return .unchanged }
             switch options.effectiveCollisions {
-            case .skip: return options.onlyChanged ? .unchanged : .skip
+            case .skip: return .skip
             case .copy: decision = .copy
             case .replace: decision = .replace
             }
-            if options.onlyChanged { return .unchanged }
-            _ = there
         }
         let messages = client.url("users", user, "mailFolders", folder, "messages")
         if item?["isDraft"]?.bool == true {

@@ -47,7 +47,6 @@ extension M365Restore {
             case .committed(let id):
                 if let id, patchTimesAfter { try await patchTimes(drive: drive, id: id, times: times) }
                 try journal?.record("done", ["path": key, "id": id ?? ""])
-                advance(bytes: 0)
                 return decision
             case .gone:
                 // The session ended: committed with its answer lost, or expired. Look first.
@@ -124,7 +123,7 @@ extension M365Restore {
         var offset: Int64
         do {
             let state = try await client.json(url, authorized: false)
-            offset = Self.nextExpected(state) ?? 0
+            offset = Self.nextExpected(state, size: size) ?? 0
         } catch let error as GraphError where error.kind == .notFound {
             return .gone
         }
@@ -142,7 +141,7 @@ extension M365Restore {
             } catch let error as GraphError where error.status == 416 {
                 // Graph has a different part than this one (a fragment stored whose answer was
                 // lost): go on from what it expects.
-                guard let state = try? await client.json(url, authorized: false), let expected = Self.nextExpected(state) else { return .gone }
+                guard let state = try? await client.json(url, authorized: false), let expected = Self.nextExpected(state, size: size) else { return .gone }
                 offset = expected
                 reader = try ContentReader(repository: repository, node: node, from: offset)
                 continue
@@ -150,7 +149,7 @@ extension M365Restore {
             offset += Int64(count)
             advance(bytes: Int64(count))
             if answer.status == 200 || answer.status == 201 { return .committed(answer.json?["id"]?.string) }
-            if let expected = answer.json.flatMap(Self.nextExpected), expected != offset {
+            if let expected = answer.json.flatMap({ Self.nextExpected($0, size: size) }), expected != offset {
                 offset = expected
                 reader = try ContentReader(repository: repository, node: node, from: offset)
             }
@@ -158,9 +157,13 @@ extension M365Restore {
         return .gone
     }
 
-    static func nextExpected(_ state: JSONValue) -> Int64? {
-        guard let first = state["nextExpectedRanges"]?.array?.first?.string else { return nil }
-        return Int64(first.split(separator: "-").first ?? "")
+    /// Where Graph expects the next fragment. Nil when the answer names no offset, or one outside
+    /// the file (Graph's answer is checked before a reader is placed there).
+    static func nextExpected(_ state: JSONValue, size: Int64) -> Int64? {
+        guard let first = state["nextExpectedRanges"]?.array?.first?.string,
+              let offset = Int64(first.split(separator: "-", omittingEmptySubsequences: false).first ?? ""),
+              offset >= 0, offset <= size else { return nil }
+        return offset
     }
 
     /// A file of no bytes: Graph's upload sessions take no empty fragment, so a simple PUT.

@@ -82,6 +82,17 @@ public final class M365Restore: Sendable {
             /// Already equal to the backup (not written).
             public var unchanged = 0
             public var failed = 0
+
+            /// Counts what one item got.
+            mutating func count(_ outcome: Decision) {
+                switch outcome {
+                case .create: created += 1
+                case .replace: replaced += 1
+                case .copy: copied += 1
+                case .skip: skipped += 1
+                case .unchanged: unchanged += 1
+                }
+            }
         }
 
         public struct Failure: Sendable, Codable {
