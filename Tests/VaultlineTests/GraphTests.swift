@@ -558,7 +558,9 @@ extension GraphRestoreTests {
     /// icalendar and vobject), against what the simulator serves and Microsoft's own samples.
     @Test(.timeLimit(.minutes(2)))
     func eventsAndContactsRestoreAsICalendarAndVCardThatRealParsersRead() async throws {
-        let f = try await GraphFixture()
+        var spec = GraphFixture.smallSpec
+        spec.seriesEvery = 2  // series, each with an exception and a cancellation
+        let f = try await GraphFixture(spec: spec)
         let upn = f.sim.tenant.users[0].upn
         let result = try await f.backup { $0.onedrive = false; $0.sites = false; $0.mail = false }
         let ics = try CalendarExport(repository: f.repo, format: .ics).export(snapshotID: result.snapshotID, path: "/users/\(upn)/calendar", target: f.dir.path + "/ics")
@@ -597,13 +599,26 @@ extension GraphRestoreTests {
         try Fixtures.writeFile(f.dir.path + "/samples.ics", Array(ICalendar.calendar(sampleEvents).utf8))
         try Fixtures.writeFile(f.dir.path + "/samples.vcf", Array(sampleContacts.map(VCard.card).joined().utf8))
         let script = """
-            import glob, json, sys, icalendar, vobject
+            import datetime, glob, json, sys, icalendar, vobject
             d = sys.argv[1]
             want = {e['id']: e for e in json.load(open(d + '/events.json'))}
             [path] = glob.glob(d + '/ics/**/*.ics', recursive=True)
             cal = icalendar.Calendar.from_ical(open(path, 'rb').read())
-            got = [c for c in cal.walk('VEVENT')]
+            every = [c for c in cal.walk('VEVENT')]
+            got = [c for c in every if 'RECURRENCE-ID' not in c]
+            moved = [c for c in every if 'RECURRENCE-ID' in c]
             assert len(got) == len(want), (len(got), len(want))
+            series = [e for e in got if 'RRULE' in e]
+            assert len(series) == 2 and len(moved) == 2, (len(series), len(moved))
+            for ev in series:
+                # The generated series: weekly, six; the second moved (an exception), the fourth cancelled.
+                start = ev['DTSTART'].dt
+                assert ev['RRULE']['COUNT'] == [6], ev['RRULE']
+                assert [x.dt for x in ev['EXDATE'].dts] == [start + datetime.timedelta(days=21)], ev['EXDATE'].to_ical()
+                [m] = [m for m in moved if str(m['UID']) == str(ev['UID'])]
+                assert m['RECURRENCE-ID'].dt == start + datetime.timedelta(days=7)
+                assert m['DTSTART'].dt == start + datetime.timedelta(days=7, hours=2)
+                assert str(m['SUMMARY']) == str(ev['SUMMARY']) + ' (moved)'
             for ev in got:
                 w = want[str(ev['UID'])]
                 assert str(ev['SUMMARY']) == w['subject'], (ev['SUMMARY'], w['subject'])

@@ -571,4 +571,44 @@ struct EventContactRestoreTests {
         #expect(f.sim.stats.invitationsSent == expected && expected > 0)
         await f.close()
     }
+
+    @Test func deletedSeriesComeBackWithTheirExceptionsAndCancellations() async throws {
+        var spec = GraphFixture.smallSpec
+        spec.seriesEvery = 2
+        let f = try await GraphFixture(spec: spec)
+        let upn = f.sim.tenant.users[0].upn
+        let other = try #require(f.sim.tenant.otherCalendars(upn: upn).first)
+        let shapes = f.sim.tenant.seriesShapes(upn: upn), otherShapes = f.sim.tenant.seriesShapes(upn: upn, calendar: other.id)
+        #expect(shapes.count == 2 && otherShapes.count == 1)
+        for lines in Array(shapes.values) + Array(otherShapes.values) {
+            #expect(lines.count == 5 && lines.filter { $0.hasPrefix("exception ") }.count == 1, "six occurrences, one moved, one cancelled")
+        }
+        let first = try await f.backup()
+        // Every series goes, and one single event.
+        let gone = f.sim.tenant.jsonItems(upn: upn, events: true).filter { $0.value.range(of: Data("seriesMaster".utf8)) != nil }.map(\.key)
+            + f.sim.tenant.jsonItems(upn: upn, events: true, calendar: other.id).filter { $0.value.range(of: Data("seriesMaster".utf8)) != nil }.map(\.key)
+        #expect(gone.count == 3)
+        for id in gone { #expect(f.sim.tenant.deleteEvent(upn: upn, id: id)) }
+        #expect(f.sim.tenant.seriesShapes(upn: upn).isEmpty)
+
+        // The plan, then the restore: only the series are created.
+        let plan = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/calendar") { $0.onlyChanged = true; $0.dryRun = true }
+        #expect(plan.created == 2 && plan.unchanged == spec.eventsPerUser - 2 && f.sim.stats.eventsCreated == 0, "a dry run writes nothing")
+        let e = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/calendar") { $0.onlyChanged = true }
+        #expect(e.failures.isEmpty && e.created == 2 && e.unchanged == spec.eventsPerUser - 2)
+        let o = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/calendars") { $0.onlyChanged = true }
+        #expect(o.failures.isEmpty && o.created == 1 && o.unchanged == spec.eventsPerOtherCalendar - 1)
+        #expect(f.sim.stats.eventsCreated == 3, "one POST per series, not one per occurrence")
+        #expect(f.sim.tenant.seriesShapes(upn: upn) == shapes)
+        #expect(f.sim.tenant.seriesShapes(upn: upn, calendar: other.id) == otherShapes)
+        #expect(f.sim.stats.invitationsSent == 0)
+
+        // Backed up again, the calendar holds what it held.
+        let second = try await f.backup()
+        let before = try EventContactRestoreTests.items(f, first.snapshotID, "/users/\(upn)/calendar").map { Self.fields($0, events: true) }
+        let after = try EventContactRestoreTests.items(f, second.snapshotID, "/users/\(upn)/calendar").map { Self.fields($0, events: true) }
+        #expect(after.count == before.count)
+        for item in before { #expect(after.contains(item), "\(item["subject"]?.string ?? "an occurrence at \(item["start"]?["dateTime"]?.string ?? "")")") }
+        await f.close()
+    }
 }

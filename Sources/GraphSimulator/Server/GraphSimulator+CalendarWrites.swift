@@ -7,7 +7,7 @@ import Hummingbird
 extension GraphSimulator {
     /// A POST under `/users/{id}/` for calendars and contacts; nil when `p` is none of these.
     func calendarWrite(_ u: User, _ p: [String], json: [String: Any], body: [UInt8], method: HTTPRequest.Method) -> Response? {
-        guard method == .post else { return nil }
+        guard method == .post else { return occurrenceWrite(u, p, json: json, method: method) }
         switch p.count {
         case 3 where p[2] == "calendars":
             guard let name = json["name"] as? String, !name.isEmpty else { return Self.error(400, "ErrorInvalidRequest", "name is required.") }
@@ -43,7 +43,16 @@ extension GraphSimulator {
             }
         }
         let attendees = (json["attendees"] as? [Any] ?? []).count
-        let event = Event(subject: json["subject"] as? String ?? "", start: Date(), minutes: 0, location: "", attendees: [], version: 1, json: Data(body))
+        let start = Tenant.eventTime(json["start"]) ?? Date()
+        let end = Tenant.eventTime(json["end"]) ?? start
+        var event = Event(subject: json["subject"] as? String ?? "", start: start, minutes: max(0, Int(end.timeIntervalSince(start) / 60)),
+                          location: "", attendees: [], version: 1, json: Data(body))
+        if json["recurrence"] != nil && !(json["recurrence"] is NSNull) {
+            guard let recurrence = Recurrence(graph: json["recurrence"]) else {
+                return Self.error(400, "ErrorInvalidRequest", "The simulator does not take this recurrence pattern.")
+            }
+            event.recurrence = recurrence
+        }
         let id = tenant.createJSONItem(key: key, .event(event))
         counters.withLock {
             $0.eventsCreated += 1
@@ -57,5 +66,26 @@ extension GraphSimulator {
         let id = tenant.createJSONItem(key: key, .contact(contact))
         counters.withLock { $0.contactsCreated += 1 }
         return Self.json(201, tenant.contactJSON(id: id, contact))
+    }
+
+    /// PATCH on an occurrence makes it an exception (the fields merged into what it had); DELETE
+    /// cancels it. Nil when `p` is not an occurrence.
+    private func occurrenceWrite(_ u: User, _ p: [String], json: [String: Any], method: HTTPRequest.Method) -> Response? {
+        guard p.count == 4, p[2] == "events", Tenant.splitInstanceID(p[3]) != nil, method == .patch || method == .delete else { return nil }
+        let done = tenant.updateSeries(user: u, occurrence: p[3]) { e, index in
+            if method == .delete {
+                e.cancelled.insert(index)
+                e.exceptions[index] = nil
+                return true
+            }
+            var fields = e.exceptions[index].flatMap { (try? JSONSerialization.jsonObject(with: $0)) as? [String: Any] } ?? [:]
+            for (key, value) in json where !["id", "type", "seriesMasterId", "originalStart", "recurrence"].contains(key) { fields[key] = value }
+            e.exceptions[index] = try? JSONSerialization.data(withJSONObject: fields)
+            return true
+        }
+        guard let (master, event, index) = done else { return notFound(p[3]) }
+        if method == .delete { return Response(status: .noContent) }
+        counters.withLock { $0.invitationsSent += (json["attendees"] as? [Any] ?? []).count }
+        return Self.json(200, tenant.instanceJSON(master: master, event, index: index) ?? [:])
     }
 }

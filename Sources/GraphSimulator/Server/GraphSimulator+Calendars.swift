@@ -30,6 +30,27 @@ extension GraphSimulator {
         return Self.json(200, body)
     }
 
+    /// `GET /users/{id}/events/{master}/instances?startDateTime&endDateTime`: the occurrences
+    /// and exceptions of a series that start in the window, paged by `$skip` (10 by default).
+    func eventInstances(user u: User, master: String, query: [String: String], request: Request) -> Response {
+        guard let from = query["startDateTime"].flatMap(Tenant.parseISO), let to = query["endDateTime"].flatMap(Tenant.parseISO) else {
+            return Self.error(400, "ErrorInvalidParameter", "This request requires a time window specified by the query string parameters StartDateTime and EndDateTime.")
+        }
+        guard let key = tenant.eventKey(user: u, master), case .event(let e)? = tenant.entry(key, master)?.payload else { return notFound(master) }
+        let all = tenant.instances(master: master, e).filter { o in
+            guard let start = Tenant.eventTime(o["start"]) else { return false }
+            return start >= from && start < to
+        }
+        let size = Self.pageSize(request, query: query, default: 10)
+        let offset = query["$skip"].flatMap(Int.init) ?? 0
+        var body: [String: Any] = ["@odata.context": "\(graphURL)/$metadata#Collection(event)", "value": Array(all.dropFirst(offset).prefix(size))]
+        if offset + size < all.count {
+            let window = "startDateTime=\(Tenant.iso(from))&endDateTime=\(Tenant.iso(to))"
+            body["@odata.nextLink"] = "\(graphURL)/users/\(u.id)/events/\(master.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? master)/instances?\(window)&$top=\(size)&$skip=\(offset + size)"
+        }
+        return Self.json(200, body)
+    }
+
     /// A calendar as Graph describes one (Microsoft's calendar resource).
     private func calendarJSON(id: String, name: String, user u: User, isDefault: Bool) -> [String: Any] {
         [

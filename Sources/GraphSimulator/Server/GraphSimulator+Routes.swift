@@ -69,7 +69,11 @@ extension GraphSimulator {
             if !Self.hasToken(query), query["startDateTime"] == nil || query["endDateTime"] == nil {
                 return Self.error(400, "ErrorInvalidParameter", "This request requires a time window specified by the query string parameters StartDateTime and EndDateTime.")
             }
-            return delta(key: Tenant.eventsKey(u.id), link: "\(base)/users/\(u.id)/calendarView/delta", style: .outlook, query: query, request: request, plan: plan, pageDefault: 10) { e, _ in
+            return delta(key: Tenant.eventsKey(u.id), link: "\(base)/users/\(u.id)/calendarView/delta", style: .outlook, query: query, request: request, plan: plan, pageDefault: 10,
+                         related: { e in
+                             guard case .event(let x) = e.payload else { return [] }
+                             return tenant.instances(master: e.id, x, stubs: true)
+                         }) { e, _ in
                 guard case .event(let x) = e.payload else { return nil }
                 return tenant.eventJSON(id: e.id, x)
             }
@@ -92,8 +96,14 @@ extension GraphSimulator {
             // One event (GET /users/{id}/events/{id}).
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
             let calendars = [Tenant.eventsKey(u.id)] + tenant.state.withLock { $0.otherCalendars[u.id] ?? [] }.map { Tenant.calendarKey(u.id, $0.id) }
-            guard let e = calendars.lazy.compactMap({ self.tenant.entry($0, p[3]) }).first, e.deleted == nil, case .event(let x) = e.payload else { return notFound(p[3]) }
-            return Self.json(200, tenant.eventJSON(id: e.id, x))
+            let (id, index) = Tenant.splitInstanceID(p[3]).map { ($0.master, Optional($0.index)) } ?? (p[3], nil)
+            guard let e = calendars.lazy.compactMap({ self.tenant.entry($0, id) }).first, e.deleted == nil, case .event(let x) = e.payload else { return notFound(p[3]) }
+            guard let index else { return Self.json(200, tenant.eventJSON(id: e.id, x)) }
+            guard let occurrence = tenant.instanceJSON(master: id, x, index: index) else { return notFound(p[3]) }
+            return Self.json(200, occurrence)
+        case 5 where p[0] == "users" && p[2] == "events" && p[4] == "instances":
+            guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
+            return eventInstances(user: u, master: p[3], query: query, request: request)
         case 4 where p[0] == "drives" && p[2] == "items":
             // One driveItem, with a fresh download URL for a file.
             if plan.editedWhenFetchedByID.contains(p[3]), once("edit " + p[3]) { tenant.editFile(drive: p[1], id: p[3]) }
@@ -242,7 +252,7 @@ extension GraphSimulator {
     }
 
     private func delta(key: String, link: String, style: LinkStyle, query: [String: String], request: Request, plan: FaultPlan,
-                       pageDefault: Int, render: (Entry, Set<String>?) -> [String: Any]?) -> Response {
+                       pageDefault: Int, related: (Entry) -> [[String: Any]] = { _ in [] }, render: (Entry, Set<String>?) -> [String: Any]?) -> Response {
         let size = Self.pageSize(request, query: query, default: pageDefault)
         var token = DeltaToken(c: key, b: 0, u: nil, o: 0, g: plan.deltaGeneration, s: query["$select"])
         if let raw = query["$skiptoken"] ?? query["$deltatoken"] ?? query["token"] {
@@ -270,9 +280,12 @@ extension GraphSimulator {
         for e in page {
             if e.deleted != nil, style == .outlook {
                 value.append(["@odata.type": typeName(e), "id": e.id, "@removed": ["reason": "deleted"]])
+                // A deleted series takes its occurrences with it.
+                for r in related(e) { if let id = r["id"] { value.append(["@odata.type": typeName(e), "id": id, "@removed": ["reason": "deleted"]]) } }
             } else if var o = render(e, select) {
                 if let select { o = o.filter { select.contains($0.key) || Self.alwaysReturned.contains($0.key) } }
                 value.append(o)
+                value += related(e)  // a series is never split across pages
             }
         }
         var body: [String: Any] = ["@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(\(typeName(e: page.first)))", "value": value]

@@ -50,12 +50,12 @@ extension Tenant {
         }
     }
 
-    /// Deletes one event of a user's default calendar (a user deleting it).
+    /// Deletes one event (a whole series, for a series master) of any of a user's calendars
+    /// (a user deleting it).
     @discardableResult
     public func deleteEvent(upn: String, id: String) -> Bool {
-        guard let u = user(upn) else { return false }
+        guard let u = user(upn), let key = eventKey(user: u, id) else { return false }
         return state.withLock { s in
-            let key = Self.eventsKey(u.id)
             guard s.collections[key]?.entries[id]?.deleted == nil, s.collections[key]?.entries[id] != nil else { return false }
             s.seq += 1
             s.collections[key]?.delete(id, seq: s.seq)

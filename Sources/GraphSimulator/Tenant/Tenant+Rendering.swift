@@ -7,7 +7,7 @@ import Glibc
 /// drive downloads.
 extension Tenant {
     /// Broken-down UTC time of `d` (formatters are slow and not safe to share across threads).
-    private static func utc(_ d: Date) -> tm {
+    static func utc(_ d: Date) -> tm {
         var t = time_t(d.timeIntervalSince1970.rounded(.down))
         var out = tm()
         gmtime_r(&t, &out)
@@ -176,9 +176,10 @@ extension Tenant {
             o["@odata.etag"] = "W/\"\(changeKey)\""
             o["id"] = id
             o["changeKey"] = changeKey
+            o["type"] = e.recurrence == nil ? "singleInstance" : "seriesMaster"
             return o
         }
-        return [
+        var o: [String: Any] = [
             "@odata.type": "#microsoft.graph.event",
             "@odata.etag": "W/\"\(changeKey)\"",
             "id": id,
@@ -191,7 +192,10 @@ extension Tenant {
             "attendees": e.attendees.map { ["type": "required", "emailAddress": ["name": $0, "address": $0]] },
             "isAllDay": false,
             "transactionId": NSNull(),
+            "type": e.recurrence == nil ? "singleInstance" : "seriesMaster",
         ]
+        if let recurrence = e.recurrence { o["recurrence"] = recurrence.graphJSON(start: e.start) }
+        return o
     }
 
     func contactJSON(id: String, _ c: Contact) -> [String: Any] {

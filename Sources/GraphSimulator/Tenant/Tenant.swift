@@ -110,10 +110,21 @@ public final class Tenant: Sendable {
                 for e in 0..<count {
                     let id = Self.makeId(&s, prefix: [0x00, 0x46])
                     s.seq += 1
-                    s.collections[key, default: Collection()].upsert(id, seq: s.seq, .event(Event(
+                    var event = Event(
                         subject: corpus.text(seed: rng.next(), words: 4), start: base.addingTimeInterval(Double(e) * 86_400 + 36_000),
                         minutes: 30 * (1 + rng.below(4)), location: "Room \(100 + rng.below(40))",
-                        attendees: (0..<rng.below(4)).map { _ in s.users[rng.below(s.users.count)].upn }, version: 1)))
+                        attendees: (0..<rng.below(4)).map { _ in s.users[rng.below(s.users.count)].upn }, version: 1)
+                    if spec.seriesEvery > 0, e % spec.seriesEvery == spec.seriesEvery - 1 {
+                        // A weekly series of six: the second moved by two hours and renamed, the fourth cancelled.
+                        event.recurrence = Recurrence(weeklyOn: Int(Self.utc(event.start).tm_wday), count: 6)
+                        let moved = event.start.addingTimeInterval(7 * 86_400 + 7_200)
+                        event.exceptions[1] = try? JSONSerialization.data(withJSONObject: [
+                            "subject": event.subject + " (moved)", "start": Self.eventTimeJSON(moved),
+                            "end": Self.eventTimeJSON(moved.addingTimeInterval(Double(event.minutes) * 60)),
+                        ])
+                        event.cancelled = [3]
+                    }
+                    s.collections[key, default: Collection()].upsert(id, seq: s.seq, .event(event))
                 }
             }
             addEvents(spec.eventsPerUser, key: Self.eventsKey(userId))

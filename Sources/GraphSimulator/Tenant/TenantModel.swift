@@ -91,6 +91,12 @@ struct Event: Sendable {
     var version: Int
     /// An event a client created: its JSON as posted (ids and change keys are added when read).
     var json: Data? = nil
+    /// A series master's pattern (see ``Recurrence``); nil for a single event.
+    var recurrence: Recurrence? = nil
+    /// Occurrences a client changed, by index: the fields its PATCHes set (a JSON object).
+    var exceptions: [Int: Data] = [:]
+    /// Occurrences a client deleted, by index.
+    var cancelled: Set<Int> = []
 }
 
 struct Contact: Sendable {

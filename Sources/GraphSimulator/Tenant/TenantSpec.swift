@@ -14,6 +14,9 @@ public struct TenantSpec: Sendable, Codable {
     /// events in each.
     public var otherCalendarsPerUser = 1
     public var eventsPerOtherCalendar = 3
+    /// Every this many events of a calendar is a weekly series of six with one exception and one
+    /// cancellation (0: none).
+    public var seriesEvery = 0
     public var contactsPerUser = 10
     public var filesPerUser = 8
     /// Generated drive files are between these sizes (bytes).
@@ -38,6 +41,7 @@ public struct TenantSpec: Sendable, Codable {
         s.users = 3
         s.messagesPerUser = 60
         s.filesPerUser = 10
+        s.seriesEvery = 4
         return s
     }
 }

@@ -4,6 +4,10 @@ import VaultlineCore
 
 /// Calendars and contacts: each item's Graph JSON is its content.
 extension M365Backup {
+    /// The window of calendar views and series instances a backup reads (and a restore
+    /// reconciles a series over): a series' occurrences outside it are not kept.
+    static let calendarWindow = "startDateTime=2000-01-01T00:00:00Z&endDateTime=2100-01-01T00:00:00Z"
+
     /// A user's calendars besides the default one (whose events the calendar view's delta
     /// gives): Graph v1.0 has no delta function for them, so each is listed in full every run;
     /// unchanged events (same `changeKey`) are kept without being stored again.
@@ -19,7 +23,8 @@ extension M365Backup {
             let name = Self.uniqueName(safeName(calendar.name), id: calendar.id, taken: dir.dirs.keys)
             var (d, _) = try await backupJSONItems(initial: client.url("users", id, "calendars", calendar.id, "events"), link: nil, mailbox: id,
                                                    path: path + [name], kind: "event", listing: true,
-                                                   itemURL: { self.client.url("users", id, "events", $0) }, ctx)
+                                                   itemURL: { self.client.url("users", id, "events", $0) },
+                                                   seriesInstances: { self.client.url("users", id, "events", $0, "instances") + "?" + Self.calendarWindow }, ctx)
             d.metadata = ["graph.id": calendar.id, "graph.name": calendar.name]
             dir.dirs[name] = d
         }
@@ -49,9 +54,13 @@ extension M365Backup {
     /// Events or contacts: each item's Graph JSON is its content. `itemURL`: one item's URL, to
     /// fetch again an item whose data was lost at every site.
     /// `listing`: `initial` lists the whole collection (no delta function exists for it): every
-    /// run is a full round, and what it does not list is gone.
+    /// run is a full round, and what it does not list is gone. `seriesInstances`: the URL of a
+    /// series master's occurrences and exceptions, which a listing does not give (the calendar
+    /// view's delta does): they are kept beside their master, so that a restore can put back
+    /// the series' exceptions and cancellations.
     func backupJSONItems(initial: String, link: String?, mailbox: String, path: [String], kind: String, listing: Bool = false,
-                         itemURL: (String) -> String, _ ctx: RunContext) async throws -> (DirBuilder, String?) {
+                         itemURL: (String) -> String, seriesInstances: ((String) -> String)? = nil,
+                         _ ctx: RunContext) async throws -> (DirBuilder, String?) {
         let items = try ItemSpill(what: path.joined(separator: "/"))
         let parentTree = try parentNode(path, ctx)?.subtree
         var loaded = false  // as for mail folders: when the round first lists an item
@@ -76,6 +85,11 @@ extension M365Backup {
                                                   modified: Self.date(item["lastModifiedDateTime"]?.string),
                                                   { try await $0.append(ByteBuffer(bytes: bytes)) }, ctx)
                 try items.put(.init(id: id, parent: "", name: node.name, tag: changeKey, isFolder: false, flags: full ? ItemSpill.listed : 0, node: node))
+            }
+            guard let seriesInstances else { return }
+            for item in page where item["type"]?.string == "seriesMaster" && item["@removed"] == nil {
+                guard let id = item["id"]?.string else { continue }
+                _ = try await client.pages(seriesInstances(id), mailbox: mailbox) { try await apply($0, full: full) }
             }
         }
         let round: (link: String?, full: Bool)

@@ -49,8 +49,7 @@ extension M365Backup {
             }) { try await self.backupMail(user: id, upn: upn, previous: previous, path: base + ["mail"], ctx) }
         }
         if options.calendar {
-            let start = "2000-01-01T00:00:00Z", end = "2100-01-01T00:00:00Z"
-            let initial = client.url("users", id, "calendarView", "delta") + "?startDateTime=\(start)&endDateTime=\(end)"
+            let initial = client.url("users", id, "calendarView", "delta") + "?" + Self.calendarWindow
             try await service("calendar", base: base, previous: previous, into: &dir, state: &state, ctx, copy: { $0.eventsDelta = $1.eventsDelta }) {
                 let (d, link) = try await self.backupJSONItems(initial: initial, link: previous.eventsDelta, mailbox: id, path: base + ["calendar"], kind: "event",
                                                                itemURL: { self.client.url("users", id, "events", $0) }, ctx)

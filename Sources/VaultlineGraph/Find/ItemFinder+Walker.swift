@@ -104,8 +104,7 @@ extension ItemFinder {
             let key = path + "\u{0}" + version
             if let index = matchIndex[key] { return index }
             if rejected.contains(key) { return nil }
-            let item = try describe(node, path: path, kind: kind, version: version)
-            guard query.matches(item) else {
+            guard let item = try describe(node, path: path, kind: kind, version: version), query.matches(item) else {
                 rejected.insert(key)
                 return nil
             }
@@ -114,8 +113,10 @@ extension ItemFinder {
             return matches.count - 1
         }
 
-        /// What a stored file is, from its kind and its metadata (or content).
-        private mutating func describe(_ node: TreeNode, path: String, kind: ItemQuery.Kind, version: String) throws -> FoundItem {
+        /// What a stored file is, from its kind and its metadata (or content); nil for an
+        /// occurrence of a series, which is its master's (the calendar view's delta gives it as
+        /// a stub without a subject).
+        private mutating func describe(_ node: TreeNode, path: String, kind: ItemQuery.Kind, version: String) throws -> FoundItem? {
             var item = FoundItem(path: path, kind: kind, title: node.name, from: nil, to: [], size: node.size ?? 0, version: version)
             item.date = node.mtimeNs.map { Date(timeIntervalSince1970: Double($0) / 1e9) }
             switch kind {
@@ -131,6 +132,7 @@ extension ItemFinder {
                     bytes += try repository.readBlob(blob, using: opener)
                 }
                 guard let json = try? JSONValue.parse(bytes) else { break }
+                if kind == .event, json["type"]?.string == "occurrence", json["seriesMasterId"] != nil { return nil }
                 if kind == .event { ItemFinder.describeEvent(json, into: &item) } else { ItemFinder.describeContact(json, into: &item) }
             default:
                 break

@@ -44,6 +44,15 @@ public struct CalendarExport {
         if format == .ics { try fd.write(Array(ICalendar.header.utf8)) }
         let before = stats.items
         var subfolders: [TreeNode] = []
+        // Series are written last: a master with its cancellations, then its exceptions.
+        var masters: [JSONValue] = []
+        var instances: [String: [JSONValue]] = [:]
+        func write(_ text: String, item: Bool) throws {
+            let bytes = Array(text.utf8)
+            try fd.write(bytes)
+            if item { stats.items += 1 }
+            stats.bytes += UInt64(bytes.count)
+        }
         try repository.forEachTreePart(treeID) { part in
             for item in part.nodes {
                 if item.kind == .dir { subfolders.append(item); continue }
@@ -53,11 +62,28 @@ public struct CalendarExport {
                 do { json = try JSONValue.parse(bytes) } catch {
                     throw VaultlineError(.corrupt, "the item's Graph JSON does not parse", object: item.name, cause: error)
                 }
-                let text = Array((format == .ics ? ICalendar.event(json) : VCard.card(json)).utf8)
-                try fd.write(text)
-                stats.items += 1
-                stats.bytes += UInt64(text.count)
+                guard format == .ics else { try write(VCard.card(json), item: true); continue }
+                if let master = json["seriesMasterId"]?.string, ["occurrence", "exception"].contains(json["type"]?.string ?? "") {
+                    instances[master, default: []].append(json)
+                } else if json["type"]?.string == "seriesMaster" {
+                    masters.append(json)
+                } else {
+                    try write(ICalendar.event(json), item: true)
+                }
             }
+        }
+        for master in masters {
+            let held = instances[master["id"]?.string ?? ""] ?? []
+            let exceptions = held.filter { $0["type"]?.string == "exception" }
+            var exdates: [Date] = []
+            if !held.isEmpty, let start = M365Restore.originalStart(master, exception: false),
+               let due = GraphRecurrence.occurrences(master["recurrence"], start: start) {
+                let kept = Set(held.compactMap { M365Restore.originalStart($0, exception: $0["type"]?.string == "exception") })
+                exdates = due.filter { !kept.contains($0) }
+            }
+            try write(ICalendar.event(master, exdates: exdates), item: true)
+            let uid = master["iCalUId"]?.string ?? master["id"]?.string ?? ""
+            for exception in exceptions { try write(ICalendar.event(exception, series: uid), item: false) }
         }
         if stats.items == before {
             unlink(path)

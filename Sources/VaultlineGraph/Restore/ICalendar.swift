@@ -10,16 +10,21 @@ enum ICalendar {
 
     /// One `VCALENDAR` holding `events` (Graph event JSON).
     static func calendar(_ events: [JSONValue]) -> String {
-        header + events.map(event).joined() + footer
+        header + events.map { event($0) }.joined() + footer
     }
 
-    /// One `VEVENT`.
-    static func event(_ e: JSONValue) -> String {
+    /// One `VEVENT`. `series`: for an exception, its master's UID (the exception is written
+    /// with it and a `RECURRENCE-ID`, its original start); `exdates`: a master's cancelled
+    /// occurrences (original starts).
+    static func event(_ e: JSONValue, series uid: String? = nil, exdates: [Date] = []) -> String {
         var lines: [String] = ["BEGIN:VEVENT"]
         func add(_ name: String, _ value: String?) {
             if let value, !value.isEmpty { lines.append(name + ":" + escape(value)) }
         }
-        add("UID", e["iCalUId"]?.string ?? e["id"]?.string)
+        add("UID", uid ?? e["iCalUId"]?.string ?? e["id"]?.string)
+        if uid != nil, let original = e["originalStart"]?.string.flatMap({ GraphDate.parse($0) }) {
+            lines.append("RECURRENCE-ID:" + basic(original))
+        }
         lines.append("DTSTAMP:" + (utc(e["lastModifiedDateTime"]?.string) ?? utc(e["createdDateTime"]?.string) ?? "19700101T000000Z"))
         let allDay = e["isAllDay"]?.bool ?? false
         if let start = time(e["start"], allDay: allDay) { lines.append("DTSTART" + start) }
@@ -51,7 +56,10 @@ enum ICalendar {
         if let s = e["sensitivity"]?.string, s == "private" || s == "confidential" { lines.append("CLASS:" + s.uppercased()) }
         if let created = utc(e["createdDateTime"]?.string) { lines.append("CREATED:" + created) }
         if let modified = utc(e["lastModifiedDateTime"]?.string) { lines.append("LAST-MODIFIED:" + modified) }
-        if let rule = recurrence(e["recurrence"]) { lines.append("RRULE:" + rule) }
+        if let rule = recurrence(e["recurrence"]) {
+            lines.append("RRULE:" + rule)
+            if !exdates.isEmpty { lines.append("EXDATE:" + exdates.map(basic).joined(separator: ",")) }
+        }
         lines.append("END:VEVENT")
         return lines.map(fold).joined()
     }
@@ -66,6 +74,11 @@ enum ICalendar {
         let zone = t?["timeZone"]?.string ?? "UTC"
         if zone == "UTC" || zone.isEmpty { return ":" + digits + "Z" }
         return ";TZID=" + paramValue(zone) + ":" + digits
+    }
+
+    /// An instant as iCalendar UTC (`20260104T050000Z`).
+    static func basic(_ date: Date) -> String {
+        String(GraphDate.format(date).prefix(19).filter { $0 != "-" && $0 != ":" }) + "Z"
     }
 
     /// An ISO 8601 instant as iCalendar UTC (`20260104T050000Z`).

@@ -12,7 +12,15 @@ extension M365Restore {
         var name: String
         var sourceID: String?
         var isDefault: Bool
-        var items: [TreeNode]
+        /// The items restored one by one: single events, series masters, contacts.
+        var items: [StoredItem]
+        /// A series' occurrences and exceptions as backed up, by the master's id there.
+        var instances: [String: [JSONValue]] = [:]
+    }
+
+    struct StoredItem: Sendable {
+        var node: TreeNode
+        var json: JSONValue
     }
 
     /// Fields Graph sets itself or refuses on create.
@@ -44,25 +52,20 @@ extension M365Restore {
         let direct = parts[2] == "calendar" || parts.count >= 4
         if direct {
             let meta = parts.count >= 4 ? try restorer.locate(snapshot: snapshot, path: "/" + parts.prefix(4).joined(separator: "/")).node?.metadata : nil
-            plans.append(ContainerPlan(name: meta?["graph.name"] ?? (parts.count >= 4 ? parts[3] : "Calendar"), sourceID: meta?["graph.id"],
-                                       isDefault: parts[2] == "calendar" || (parts[2] == "contacts" && parts.count >= 4 && parts[3] == "Contacts"),
-                                       items: try items(tree, only: only)))
+            plans.append(try plan(tree, only: only, name: meta?["graph.name"] ?? (parts.count >= 4 ? parts[3] : "Calendar"), sourceID: meta?["graph.id"],
+                                  isDefault: parts[2] == "calendar" || (parts[2] == "contacts" && parts.count >= 4 && parts[3] == "Contacts")))
         } else {
             for dir in try repository.loadTree(tree).nodes where dir.kind == .dir {
                 guard let sub = dir.subtree else { continue }
-                plans.append(ContainerPlan(name: dir.metadata?["graph.name"] ?? dir.name, sourceID: dir.metadata?["graph.id"],
-                                           isDefault: !events && dir.name == "Contacts", items: try items(sub, only: nil)))
+                plans.append(try plan(sub, only: nil, name: dir.metadata?["graph.name"] ?? dir.name, sourceID: dir.metadata?["graph.id"],
+                                      isDefault: !events && dir.name == "Contacts"))
             }
         }
         let newFolder = options.effectiveDestination == .newFolder
         var collection = Summary.Collection(source: sourcePath, target: "\(events ? "calendar" : "contact folder") of \(user): " + (newFolder ? folderName : "as backed up"))
         collection.items = plans.reduce(0) { $0 + $1.items.count }
-        collection.bytes = plans.reduce(0) { $0 + $1.items.reduce(0) { $0 + Int64($1.size ?? 0) } }
+        collection.bytes = plans.reduce(0) { $0 + $1.items.reduce(0) { $0 + Int64($1.node.size ?? 0) } }
         advance(planned: collection.items)
-        if options.dryRun {
-            collection.created = collection.items
-            return (collection, [])
-        }
         let tally = Tally(collection)
         do {
             for plan in plans {
@@ -76,18 +79,34 @@ extension M365Restore {
         return (tally.counts.withLock { $0 }, tally.failures.withLock { $0 })
     }
 
-    private func items(_ tree: String, only: String?) throws -> [TreeNode] {
-        var out: [TreeNode] = []
+    /// One container's items, read: a series' occurrences and exceptions go with their master
+    /// (restoring them one by one would make each a single event).
+    private func plan(_ tree: String, only: String?, name: String, sourceID: String?, isDefault: Bool) throws -> ContainerPlan {
+        var nodes: [TreeNode] = []
         try repository.forEachTreePart(tree) { part in
-            out += part.nodes.filter { $0.kind == .file && $0.name.hasSuffix(".json") && $0.damaged == nil && (only == nil || $0.name == only) }
+            nodes += part.nodes.filter { $0.kind == .file && $0.name.hasSuffix(".json") && $0.damaged == nil }
         }
-        return out
+        var plan = ContainerPlan(name: name, sourceID: sourceID, isDefault: isDefault, items: [])
+        let opener = BlobOpener(key: repository.key)
+        var all: [StoredItem] = []
+        var onlyMaster: String?  // an occurrence asked for by name brings back its series
+        for node in nodes {
+            let json = try JSONValue.parse(try Self.read(node, repository: repository, opener: opener))
+            if let master = json["seriesMasterId"]?.string, ["occurrence", "exception"].contains(json["type"]?.string ?? "") {
+                plan.instances[master, default: []].append(json)
+                if node.name == only { onlyMaster = master }
+            } else {
+                all.append(StoredItem(node: node, json: json))
+            }
+        }
+        plan.items = all.filter { only == nil || $0.node.name == only || ($0.json["id"]?.string == onlyMaster && onlyMaster != nil) }
+        return plan
     }
 
     /// The URL items are posted to and listed from: the default calendar or contact folder in
     /// place, the calendar or folder of the same name (by id first for contact folders), created
-    /// when missing; or the job's new one.
-    private func targetContainer(events: Bool, user: String, plan: ContainerPlan, newName: String?, journal: RestoreJournal?) async throws -> String {
+    /// when missing; or the job's new one. Nil in a dry run when it would be created.
+    private func targetContainer(events: Bool, user: String, plan: ContainerPlan, newName: String?, journal: RestoreJournal?) async throws -> String? {
         if newName == nil, plan.isDefault, events { return client.url("users", user, "calendar", "events") }
         let listURL = client.url("users", user, events ? "calendars" : "contactFolders")
         let name = newName ?? plan.name
@@ -101,6 +120,7 @@ extension M365Restore {
             }
         }
         if found == nil {
+            if options.dryRun { return nil }
             let body: JSONValue = .object([events ? "name" : "displayName": .string(name)])
             do {
                 found = try await client.write(.POST, listURL, json: body, mailbox: user, idempotent: false).json?["id"]?.string
@@ -111,7 +131,7 @@ extension M365Restore {
             }
         }
         guard let id = found else { throw GraphError(.malformed, "a created \(events ? "calendar" : "contact folder") without an id", url: listURL) }
-        try journal?.record("folder", ["path": key, "id": id])
+        if !options.dryRun { try journal?.record("folder", ["path": key, "id": id]) }
         return containerItems(events: events, user: user, id: id)
     }
 
@@ -130,65 +150,89 @@ extension M365Restore {
         return ([json["givenName"]?.string ?? "", json["surname"]?.string ?? ""] + emails).joined(separator: "\u{0}")
     }
 
-    private func restoreItems(_ plan: ContainerPlan, events: Bool, user: String, container: String, source: String, journal: RestoreJournal?, tally: Tally) async throws {
+    private func restoreItems(_ plan: ContainerPlan, events: Bool, user: String, container: String?, source: String, journal: RestoreJournal?, tally: Tally) async throws {
         var present: [String: String] = [:]
-        _ = try await client.pages(container + "?$top=100", mailbox: user) { page in
-            for item in page { if let id = item["id"]?.string { present[Self.collisionKey(item, events: events), default: id] = id } }
+        if let container {
+            _ = try await client.pages(container + "?$top=100", mailbox: user) { page in
+                for item in page { if let id = item["id"]?.string { present[Self.collisionKey(item, events: events), default: id] = id } }
+            }
         }
-        let opener = BlobOpener(key: repository.key)
-        for node in plan.items {
-            let key = (events ? "event:" : "contact:") + Self.key([plan.name, node.name])
+        for item in plan.items {
+            let key = (events ? "event:" : "contact:") + Self.key([plan.name, item.node.name])
             do {
-                let outcome = try await restoreItem(node, events: events, user: user, container: container, key: key, present: &present,
-                                                    journal: journal, opener: opener)
+                let decision = try decide(item.json, events: events, key: key, present: present, journal: journal)
+                guard let container, !options.dryRun else {
+                    tally.record(decision)
+                    advance(items: 1)
+                    continue
+                }
+                let outcome = try await restoreItem(item.json, decision: decision, events: events, user: user, container: container, key: key, present: &present,
+                                                    instances: item.json["id"]?.string.flatMap { plan.instances[$0] } ?? [], journal: journal)
                 tally.record(outcome)
             } catch let error as GraphError where error.status == 403 || error.endsTheRun {
                 throw error
             } catch {
                 tally.counts.withLock { $0.failed += 1 }
-                tally.failures.withLock { $0.append(.init(path: source + "/" + node.name, message: "\(error)")) }
+                tally.failures.withLock { $0.append(.init(path: source + "/" + item.node.name, message: "\(error)")) }
             }
             advance(items: 1)
         }
     }
 
-    private func restoreItem(_ node: TreeNode, events: Bool, user: String, container: String, key: String, present: inout [String: String],
-                             journal: RestoreJournal?, opener: BlobOpener) async throws -> Decision {
-        if journal?.loaded.done[key] != nil { return .unchanged }
-        let stored = try JSONValue.parse(try Self.read(node, repository: repository, opener: opener))
+    /// What the policy makes of one stored item, given what the target holds.
+    private func decide(_ stored: JSONValue, events: Bool, key: String, present: [String: String], journal: RestoreJournal?) throws -> Decision {
+        if journal?.loaded.done[key] != nil {
+            return journal?.loaded.reconciled.contains(key) == false && stored["type"]?.string == "seriesMaster" ? .create : .unchanged
+        }
+        guard present[Self.collisionKey(stored, events: events)] != nil else { return .create }
+        // Made by an earlier run of this job, or there all along.
+        if journal?.loaded.started.contains(key) == true || options.onlyChanged { return .unchanged }
+        switch options.effectiveCollisions {
+        case .skip: return .skip
+        case .copy: return .copy
+        case .replace: return .replace
+        }
+    }
+
+    private func restoreItem(_ stored: JSONValue, decision: Decision, events: Bool, user: String, container: String, key: String, present: inout [String: String],
+                             instances: [JSONValue], journal: RestoreJournal?) async throws -> Decision {
+        guard decision != .skip, decision != .unchanged else { return decision }
+        if let id = journal?.loaded.done[key] {
+            // Created by an earlier run that was stopped before the series was reconciled.
+            try await reconcileSeries(user: user, master: id, stored: stored, instances: instances, key: key, journal: journal)
+            return .unchanged
+        }
         let collision = Self.collisionKey(stored, events: events)
-        var decision = Decision.create
-        if present[collision] != nil {
-            // Made by an earlier run of this job, or there all along.
-            if journal?.loaded.started.contains(key) == true || options.onlyChanged { return .unchanged }
-            switch options.effectiveCollisions {
-            case .skip: return .skip
-            case .copy: decision = .copy
-            case .replace: decision = .replace
-            }
-        }
         let restoreKey = String(SHA256.hash(Array((journal?.path ?? "").utf8) + Array(key.utf8)).hex.prefix(32))
-        var o = stored.object ?? [:]
-        for field in events ? Self.readOnlyEventFields : Self.readOnlyContactFields { o[field] = nil }
-        o["singleValueExtendedProperties"] = .array([.object(["id": .string(GraphMessageBuilder.restoreKeyProperty), "value": .string(restoreKey)])])
-        if events {
-            o["transactionId"] = .string(restoreKey)
-            if !options.inviteAttendees, let attendees = o["attendees"]?.array, !attendees.isEmpty {
-                o["attendees"] = nil
-                o["body"] = Self.withAttendeeSummary(o["body"], attendees)
-            }
-        }
+        let body = eventOrContactBody(stored, events: events, restoreKey: restoreKey)
         try journal?.record("upload", ["path": key])
         // transactionId makes an event's POST safe to repeat; a contact's is not.
-        let answer = try await client.write(.POST, container, json: .object(o), mailbox: user, idempotent: events)
+        let answer = try await client.write(.POST, container, json: body, mailbox: user, idempotent: events)
         guard let id = answer.json?["id"]?.string else { throw GraphError(.malformed, "a created item without an id", url: container) }
         try journal?.record("done", ["path": key, "id": id])
+        if events { try await reconcileSeries(user: user, master: id, stored: stored, instances: instances, key: key, journal: journal) }
         if decision == .replace, let old = present[collision] {
             let url = events ? client.url("users", user, "events", old) : container + "/" + GraphClient.encode(old)
             _ = try await client.write(.DELETE, url, mailbox: user, idempotent: true)
         }
         present[collision] = id
         return decision
+    }
+
+    /// The stored JSON as a create request: what Graph sets itself taken out, the restore key
+    /// added, attendees summarised in the body unless they are to be invited.
+    func eventOrContactBody(_ stored: JSONValue, events: Bool, restoreKey: String?) -> JSONValue {
+        var o = stored.object ?? [:]
+        for field in events ? Self.readOnlyEventFields : Self.readOnlyContactFields { o[field] = nil }
+        if let restoreKey {
+            o["singleValueExtendedProperties"] = .array([.object(["id": .string(GraphMessageBuilder.restoreKeyProperty), "value": .string(restoreKey)])])
+            if events { o["transactionId"] = .string(restoreKey) }
+        }
+        if events, !options.inviteAttendees, let attendees = o["attendees"]?.array, !attendees.isEmpty {
+            o["attendees"] = nil
+            o["body"] = Self.withAttendeeSummary(o["body"], attendees)
+        }
+        return .object(o)
     }
 
     /// The body with a line naming the attendees at its top (they were not invited again).

@@ -19,6 +19,8 @@ import Glibc
 /// - `upload` path: a file's upload is about to start (its session may exist from here on).
 /// - `session` path url: the upload session's URL (pre-authenticated; the file is private).
 /// - `done` path id: the file is in the target.
+/// - `series` path: a restored series' occurrences were made as backed up (exceptions
+///   changed, cancellations deleted).
 /// Removed when the job ends with nothing failed.
 final class RestoreJournal: Sendable {
     struct State: Sendable {
@@ -29,6 +31,8 @@ final class RestoreJournal: Sendable {
         /// Uploads started but neither done nor with a session: a session may exist that the
         /// journal does not name (the kill came between its creation and its record).
         var started: Set<String> = []
+        /// Series whose occurrences were reconciled.
+        var reconciled: Set<String> = []
     }
 
     let path: String
@@ -51,6 +55,7 @@ final class RestoreJournal: Sendable {
                 case "folder": state.folders[p] = record["id"]?.string
                 case "upload": state.started.insert(p)
                 case "session": state.sessions[p] = record["url"]?.string
+                case "series": state.reconciled.insert(p)
                 case "done":
                     state.done[p] = record["id"]?.string ?? ""
                     state.sessions[p] = nil
