@@ -361,6 +361,15 @@ struct MailRestoreTests {
         #expect(emptied == original.count && emptied > 3)
 
         let created = f.sim.stats.messagesCreated
+        // The plan first: it compares with the mailbox and writes nothing.
+        let writes = f.sim.stats.writes
+        let plan = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/mail") { $0.onlyChanged = true; $0.dryRun = true }
+        #expect(plan.dryRun && plan.created == emptied && plan.unchanged == total - emptied)
+        let skipPlan = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/mail") { $0.dryRun = true; $0.destination = .inPlace }
+        #expect(skipPlan.created == emptied && skipPlan.skipped == total - emptied)
+        let newFolderPlan = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/mail") { $0.dryRun = true }
+        #expect(newFolderPlan.created == total, "a new folder does not exist yet")
+        #expect(f.sim.stats.writes == writes)
         let summary = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/mail") { $0.onlyChanged = true }
         #expect(summary.failures.isEmpty, "\(summary.failures)")
         #expect(summary.created == emptied)

@@ -44,11 +44,7 @@ extension M365Restore {
             collection.bytes += plan.messages.reduce(0) { $0 + Int64($1.size ?? 0) }
         }
         advance(planned: collection.items)
-        if options.dryRun {
-            // The plan: every message posted (what the target holds is compared when it runs).
-            collection.created = collection.items
-            return (collection, [])
-        }
+        if options.dryRun { return (try await planMail(plans, user: user, sourceNames: sourceNames, folderName: folderName, collection), []) }
 
         let tally = Tally(collection)
         do {
@@ -113,11 +109,7 @@ extension M365Restore {
     private func ensureMailFolder(user: String, parent: String?, name: String, journal: RestoreJournal?, key: String) async throws -> String {
         if let id = journal?.loaded.folders["mail:" + key] { return id }
         let list = parent.map { client.url("users", user, "mailFolders", $0, "childFolders") } ?? client.url("users", user, "mailFolders")
-        func find() async throws -> String? {
-            let filter = "displayName eq '\(name.replacingOccurrences(of: "'", with: "''"))'"
-            let url = list + "?$filter=" + (filter.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? filter)
-            return try await client.json(url, mailbox: user)["value"]?.array?.first?["id"]?.string
-        }
+        func find() async throws -> String? { try await findMailFolder(user: user, parent: parent, name: name) }
         var id = try await find()
         if id == nil {
             do {
@@ -129,6 +121,14 @@ extension M365Restore {
         guard let id else { throw GraphError(.malformed, "a mail folder without an id", url: list) }
         try journal?.record("folder", ["path": "mail:" + key, "id": id])
         return id
+    }
+
+    /// The child folder `name` of `parent` (nil: the top level), if there is one.
+    func findMailFolder(user: String, parent: String?, name: String) async throws -> String? {
+        let list = parent.map { client.url("users", user, "mailFolders", $0, "childFolders") } ?? client.url("users", user, "mailFolders")
+        let filter = "displayName eq '\(name.replacingOccurrences(of: "'", with: "''"))'"
+        let url = list + "?$filter=" + (filter.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? filter)
+        return try await client.json(url, mailbox: user)["value"]?.array?.first?["id"]?.string
     }
 
     private func restoreMessages(_ plan: MailFolderPlan, user: String, folder: String, source: String, journal: RestoreJournal?, tally: Tally) async throws {
