@@ -162,8 +162,23 @@ struct Demo: AsyncParsableCommand {
             throw VaultlineError(.corrupt, "the mail restore did not bring every message back (\(mail.failures.first?.message ?? "\(mail.created) of \(emptied)"))")
         }
         print("   \(mail.created) messages posted as sent or received mail (not drafts) with their original dates; \(mail.unchanged) untouched; the simulator created \(sim.stats.messagesCreated - created)")
+        // Deleted calendar events, a recurring series among them.
+        let events = sim.tenant.jsonItems(upn: upn, events: true)
+        let series = sim.tenant.seriesShapes(upn: upn)
+        let seriesID = events.keys.sorted().first { events[$0].map { $0.range(of: Data("seriesMaster".utf8)) != nil } ?? false }
+        let deleted = [seriesID, events.keys.sorted().first { $0 != seriesID }].compactMap { $0 }
+        for id in deleted { sim.tenant.deleteEvent(upn: upn, id: id) }
+        print("10. \(upn) deletes \(deleted.count) calendar events\(seriesID == nil ? "" : ", one a weekly series with a moved and a cancelled meeting"); m365 restore --only-changed of the calendar from site B")
+        let eventsCreated = sim.stats.eventsCreated
+        let calendar = try await VaultlineGraph.M365Restore(repository: replica, client: client, options: restoreOptions, logger: quiet)
+            .run(snapshotID: second.snapshotID, path: "/users/\(upn)/calendar")
+        guard calendar.failures.isEmpty, calendar.created == deleted.count, sim.tenant.jsonItems(upn: upn, events: true).count == events.count,
+              sim.tenant.seriesShapes(upn: upn) == series else {
+            throw VaultlineError(.corrupt, "the calendar restore did not bring every event back (\(calendar.failures.first?.message ?? "\(calendar.created) of \(deleted.count)"))")
+        }
+        print("   \(calendar.created) events posted (the series once, its occurrences reconciled: the moved one moved again, the cancelled one cancelled), \(calendar.unchanged) untouched, \(sim.stats.invitationsSent) invitations sent; the simulator created \(sim.stats.eventsCreated - eventsCreated)")
         let third = try await M365Backup(repository: repo, client: client).run()
-        print("10. backup again: \(third.itemsDownloaded) items downloaded; the OneDrive is byte for byte what it was before the attack, the Inbox holds its messages again")
+        print("11. backup again: \(third.itemsDownloaded) items downloaded; the OneDrive is byte for byte what it was before the attack, the Inbox and the calendar hold what they held")
 
         let check = try Checker(repository: replica).run(readData: true)
         guard check.ok else { throw VaultlineError(.corrupt, "check at site B found damage: \(check.errors.first ?? "")") }
