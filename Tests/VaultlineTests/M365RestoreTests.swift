@@ -394,8 +394,7 @@ struct MailRestoreTests {
             #expect(againItem["isDraft"]?.bool == false, "restored as a draft")
             #expect(againItem["isRead"]?.bool == item["isRead"]?.bool)
             #expect(againItem["receivedDateTime"]?.string == item["receivedDateTime"]?.string, "received time")
-            let sentProperty = built.message["singleValueExtendedProperties"]?.array?.first { $0["id"]?.string == GraphMessageBuilder.sentProperty }
-            #expect(againItem["sentDateTime"]?.string == sentProperty?["value"]?.string, "sent time")
+            #expect(againItem["sentDateTime"]?.string == item["sentDateTime"]?.string, "sent time (the simulator's Date header is 5 s off it)")
         }
 
         // The same command again: everything is there, nothing is written.

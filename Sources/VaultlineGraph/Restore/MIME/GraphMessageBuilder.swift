@@ -57,7 +57,9 @@ public struct GraphMessageBuilder: Sendable {
             if o["subject"] == nil, let subject = item["subject"]?.string { o["subject"] = .string(subject) }
             if o["internetMessageId"] == nil, let id = item["internetMessageId"]?.string { o["internetMessageId"] = .string(id) }
         }
-        let sent = entity.header("Date").flatMap(MIMEHeader.date) ?? item?["sentDateTime"]?.string.flatMap { GraphDate.parse($0) }
+        // Exchange's own submit time when the backup has it: a Date header is the sender's clock
+        // (often seconds off, sometimes missing or malformed).
+        let sent = item?["sentDateTime"]?.string.flatMap { GraphDate.parse($0) } ?? entity.header("Date").flatMap(MIMEHeader.date)
         let received = item?["receivedDateTime"]?.string.flatMap { GraphDate.parse($0) } ?? sent
         // 4 (mfSubmitted) leaves mfUnsent clear: not a draft; read state goes in isRead.
         var properties: [JSONValue] = [.object(["id": .string(Self.flagsProperty), "value": .string("4")])]
