@@ -146,6 +146,57 @@ struct DriveRestoreTests {
         await f.close()
     }
 
+    @Test func anUploadURLWhoseTokenLapsesGetsANewSession() async throws {
+        var spec = GraphFixture.smallSpec
+        spec.minFileSize = 1_400_000  // five fragments of 320 KiB
+        spec.maxFileSize = 1_600_000
+        let f = try await GraphFixture(spec: spec)
+        let upn = f.sim.tenant.users[0].upn
+        let source = f.sim.tenant.driveFiles(upn: upn)
+        let first = try await f.backup()
+        f.sim.faults.withLock { $0.uploadTokenExpiresAfterFragments = 2 }
+        let summary = try await Self.restore(f, first.snapshotID, "/users/\(upn)/onedrive") { $0.folderName = "Lapsed" }
+        #expect(summary.failures.isEmpty, "\(summary.failures)")
+        #expect(summary.created == source.count)
+        // Every file of more than two fragments (some are real files of other sizes) lapsed once.
+        let long = source.values.filter { $0.count > 2 * 327_680 }.count
+        #expect(long >= 3)
+        #expect(f.sim.stats.expiredUploadTokens == long)
+        #expect(f.sim.stats.uploadSessions == source.count + long)
+        let restored = f.sim.tenant.driveFiles(upn: upn)
+        for (path, bytes) in source { #expect(restored["Lapsed/" + path] == bytes, "\(path)") }
+        await f.close()
+    }
+
+    @Test func aFullDriveEndsTheJobWithOneClearErrorAndTheSameCommandGoesOn() async throws {
+        let f = try await GraphFixture()
+        let upn = f.sim.tenant.users[0].upn
+        let source = f.sim.tenant.driveFiles(upn: upn)
+        let used = source.values.reduce(Int64(0)) { $0 + Int64($1.count) }
+        let first = try await f.backup()
+        // Room for about half of a second copy.
+        f.sim.faults.withLock { $0.driveQuotaBytes = used + used / 2 }
+        let options: (inout M365Restore.Options) -> Void = { $0.folderName = "Second copy"; $0.job = "full-drive"; $0.filesAtOnce = 1 }
+        do {
+            _ = try await Self.restore(f, first.snapshotID, "/users/\(upn)/onedrive", options)
+            Issue.record("a full drive did not end the job")
+        } catch let error as VaultlineError {
+            #expect(error.code == .noSpace)
+            #expect(error.message.contains("is full (507 quotaLimitReached)"), "\(error.message)")
+        }
+        #expect(f.sim.stats.quotaRefusals == 1, "the job stopped at the first refusal")
+        let partly = f.sim.tenant.driveFiles(upn: upn).keys.filter { $0.hasPrefix("Second copy/") }.count
+        #expect(partly > 0 && partly < source.count)
+        // Space freed: the same command puts back the rest, nothing twice.
+        f.sim.faults.withLock { $0.driveQuotaBytes = 0 }
+        let rest = try await Self.restore(f, first.snapshotID, "/users/\(upn)/onedrive", options)
+        #expect(rest.failures.isEmpty && rest.created == source.count - partly && rest.unchanged == partly)
+        let restored = f.sim.tenant.driveFiles(upn: upn)
+        #expect(restored.count == 2 * source.count)
+        for (path, bytes) in source { #expect(restored["Second copy/" + path] == bytes, "\(path)") }
+        await f.close()
+    }
+
     @Test func failedFragmentsAndALostCommitAnswerNeitherLoseNorDuplicate() async throws {
         var spec = GraphFixture.smallSpec
         spec.maxFileSize = 2_000_000
@@ -494,6 +545,32 @@ struct MailRestoreTests {
 /// Timing-sensitive: run by tools/test.sh in its quiet second pass.
 @Suite("Restore into Microsoft 365: the upload budget")
 struct UploadBudgetTests {
+    @Test(.timeLimit(.minutes(2)))
+    func sharePointResourceUnitsAreWaitedOutNotFailed() async throws {
+        let f = try await GraphFixture()
+        let upn = f.sim.tenant.users[0].upn
+        let source = f.sim.tenant.driveFiles(upn: upn)
+        let first = try await f.backup()
+        let before = f.sim.stats.driveResourceUnits
+        _ = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/onedrive") { $0.folderName = "Measure" }
+        let cost = f.sim.stats.driveResourceUnits - before
+        // A budget a sixth short of what the restore spends: it must wait about 12 s, and finish.
+        let perMinute = max(6, cost * 5 / 6)
+        f.sim.faults.withLock { $0.driveResourceUnitsPerMinute = perMinute }
+        let started = Date()
+        let summary = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/onedrive") { $0.folderName = "Budget" }
+        let seconds = Date().timeIntervalSince(started)
+        #expect(summary.failures.isEmpty, "\(summary.failures)")
+        #expect(summary.created == source.count)
+        #expect(f.sim.stats.driveThrottled > 0, "the budget was reached (429) and waited out")
+        // Spending `cost` units at `perMinute` after a full bucket takes (cost - perMinute) / rate.
+        let floor = Double(cost - perMinute) / (Double(perMinute) / 60)
+        #expect(seconds >= floor * 0.8, "\(seconds) s against a floor of \(floor) s (\(cost) units at \(perMinute) a minute)")
+        let restored = f.sim.tenant.driveFiles(upn: upn)
+        for (path, bytes) in source { #expect(restored["Budget/" + path] == bytes) }
+        await f.close()
+    }
+
     @Test func theUploadBudgetIsWaitedOutNotFailed() async throws {
         var spec = GraphFixture.smallSpec
         spec.attachmentShare = 0

@@ -72,6 +72,20 @@ public struct FaultPlan: Sendable {
     public var failAfterCreatingEvery = 0
     /// Seconds an upload session lives after its last fragment (Graph's are about 15 minutes).
     public var uploadSessionLifetime = 900.0
+    /// Seconds an upload URL's own token lasts from the session's creation, however busy the
+    /// session: past it the URL answers 401 `expiredToken` (Graph: 24 hours).
+    public var uploadURLTokenLifetime = 86_400.0
+    /// The first session of each file answers 401 `expiredToken` once this many fragments were
+    /// stored (0: never): a stand-in for an upload that outlived its URL's 24 hours.
+    public var uploadTokenExpiresAfterFragments = 0
+    /// Resource units the app may spend per minute on OneDrive and SharePoint (0: no limit).
+    /// SharePoint's per-app limit is 1,200 a minute for a tenant under 1,000 licences; a GET
+    /// costs 1, a create, update, delete or upload request 2; past it 429 with `Retry-After`,
+    /// and a refused request still counts. Fragments sent to an upload URL are not counted
+    /// (whether Graph counts them is not documented).
+    public var driveResourceUnitsPerMinute = 0
+    /// Bytes each drive may hold; a commit past it answers 507 `quotaLimitReached` (0: no quota).
+    public var driveQuotaBytes: Int64 = 0
 
     public init() {}
 }
@@ -116,4 +130,11 @@ public struct SimulatorStats: Sendable, Codable {
     public var invitationsSent = 0
     /// Attachment POSTs answered 404 on purpose (``FaultPlan/attachmentNotFoundFirst``).
     public var transientNotFound = 0
+    /// Upload fragments and session reads answered 401 `expiredToken`.
+    public var expiredUploadTokens = 0
+    /// Drive resource units spent, and drive requests refused for them (429).
+    public var driveResourceUnits = 0
+    public var driveThrottled = 0
+    /// Commits refused with 507 (the drive's quota).
+    public var quotaRefusals = 0
 }

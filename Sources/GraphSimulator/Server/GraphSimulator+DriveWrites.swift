@@ -1,7 +1,9 @@
+import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import QuickXorHash
 
 /// Graph's drive write side, as documented (docs/GRAPH.md, "Restoring files"; the research
 /// brief `m365-restore.md` §4): items by path (`root:/a/b:`), children listings, folder
@@ -58,9 +60,19 @@ extension GraphSimulator {
         var conflict: Tenant.ConflictBehavior
         var created: Date?
         var modified: Date?
+        /// The bytes received, while they are at most ``GraphSimulator/keptUploadBytes``.
         var bytes: [UInt8] = []
+        /// Bytes received, and their digests (kept for every upload).
+        var received: Int64 = 0
+        var sha256 = SHA256()
+        var quickXor = QuickXorHash()
         var total: Int64?
         var expires: Date
+        /// When it was made (its URL's token lasts ``FaultPlan/uploadURLTokenLifetime``) and
+        /// whether its token lapses early (``FaultPlan/uploadTokenExpiresAfterFragments``).
+        var opened = Date()
+        var tokenLapsesEarly = false
+        var fragmentsStored = 0
         /// A large mail attachment's session instead of a file's: the message it goes to.
         var attachment: AttachmentTarget?
         var key: String { "\(drive)|\(parent)|\(name.lowercased())" }
@@ -75,6 +87,8 @@ extension GraphSimulator {
     }
 
     static let fragmentUnit = 327_680
+    /// Uploads up to this size keep their bytes; larger ones only their size and digests.
+    static let keptUploadBytes = 256 << 20
 
     /// GET of a drive item by path, or of a folder's children. Nil when `p` is not one of these.
     func driveRead(_ p: [String], query: [String: String], request: Request) -> Response? {
@@ -130,7 +144,7 @@ extension GraphSimulator {
             guard let (parent, name) = target else { return Self.error(404, "itemNotFound", "The resource could not be found.") }
             let conflict = Self.conflict(query["@microsoft.graph.conflictBehavior"]) ?? .replace
             counters.withLock { $0.uploadedBytes += Int64(body.count) }
-            switch tenant.commitDriveFile(drive, parent: parent, name: name, bytes: body, conflict: conflict, created: nil, modified: nil) {
+            switch tenant.commitDriveFile(drive, parent: parent, name: name, bytes: body, conflict: conflict, created: nil, modified: nil, quota: plan.driveQuotaBytes) {
             case .success(let id):
                 counters.withLock { $0.filesCommitted += 1 }
                 guard let e = tenant.entry(Tenant.driveKey(drive), id), let out = driveItemJSON(e, drive: drive) else { return notFound(id) }
@@ -182,6 +196,7 @@ extension GraphSimulator {
                                     modified: (info?["lastModifiedDateTime"] as? String).flatMap(Tenant.parseISO),
                                     expires: Date().addingTimeInterval(plan.uploadSessionLifetime))
         session.name = name
+        session.tokenLapsesEarly = plan.uploadTokenExpiresAfterFragments > 0 && once("upload token " + session.key)
         let token = UUID().uuidString.lowercased()
         let refused: Bool = runtime.withLock { r in
             let now = Date()
@@ -203,9 +218,16 @@ extension GraphSimulator {
         guard let session = runtime.withLock({ r in r.uploads[token].flatMap { $0.expires > now ? $0 : nil } }) else {
             return Self.error(404, "itemNotFound", "The upload session was not found.")
         }
+        if now.timeIntervalSince(session.opened) > plan.uploadURLTokenLifetime
+            || (session.tokenLapsesEarly && session.fragmentsStored >= plan.uploadTokenExpiresAfterFragments) {
+            // A URL that cannot be used ends its session (it no longer holds the file's name).
+            runtime.withLock { _ = $0.uploads.removeValue(forKey: token) }
+            counters.withLock { $0.expiredUploadTokens += 1 }
+            return Self.error(401, "expiredToken", "The token in the upload URL has expired.")
+        }
         switch request.method {
         case .get:
-            return Self.json(200, ["expirationDateTime": Tenant.iso(session.expires), "nextExpectedRanges": ["\(session.bytes.count)-"]])
+            return Self.json(200, ["expirationDateTime": Tenant.iso(session.expires), "nextExpectedRanges": ["\(session.received)-"]])
         case .delete:
             runtime.withLock { _ = $0.uploads.removeValue(forKey: token) }
             return Response(status: .noContent)
@@ -242,12 +264,20 @@ extension GraphSimulator {
         }
         enum Step { case mismatch(Int), accepted(UploadSession, done: Bool) }
         let step: Step = runtime.withLock { r in
-            guard var s = r.uploads[token] else { return .mismatch(0) }
-            guard range.start == Int64(s.bytes.count), s.total == nil || s.total == range.total else { return .mismatch(s.bytes.count) }
+            // Taken out while it grows, so that its bytes are not copied.
+            guard var s = r.uploads.removeValue(forKey: token) else { return .mismatch(0) }
+            guard range.start == s.received, s.total == nil || s.total == range.total else {
+                r.uploads[token] = s
+                return .mismatch(Int(s.received))
+            }
             s.total = range.total
-            s.bytes += fragment
+            s.received += Int64(fragment.count)
+            s.sha256.update(data: fragment)
+            s.quickXor.update(fragment)
+            if s.received <= Self.keptUploadBytes || s.attachment != nil { s.bytes += fragment } else { s.bytes = [] }
+            s.fragmentsStored += 1
             s.expires = Date().addingTimeInterval(plan.uploadSessionLifetime)
-            if isLast { r.uploads[token] = nil } else { r.uploads[token] = s }
+            if !isLast { r.uploads[token] = s }
             return .accepted(s, done: isLast)
         }
         switch step {
@@ -258,7 +288,7 @@ extension GraphSimulator {
             counters.withLock { $0.uploadedBytes += Int64(fragment.count) }
             guard done else {
                 // Outlook answers a fragment 200, OneDrive 202.
-                return Self.json(s.attachment == nil ? 202 : 200, ["expirationDateTime": Tenant.iso(s.expires), "nextExpectedRanges": ["\(s.bytes.count)-"]])
+                return Self.json(s.attachment == nil ? 202 : 200, ["expirationDateTime": Tenant.iso(s.expires), "nextExpectedRanges": ["\(s.received)-"]])
             }
             if let target = s.attachment {
                 let id = UUID().uuidString
@@ -271,13 +301,17 @@ extension GraphSimulator {
                 h[.location] = "\(graphURL)/users('\(target.user)')/messages('\(target.message)')/attachments('\(id)')"
                 return Response(status: .created, headers: h)
             }
-            switch tenant.commitDriveFile(s.drive, parent: s.parent, name: s.name, bytes: s.bytes, conflict: s.conflict, created: s.created, modified: s.modified) {
+            let content: Tenant.UploadedContent = s.received <= Self.keptUploadBytes ? .bytes(s.bytes)
+                : .digest(size: s.received, sha256: s.sha256.finalize().map { String(format: "%02x", $0) }.joined(), quickXorHash: s.quickXor.base64())
+            switch tenant.commitDriveFile(s.drive, parent: s.parent, name: s.name, content: content, conflict: s.conflict, created: s.created,
+                                          modified: s.modified, quota: plan.driveQuotaBytes) {
             case .success(let id):
                 counters.withLock { $0.filesCommitted += 1 }
                 if plan.failAfterCommit.contains(s.name) { return Self.error(500, "generalException", "An unspecified error has occurred.") }
                 guard let e = tenant.entry(Tenant.driveKey(s.drive), id), let out = driveItemJSON(e, drive: s.drive) else { return notFound(id) }
                 return Self.json(201, out)
             case .failure(let f):
+                if f == .quotaExceeded { counters.withLock { $0.quotaRefusals += 1 } }
                 return Self.driveError(f)
             }
         }
@@ -299,6 +333,7 @@ extension GraphSimulator {
         case .notFound: error(404, "itemNotFound", "The resource could not be found.")
         case .nameExists: error(409, "nameAlreadyExists", "The specified item name already exists.")
         case .notAFolder: error(400, "invalidRequest", "The parent is not a folder.")
+        case .quotaExceeded: error(507, "quotaLimitReached", "Insufficient Space Available")
         }
     }
 }

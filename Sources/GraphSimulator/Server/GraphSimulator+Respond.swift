@@ -55,6 +55,7 @@ extension GraphSimulator {
             return Self.error(503, "serviceNotAvailable", "The service is temporarily unavailable.")
         }
         let path = Array(segments.dropFirst())
+        if let refused = driveResourceUnits(path, method: request.method, plan: plan) { return refused }
         // Mailbox-scoped requests count against that mailbox's concurrency and rate limits.
         if path.count >= 3, path[0] == "users", let user = tenant.user(path[1]) {
             let refused: (response: Response, concurrency: Bool)? = runtime.withLock { r in
@@ -243,5 +244,33 @@ extension GraphSimulator {
             if let n = Int(digits) { return max(1, min(n, 999)) }
         }
         return d
+    }
+
+    /// SharePoint's resource units (``FaultPlan/driveResourceUnitsPerMinute``): a 429 when a
+    /// drive request finds the tenant's bucket spent; the request counts either way.
+    private func driveResourceUnits(_ path: [String], method: HTTPRequest.Method, plan: FaultPlan) -> Response? {
+        let isDrive = path.first == "drives" || path.first == "sites" || (path.count >= 3 && path[0] == "users" && path[2] == "drive")
+        guard isDrive else { return nil }
+        let cost = method == .get ? 1.0 : 2.0
+        guard plan.driveResourceUnitsPerMinute > 0 else {
+            counters.withLock { $0.driveResourceUnits += Int(cost) }
+            return nil
+        }
+        let perSecond = Double(plan.driveResourceUnitsPerMinute) / 60
+        let wait: Double? = runtime.withLock { r in
+            let now = Date()
+            var (units, last) = r.driveUnits ?? (Double(plan.driveResourceUnitsPerMinute), now)
+            units = min(Double(plan.driveResourceUnitsPerMinute), units + now.timeIntervalSince(last) * perSecond)
+            let enough = units >= cost
+            units -= cost
+            r.driveUnits = (units, now)
+            return enough ? nil : max(0.05, -units / perSecond)
+        }
+        counters.withLock { s in
+            s.driveResourceUnits += Int(cost)
+            if wait != nil { s.driveThrottled += 1; s.throttled += 1 }
+        }
+        guard let wait else { return nil }
+        return Self.throttled(wait, "activityLimitReached", "The request has been throttled.")
     }
 }

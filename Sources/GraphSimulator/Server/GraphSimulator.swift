@@ -48,6 +48,8 @@ public final class GraphSimulator: Sendable {
         var byteBuckets: [String: (Double, Date)] = [:]
         /// Request bytes each mailbox took.
         var uploadedByMailbox: [String: Int64] = [:]
+        /// The tenant's drive resource-unit bucket: (units, last refill).
+        var driveUnits: (Double, Date)?
     }
 
     public init(tenant: Tenant, tenantId: String = "72f988bf-86f1-41af-91ab-2d7cd011db47",

@@ -14,6 +14,36 @@ extension Tenant {
         /// 409 `nameAlreadyExists`.
         case nameExists
         case notAFolder
+        /// 507 `quotaLimitReached`: the drive would hold more than its quota.
+        case quotaExceeded
+    }
+
+    /// An upload's content as the drive keeps it: its bytes, or only their size and digests.
+    enum UploadedContent: Sendable {
+        case bytes([UInt8])
+        case digest(size: Int64, sha256: String, quickXorHash: String)
+
+        var size: Int64 {
+            switch self {
+            case .bytes(let b): Int64(b.count)
+            case .digest(let size, _, _): size
+            }
+        }
+
+        var content: FileContent {
+            switch self {
+            case .bytes(let b): .uploaded(b)
+            case .digest(_, let sha, let qx): .received(sha256: sha, quickXorHash: qx)
+            }
+        }
+    }
+
+    /// Bytes of a drive's live files.
+    func driveUsedBytes(_ drive: String) -> Int64 {
+        (collection(Self.driveKey(drive))?.live ?? []).reduce(0) { total, e in
+            if case .driveItem(let d) = e.payload, !d.isFolder { return total + d.size }
+            return total
+        }
     }
 
     /// The root folder's id of a drive.
@@ -75,7 +105,12 @@ extension Tenant {
     /// Commits an uploaded file as `name` in `parent`, by the conflict behaviour; returns its id.
     /// A replaced file keeps its id and gets a new version.
     func commitDriveFile(_ drive: String, parent: String, name: String, bytes: [UInt8], conflict: ConflictBehavior,
-                         created: Date?, modified: Date?) -> Result<String, DriveWriteError> {
+                         created: Date?, modified: Date?, quota: Int64 = 0) -> Result<String, DriveWriteError> {
+        commitDriveFile(drive, parent: parent, name: name, content: .bytes(bytes), conflict: conflict, created: created, modified: modified, quota: quota)
+    }
+
+    func commitDriveFile(_ drive: String, parent: String, name: String, content: UploadedContent, conflict: ConflictBehavior,
+                         created: Date?, modified: Date?, quota: Int64 = 0) -> Result<String, DriveWriteError> {
         guard let p = entry(Self.driveKey(drive), parent), p.deleted == nil else { return .failure(.notFound) }
         guard case .driveItem(let folder) = p.payload, folder.isFolder else { return .failure(.notAFolder) }
         var name = name
@@ -89,9 +124,14 @@ extension Tenant {
             case .rename: name = freeName(drive, parent: parent, like: name)
             }
         }
+        if quota > 0 {
+            var replaced: Int64 = 0
+            if let replacing, case .driveItem(let old) = replacing.payload { replaced = old.size }
+            if driveUsedBytes(drive) - replaced + content.size > quota { return .failure(.quotaExceeded) }
+        }
         return .success(state.withLock { s in
             s.seq += 1
-            var item = DriveItem(name: name, parentId: parent, isFolder: false, size: Int64(bytes.count), content: .uploaded(bytes),
+            var item = DriveItem(name: name, parentId: parent, isFolder: false, size: content.size, content: content.content,
                                  version: 1, modified: modified ?? Date(), created: created)
             if let replacing, case .driveItem(let old) = replacing.payload {
                 item.name = old.name
@@ -147,6 +187,7 @@ extension Tenant {
 
     /// A file's QuickXorHash (base64), made once per version.
     func quickXorHash(_ item: DriveItem, id: String) -> String {
+        if case .received(_, let known) = item.content { return known }
         let key = "\(id)|\(item.version)"
         if let known = hashCache.withLock({ $0[key] }) { return known }
         var hash = QuickXorHash()

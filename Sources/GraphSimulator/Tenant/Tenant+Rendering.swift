@@ -224,7 +224,7 @@ extension Tenant {
     /// in 64 KiB blocks, each a function of (seed, block), so any range is cheap to make.
     func fileBytes(_ item: DriveItem, offset: Int64, length: Int) -> [UInt8] {
         switch item.content {
-        case .none:
+        case .none, .received:
             return []
         case .uploaded(let bytes):
             let lo = Int(min(offset, Int64(bytes.count))), hi = min(lo + length, bytes.count)

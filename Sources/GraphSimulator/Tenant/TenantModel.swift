@@ -132,6 +132,9 @@ enum FileContent: Sendable {
     case encrypted(seed: UInt64)
     /// Bytes a client uploaded (a restore).
     case uploaded([UInt8])
+    /// A client upload larger than ``GraphSimulator/keptUploadBytes``: only its size and
+    /// digests are kept (a 5 GB restore is not held in memory). Its bytes cannot be downloaded.
+    case received(sha256: String, quickXorHash: String)
 }
 
 /// One collection of entities with its change log.

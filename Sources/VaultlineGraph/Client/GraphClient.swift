@@ -57,6 +57,10 @@ public final class GraphClient: Sendable {
     private let token = TokenCache()
     private let global: AsyncLimiter
     private let mailboxes = Mutex<[String: AsyncLimiter]>([:])
+    /// No OneDrive or SharePoint request is sent before this: SharePoint counts refused requests
+    /// against the tenant's resource units, so a 429's `Retry-After` holds every drive request,
+    /// not only the refused one (as Corso fences its scope).
+    private let driveFence = Mutex<ContinuousClock.Instant?>(nil)
     let counters = Mutex(GraphStats())
 
     public init(credentials: GraphCredentials, options: Options = Options(), logger: Logger = Logger(label: "vaultline.graph")) {
@@ -144,8 +148,10 @@ public final class GraphClient: Sendable {
                  read: (HTTPClientResponse) async throws -> T) async throws -> T {
         var attempt = 0
         var signIns = 0
+        let fenced = authorized && mailbox == nil && Self.isDriveScoped(url)
         while true {
             attempt += 1
+            if fenced, let until = driveFence.withLock({ $0 }), until > .now { try await Task.sleep(until: until) }
             var request = HTTPClientRequest(url: url)
             request.method = method
             request.headers.add(name: "Prefer", value: "odata.maxpagesize=\(options.pageSize)")
@@ -202,6 +208,10 @@ public final class GraphClient: Sendable {
                     case 429, 503, 504:
                         counters.withLock { if status == 429 { $0.throttled += 1 } else { $0.serverErrors += 1 } }
                         if status == 429 || retryAmbiguous { wait = retryAfter ?? backoff(attempt) }
+                        if status == 429, fenced, let wait {
+                            let until = ContinuousClock.now + .milliseconds(Int64(wait * 1000))
+                            driveFence.withLock { $0 = max($0 ?? until, until) }
+                        }
                         outcome = .failure(GraphError(.exhausted, status: status, code: code, message, url: url))
                     case 500, 502:
                         counters.withLock { $0.serverErrors += 1 }
@@ -234,6 +244,12 @@ public final class GraphClient: Sendable {
                 if wait > 0 { try await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
             }
         }
+    }
+
+    /// Whether a Graph URL is OneDrive's or SharePoint's (their throttling is the tenant's, not
+    /// a mailbox's).
+    static func isDriveScoped(_ url: String) -> Bool {
+        url.contains("/drives/") || url.contains("/sites/") || url.hasSuffix("/sites") || url.contains("/drive/") || url.hasSuffix("/drive")
     }
 
     /// Fresh tokens one request may ask for after 401s before its 401 is final: a token revoked

@@ -182,6 +182,10 @@ extension M365Restore {
                         tally.record(outcome)
                     } catch let error as GraphError where error.status == 403 || error.endsTheRun {
                         throw Self.permissionError(error, scope: scope)
+                    } catch let error as GraphError where error.status == 507 {
+                        // Every file after it would fail the same way.
+                        throw VaultlineError(.noSpace, "the \(scope.label) is full (507 \(error.code ?? "")): free space or raise its quota, then run the same command again; the job goes on from where it stopped",
+                                             object: scope.source, cause: error)
                     } catch is CancellationError {
                         throw CancellationError()
                     } catch {

@@ -124,7 +124,8 @@ extension M365Restore {
         do {
             let state = try await client.json(url, authorized: false)
             offset = Self.nextExpected(state, size: size) ?? 0
-        } catch let error as GraphError where error.kind == .notFound {
+        } catch let error as GraphError where error.kind == .notFound || error.status == 401 {
+            // Expired, or its URL's own token lapsed (Graph's last 24 hours): a new session.
             return .gone
         }
         var reader = try ContentReader(repository: repository, node: node, from: offset)
@@ -136,7 +137,7 @@ extension M365Restore {
             let answer: GraphResponse
             do {
                 answer = try await client.write(.PUT, url, bytes: bytes, headers: [("Content-Range", range)], authorized: false, idempotent: true)
-            } catch let error as GraphError where error.kind == .notFound {
+            } catch let error as GraphError where error.kind == .notFound || error.status == 401 {
                 return .gone
             } catch let error as GraphError where error.status == 416 {
                 // Graph has a different part than this one (a fragment stored whose answer was
