@@ -491,6 +491,18 @@ struct MailRestoreTests {
         #expect(back.first?.item["isDraft"]?.bool == true, "a draft stays a draft")
         #expect(back.first?.built.message["subject"] == before[0].built.message["subject"])
         #expect(back.first?.built.message["body"] == before[0].built.message["body"])
+
+        // The window between the draft's POST and the PATCH that gives it its key: the PATCH
+        // fails (as a kill there would leave it), the job fails the draft; run again, it finds
+        // the draft it posted and does not post another.
+        f.sim.faults.withLock { $0.failMessagePatches = true }
+        let cut = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/mail/Drafts") { $0.folderName = "Cut"; $0.job = "draft-window" }
+        #expect(cut.failed == 1)
+        f.sim.faults.withLock { $0.failMessagePatches = false }
+        let again = try await DriveRestoreTests.restore(f, first.snapshotID, "/users/\(upn)/mail/Drafts") { $0.folderName = "Cut"; $0.job = "draft-window" }
+        #expect(again.failures.isEmpty && again.created == 1)
+        let third = try await f.backup()
+        #expect(try MailRestoreTests.messages(f, third.snapshotID, "/users/\(upn)/mail/Cut/Drafts").count == 1, "one draft, not two")
         await f.close()
     }
 

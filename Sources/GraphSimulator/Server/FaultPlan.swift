@@ -70,6 +70,8 @@ public struct FaultPlan: Sendable {
     /// Every Nth message created is stored and then answered 500: the client cannot tell it was
     /// made (0: never).
     public var failAfterCreatingEvery = 0
+    /// PATCH of a message answers 500 without changing it.
+    public var failMessagePatches = false
     /// Seconds an upload session lives after its last fragment (Graph's are about 15 minutes).
     public var uploadSessionLifetime = 900.0
     /// Seconds an upload URL's own token lasts from the session's creation, however busy the

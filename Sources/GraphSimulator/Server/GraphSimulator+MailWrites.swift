@@ -123,6 +123,7 @@ extension GraphSimulator {
             runtime.withLock { $0.uploads[token] = session }
             return Self.json(201, ["uploadUrl": "\(authorityURL)/upload/\(token)", "expirationDateTime": Tenant.iso(session.expires), "nextExpectedRanges": ["0-"]])
         case (.patch, 4) where p[2] == "messages":
+            if plan.failMessagePatches { return Self.error(500, "ErrorInternalServerError", "An internal server error occurred. The operation failed.") }
             // Extended properties and read state; the draft state is read-only after the first
             // save (MS-OXCMSG), so a flags property changes nothing here.
             var properties: [String: String] = [:]

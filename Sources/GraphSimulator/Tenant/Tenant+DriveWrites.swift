@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import QuickXorHash
 
@@ -200,5 +201,27 @@ extension Tenant {
         let value = hash.base64()
         hashCache.withLock { $0[key] = value }
         return value
+    }
+
+    /// Size and SHA-256 (hex) of every live file of a user's OneDrive, by path, read a MiB at a
+    /// time (a 5 GB file is never held): what a restore of large files is checked against.
+    public func driveFileDigests(upn: String) -> [String: (size: Int64, sha256: String)] {
+        guard let u = user(upn) else { return [:] }
+        var out: [String: (size: Int64, sha256: String)] = [:]
+        for (path, file) in driveFilesByPath(u.driveId) {
+            if case .received(let sha, _) = file.item.content {
+                out[path] = (file.item.size, sha)
+                continue
+            }
+            var hash = SHA256()
+            var offset: Int64 = 0
+            while offset < file.item.size {
+                let n = Int(min(1 << 20, file.item.size - offset))
+                hash.update(data: fileBytes(file.item, offset: offset, length: n))
+                offset += Int64(n)
+            }
+            out[path] = (file.item.size, hash.finalize().map { String(format: "%02x", $0) }.joined())
+        }
+        return out
     }
 }

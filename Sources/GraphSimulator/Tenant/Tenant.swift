@@ -282,7 +282,7 @@ public final class Tenant: Sendable {
         return driveFilesByPath(u.driveId).mapValues(\.id)
     }
 
-    private func driveFilesByPath(_ driveId: String) -> [String: (id: String, item: DriveItem)] {
+    func driveFilesByPath(_ driveId: String) -> [String: (id: String, item: DriveItem)] {
         guard let c = collection(Self.driveKey(driveId)) else { return [:] }
         var items: [String: DriveItem] = [:]
         for e in c.live { if case .driveItem(let d) = e.payload { items[e.id] = d } }

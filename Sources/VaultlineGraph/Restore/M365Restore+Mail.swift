@@ -133,10 +133,10 @@ extension M365Restore {
 
     private func restoreMessages(_ plan: MailFolderPlan, user: String, folder: String, source: String, journal: RestoreJournal?, tally: Tally) async throws {
         // What the folder holds now, by internetMessageId (for collisions and --only-changed).
-        var present: [String: String] = [:]
+        var present: [String: [String]] = [:]
         let listing = client.url("users", user, "mailFolders", folder, "messages") + "?$select=id,internetMessageId&$top=100"
         _ = try await client.pages(listing, mailbox: user) { page in
-            for m in page { if let imid = m["internetMessageId"]?.string, let id = m["id"]?.string { present[imid] = id } }
+            for m in page { if let imid = m["internetMessageId"]?.string, let id = m["id"]?.string { present[imid, default: []].append(id) } }
         }
         let folderPath = plan.path
         let work = plan.messages
@@ -168,7 +168,7 @@ extension M365Restore {
         }
     }
 
-    private func restoreMessage(_ node: TreeNode, user: String, folder: String, key: String, present: [String: String], journal: RestoreJournal?) async throws -> Decision {
+    private func restoreMessage(_ node: TreeNode, user: String, folder: String, key: String, present: [String: [String]], journal: RestoreJournal?) async throws -> Decision {
         if journal?.loaded.done[key] != nil { return .unchanged }
         // Its own opener: tasks run at once, and an opener is not thread-safe.
         let mime = try Self.read(node, repository: repository, opener: BlobOpener(key: repository.key))
@@ -177,6 +177,11 @@ extension M365Restore {
         let built = GraphMessageBuilder(mime: mime, item: item, restoreKey: restoreKey)
         let imid = built.message["internetMessageId"]?.string
         var decision = Decision.create
+        if item?["isDraft"]?.bool == true, journal?.loaded.started.contains(key) == true, let imid,
+           let id = try await earlierDraft(user: user, folder: folder, restoreKey: restoreKey, copies: present[imid] ?? []) {
+            try journal?.record("done", ["path": key, "id": id])
+            return .create
+        }
         if let imid, present[imid] != nil {
             if options.onlyChanged { return .unchanged }
             switch options.effectiveCollisions {
@@ -224,7 +229,7 @@ extension M365Restore {
         // "session" marks a message complete with its attachments, "done" that the job has it.
         try journal?.record("session", ["path": key, "url": id])
         try journal?.record("done", ["path": key, "id": id])
-        if decision == .replace, let imid, let old = present[imid] {
+        if decision == .replace, let imid, let old = present[imid]?.first {
             // Replace: the new one is in; now the old one goes (a failure between leaves two, never none).
             _ = try await client.write(.DELETE, client.url("users", user, "messages", old), mailbox: user, idempotent: true)
         }
@@ -245,6 +250,17 @@ extension M365Restore {
         try journal?.record("session", ["path": key, "url": id])
         try journal?.record("done", ["path": key, "id": id])
         return decision
+    }
+
+    /// The draft an earlier run of this job posted, if it did. A draft is posted as MIME and
+    /// given its key after, so a kill between the two leaves one without a key. Under `skip`
+    /// (and `--only-changed`) that run posted only when the folder held no copy, so a copy now is
+    /// its; under `copy` and `replace` it posted beside one, so only a second copy is known to
+    /// be its (with one, the draft is posted again: the one window left).
+    private func earlierDraft(user: String, folder: String, restoreKey: String, copies: [String]) async throws -> String? {
+        if let id = try await findByKey(user: user, folder: folder, restoreKey: restoreKey) { return id }
+        let alone = options.onlyChanged || options.effectiveCollisions == .skip
+        return copies.count > (alone ? 0 : 1) ? copies.last : nil
     }
 
     private func findByKey(user: String, folder: String, restoreKey: String) async throws -> String? {
