@@ -264,7 +264,8 @@ extension GraphSimulator {
             let enough = units >= cost
             units -= cost
             r.driveUnits = (units, now)
-            return enough ? nil : max(0.05, -units / perSecond)
+            // Until the bucket holds this request's cost again.
+            return enough ? nil : max(0.05, (cost - units) / perSecond)
         }
         counters.withLock { s in
             s.driveResourceUnits += Int(cost)

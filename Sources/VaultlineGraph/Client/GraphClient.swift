@@ -29,7 +29,9 @@ public struct GraphCredentials: Sendable {
 /// downloads (docs/GRAPH.md).
 ///
 /// Throttling: 429, 503 and 504 honour `Retry-After` (fractional seconds allowed); other
-/// retryable failures back off exponentially with jitter; at most `maxAttempts` tries. At most
+/// retryable failures back off exponentially with jitter; at most `maxAttempts` tries, 429s
+/// with `Retry-After` aside (up to `maxThrottledSeconds` of them); a drive request's 429
+/// holds every drive request. At most
 /// `perMailbox` requests run for one mailbox (Exchange refuses a fifth with MailboxConcurrency)
 /// and `maxConcurrent` in all.
 public final class GraphClient: Sendable {
@@ -41,6 +43,9 @@ public final class GraphClient: Sendable {
         /// mailbox (16.7 per second); the default, 9,900 per 10 minutes at most, stays 1% under.
         public var mailboxRequestsPerSecond = 16.5
         public var maxAttempts = 8
+        /// Seconds one request may spend waiting out 429s (whose `Retry-After` Graph asks to be
+        /// honoured: nothing was done) before it fails; 429s do not count against `maxAttempts`.
+        public var maxThrottledSeconds = 900.0
         /// First backoff when Graph gives no Retry-After; doubles per attempt, with jitter.
         public var baseBackoff = 0.5
         public var maxBackoff = 60.0
@@ -148,9 +153,12 @@ public final class GraphClient: Sendable {
                  read: (HTTPClientResponse) async throws -> T) async throws -> T {
         var attempt = 0
         var signIns = 0
+        var throttledSeconds = 0.0
+        var throttled = false
         let fenced = authorized && mailbox == nil && Self.isDriveScoped(url)
         while true {
-            attempt += 1
+            if !throttled { attempt += 1 }
+            throttled = false
             if fenced, let until = driveFence.withLock({ $0 }), until > .now { try await Task.sleep(until: until) }
             var request = HTTPClientRequest(url: url)
             request.method = method
@@ -208,6 +216,10 @@ public final class GraphClient: Sendable {
                     case 429, 503, 504:
                         counters.withLock { if status == 429 { $0.throttled += 1 } else { $0.serverErrors += 1 } }
                         if status == 429 || retryAmbiguous { wait = retryAfter ?? backoff(attempt) }
+                        if status == 429, let wait, throttledSeconds + wait <= options.maxThrottledSeconds {
+                            throttled = true
+                            throttledSeconds += wait
+                        }
                         if status == 429, fenced, let wait {
                             let until = ContinuousClock.now + .milliseconds(Int64(wait * 1000))
                             driveFence.withLock { $0 = max($0 ?? until, until) }
@@ -238,7 +250,7 @@ public final class GraphClient: Sendable {
             case .success(let value):
                 return value
             case .failure(let error):
-                guard let wait, attempt < options.maxAttempts else { throw error }
+                guard let wait, attempt < options.maxAttempts || throttled else { throw error }
                 logger.debug("retrying", metadata: ["url": "\(GraphError.redacted(url))", "error": "\(error)", "wait": "\(wait)"])
                 counters.withLock { $0.retries += 1; $0.waitedSeconds += wait }
                 if wait > 0 { try await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
