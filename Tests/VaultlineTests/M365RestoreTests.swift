@@ -552,6 +552,52 @@ struct MailRestoreTests {
         }
         await f.close()
     }
+
+    /// In place over an Inbox that holds every message: skip leaves it, copy puts a second of
+    /// each beside it, replace makes each anew and deletes the one there; events and contacts
+    /// the same by their collision keys.
+    @Test func eachCollisionPolicyForMailEventsAndContacts() async throws {
+        let f = try await GraphFixture()
+        let upn = f.sim.tenant.users[0].upn
+        let first = try await f.backup()
+        let inbox = { f.sim.tenant.mailbox(upn: upn).filter { $0.folderPath == "Inbox" || $0.folderPath.hasPrefix("Inbox/") } }  // and its subfolders
+        let messages = inbox().count
+        let events = f.sim.tenant.jsonItems(upn: upn, events: true).count
+        let contacts = f.sim.tenant.jsonItems(upn: upn, events: false).count
+        #expect(messages > 3 && events > 1 && contacts > 1)
+        let paths = ["/users/\(upn)/mail/Inbox", "/users/\(upn)/calendar", "/users/\(upn)/contacts/Contacts"]
+        func counts() -> [Int] {
+            [inbox().count, f.sim.tenant.jsonItems(upn: upn, events: true).count, f.sim.tenant.jsonItems(upn: upn, events: false).count]
+        }
+        func run(_ policy: M365Restore.Options.Collisions) async throws -> [M365Restore.Summary] {
+            var out: [M365Restore.Summary] = []
+            for (i, path) in paths.enumerated() {
+                out.append(try await DriveRestoreTests.restore(f, first.snapshotID, path) { $0.destination = .inPlace; $0.collisions = policy; $0.job = "\(policy)-\(i)" })
+            }
+            return out
+        }
+        await #expect(throws: VaultlineError.self, "a job name that leaves the journal directory") {
+            try await DriveRestoreTests.restore(f, first.snapshotID, paths[0]) { $0.job = "../../escape" }
+        }
+        let skip = try await run(.skip)
+        #expect(skip.map(\.skipped) == [messages, events, contacts])
+        #expect(skip.map(\.created) == [0, 0, 0])
+        #expect(counts() == [messages, events, contacts])
+
+        let copy = try await run(.copy)
+        #expect(copy.map(\.copied) == [messages, events, contacts])
+        #expect(copy.flatMap(\.failures).isEmpty)
+        #expect(counts() == [2 * messages, 2 * events, 2 * contacts])
+
+        let created = (f.sim.stats.messagesCreated, f.sim.stats.eventsCreated, f.sim.stats.contactsCreated)
+        let replace = try await run(.replace)
+        #expect(replace.flatMap(\.failures).isEmpty, "\(replace.flatMap(\.failures))")
+        #expect(replace.map(\.replaced) == [messages, events, contacts])
+        #expect(counts() == [2 * messages, 2 * events, 2 * contacts], "each made anew, the one there deleted")
+        #expect(f.sim.stats.messagesCreated - created.0 == messages && f.sim.stats.eventsCreated - created.1 == events
+                && f.sim.stats.contactsCreated - created.2 == contacts)
+        await f.close()
+    }
 }
 
 /// Timing-sensitive: run by tools/test.sh in its quiet second pass.

@@ -147,6 +147,12 @@ public final class M365Restore: Sendable {
         let isJSON = parts.count >= 3 && parts[0] == "users" && ["calendar", "calendars", "contacts"].contains(parts[2])
         let scopes = isMail || isJSON ? [] : try await driveScopes(snapshot: snapshot, parts: parts)
         let job = options.job ?? jobID(snapshotID: snapshotID, path: path)
+        // The job names its journal file: a name that could leave the journal directory is refused.
+        guard !job.isEmpty, job.count <= 128, !job.hasPrefix("."),
+              job.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0)) }) else {
+            throw VaultlineError(.invalidArgument, "a restore job is named by letters, digits, '-', '_' and '.' (at most 128, not starting with '.')",
+                                 object: String(job.prefix(140)).debugDescription)
+        }
         let journal = options.dryRun ? nil : try RestoreJournal(directory: options.journalDirectory ?? RestoreJournal.defaultDirectory(repositoryID: repository.config.id), job: job)
         let folderName = journal?.loaded.folderName ?? options.folderName ?? Self.defaultFolderName(start)
         if let journal, journal.loaded.folderName == nil { try journal.record("job", ["folder": folderName]) }
