@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import VaultlineCore
 
@@ -96,7 +97,7 @@ import Testing
     @Test func keySlotsAddChangeRemove() throws {
         let dir = TemporaryDirectory()
         let repo = try Fixtures.repository(in: dir)
-        let second = try repo.addKey(password: Array("second".utf8), scryptN: 1 << 10)
+        let second = try repo.addKey(password: Array("second".utf8), scryptN: 1 << 10, weakForTests: true)
         let viaSecond = try Repository.open(path: dir.path + "/repo", password: Array("second".utf8))
         #expect(viaSecond.keySlot == second)
         #expect(viaSecond.key.encryptionKey == repo.key.encryptionKey)
@@ -105,9 +106,48 @@ import Testing
         try viaSecond.removeKey(repo.keySlot)
         #expect(throws: VaultlineError.self) { try Repository.open(path: dir.path + "/repo", password: Fixtures.password) }
         // passwd replaces the slot in use.
-        _ = try viaSecond.changePassword(Array("third".utf8), scryptN: 1 << 10)
+        _ = try viaSecond.changePassword(Array("third".utf8), scryptN: 1 << 10, weakForTests: true)
         #expect(throws: VaultlineError.self) { try Repository.open(path: dir.path + "/repo", password: Array("second".utf8)) }
         #expect(try Repository.open(path: dir.path + "/repo", password: Array("third".utf8)).listKeys().count == 1)
+    }
+
+    /// A key slot asking for scrypt beyond what a password slot needs is refused before any
+    /// work (it could make `open` take 16 GiB and minutes), and a new slot below 2^15 cannot be
+    /// made, whatever the environment says.
+    @Test func keySlotScryptBoundsAndNoWeakNewSlots() throws {
+        #expect(Scrypt.acceptable(n: 1 << 15, r: 8, p: 1))
+        #expect(Scrypt.acceptable(n: 1 << 18, r: 8, p: 1))  // 256 MiB, the most memory
+        let hostile: [[UInt64]] = [[1 << 22, 32, 16], [1 << 21, 8, 1], [1 << 19, 8, 1], [1 << 16, 8, 16], [1 << 15, 8, 0],
+                                   [3 << 14, 8, 1], [.max, .max, .max], [1 << 63, 1, 1]]
+        for k in hostile { #expect(!Scrypt.acceptable(n: k[0], r: k[1], p: k[2]), "\(k)") }
+        let dir = TemporaryDirectory()
+        let repo = try Fixtures.repository(in: dir)
+        let name = try #require(try repo.listKeys().first?.name)
+        let path = dir.path + "/repo/keys/" + name
+        var slot = try JSONSerialization.jsonObject(with: Data(try FileSystem.readFile(path))) as? [String: Any] ?? [:]
+        var kdf = slot["kdf"] as? [String: Any] ?? [:]
+        kdf["n"] = 1 << 22
+        kdf["r"] = 32
+        kdf["p"] = 16
+        slot["kdf"] = kdf
+        // A slot is named by its SHA-256: the hostile one is written under its own name.
+        let hostileSlot = Array(try JSONSerialization.data(withJSONObject: slot))
+        unlink(path)
+        try Fixtures.writeFile(dir.path + "/repo/keys/" + SHA256.hash(hostileSlot).hex, hostileSlot)
+        let started = Date()
+        do {
+            _ = try Repository.open(path: dir.path + "/repo", password: Fixtures.password)
+            Issue.record("a hostile key slot opened")
+        } catch let error as VaultlineError {
+            #expect(error.code == .corrupt && error.message.contains("beyond what a password slot needs"), "\(error)")
+        }
+        #expect(Date().timeIntervalSince(started) < 1, "refused before deriving anything")
+
+        // No new slot below 2^15 through the public API.
+        #expect(throws: VaultlineError.self) { try repo.addKey(password: Array("weak".utf8), scryptN: 1 << 10) }
+        var options = Repository.InitOptions()
+        options.scryptN = 2
+        #expect(throws: VaultlineError.self) { try Repository.initialize(path: dir.path + "/weak", password: Fixtures.password, options: options) }
     }
 
     @Test func exclusiveLockExcludesOthersAndStaleLocksAreIgnored() throws {

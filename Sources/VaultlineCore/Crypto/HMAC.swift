@@ -57,15 +57,24 @@ public enum SecureRandom {
 
 /// scrypt key derivation (RFC 7914) through libcrypto's EVP_PBE_scrypt.
 public enum Scrypt {
+    /// What a key slot may ask for: N a power of two in [2, 2^20], r in [1, 32], p in [1, 16],
+    /// memory 128·N·r at most 256 MiB (N·r ≤ 2^21) and work N·r·p at most 2^22 (16 times the
+    /// default 2^15·8·1, about 2 s here). A hostile slot cannot make `open` take gigabytes or
+    /// minutes. Checked before anything is multiplied.
+    public static func acceptable(n: UInt64, r: UInt64, p: UInt64) -> Bool {
+        guard n >= 2, n & (n - 1) == 0, n <= 1 << 20, r >= 1, r <= 32, p >= 1, p <= 16 else { return false }
+        return n * r <= 1 << 21 && n * r * p <= 1 << 22
+    }
+
     public static func derive(
         password: [UInt8], salt: [UInt8], n: UInt64, r: UInt64, p: UInt64
     ) throws -> Bytes32 {
         var out = [UInt8](repeating: 0, count: 32)
-        // 128·N·r bytes of working memory plus slack; refuse absurd stored parameters.
-        let need = 128 * n * r * (p + 1) + 1 << 20
-        guard n >= 2, n & (n - 1) == 0, n <= 1 << 22, r >= 1, r <= 32, p >= 1, p <= 16 else {
+        guard acceptable(n: n, r: r, p: p) else {
             throw VaultlineError(.invalidArgument, "scrypt parameters out of range: N=\(n) r=\(r) p=\(p)")
         }
+        // 128·N·r bytes of working memory (at most 256 MiB, by the bounds) plus slack.
+        let need = 128 * n * r + 1 << 20
         let rc = password.withUnsafeBufferPointer { pw in
             salt.withUnsafeBufferPointer { s in
                 pw.withMemoryRebound(to: CChar.self) { pwc in

@@ -80,13 +80,20 @@ public struct KeySlot: Codable, Sendable {
 
     static let aad = Array("vaultline key slot v1".utf8)
 
-    /// scrypt cost used by new slots; `VAULTLINE_SCRYPT_N` lowers it for tests only.
-    public static var defaultN: UInt64 {
-        if let s = ProcessInfo.processInfo.environment["VAULTLINE_SCRYPT_N"], let n = UInt64(s) { return n }
-        return 1 << 15
-    }
+    /// scrypt cost of new slots (N = 2^15, r = 8, p = 1: 32 MiB, about 0.1 s on this machine's
+    /// cores), and the least a new slot may have. Nothing in the environment lowers it.
+    public static let defaultN: UInt64 = 1 << 15
+    public static let minimumNewN: UInt64 = 1 << 15
 
     public static func seal(_ key: MasterKey, repositoryID: String, password: [UInt8], n: UInt64 = defaultN) throws -> KeySlot {
+        guard n >= minimumNewN else {
+            throw VaultlineError(.invalidArgument, "a new key slot needs scrypt N of at least 2^15 (asked: \(n))")
+        }
+        return try sealUnchecked(key, repositoryID: repositoryID, password: password, n: n)
+    }
+
+    /// `seal` without the floor: tests make cheap slots.
+    static func sealUnchecked(_ key: MasterKey, repositoryID: String, password: [UInt8], n: UInt64) throws -> KeySlot {
         let salt = try SecureRandom.bytes(32)
         let kek = try Scrypt.derive(password: password, salt: salt, n: n, r: 8, p: 1)
         let payload = Payload(
@@ -105,6 +112,10 @@ public struct KeySlot: Codable, Sendable {
         guard kdf.name == "scrypt", let salt = Data(base64Encoded: kdf.salt),
               let nonce = Data(base64Encoded: nonce), let sealed = Data(base64Encoded: data)
         else { throw VaultlineError(.corrupt, "key slot is malformed", object: "keys/\(name)") }
+        guard Scrypt.acceptable(n: kdf.n, r: kdf.r, p: kdf.p) else {
+            throw VaultlineError(.corrupt, "key slot asks for scrypt N=\(kdf.n) r=\(kdf.r) p=\(kdf.p), beyond what a password slot needs (docs/FORMAT.md, key slots)",
+                                 object: "keys/\(name)")
+        }
         let kek = try Scrypt.derive(password: password, salt: Array(salt), n: kdf.n, r: kdf.r, p: kdf.p)
         guard let plain = Array(sealed).withUnsafeBytes({ AESGCM.openOnce(key: kek, $0, nonce: Array(nonce), aad: Self.aad) })
         else { return nil }

@@ -19,7 +19,10 @@ public final class Repository: @unchecked Sendable {
         public var compression = Codec.zstd
         public var compressionLevel = 3
         public var packSize = RepositoryConfig.defaultPackSize
+        /// scrypt N of the first key slot; at least ``KeySlot/minimumNewN``.
         public var scryptN = KeySlot.defaultN
+        /// Tests only: allow a cheap slot below the floor.
+        var weakScryptForTests = false
         /// BLAKE3 (format 2) where this CPU hashes it faster, else HMAC-SHA256 (format 1).
         public var blobIDs = BlobIDFunction.fastestHere
         public init() {}
@@ -55,7 +58,9 @@ public final class Repository: @unchecked Sendable {
             id: encodeHex(try SecureRandom.bytes(32)), chunker: options.chunker, compression: options.compression,
             compressionLevel: options.compressionLevel, packSize: options.packSize, blobIDs: options.blobIDs)
         let key = try MasterKey.generate()
-        let slot = try KeySlot.seal(key, repositoryID: config.id, password: password, n: options.scryptN)
+        let slot = options.weakScryptForTests
+            ? try KeySlot.sealUnchecked(key, repositoryID: config.id, password: password, n: options.scryptN)
+            : try KeySlot.seal(key, repositoryID: config.id, password: password, n: options.scryptN)
         let slotBytes = try StoredJSON.encode(slot)
         let slotName = SHA256.hash(slotBytes).hex
         try backend.writeIfAbsent(.key, slotName, slotBytes)
@@ -245,8 +250,14 @@ public final class Repository: @unchecked Sendable {
 
     /// Adds a key slot for another password; returns its name.
     public func addKey(password: [UInt8], scryptN: UInt64 = KeySlot.defaultN) throws -> String {
+        try addKey(password: password, scryptN: scryptN, weakForTests: false)
+    }
+
+    func addKey(password: [UInt8], scryptN: UInt64, weakForTests: Bool) throws -> String {
         guard !password.isEmpty else { throw VaultlineError(.invalidArgument, "the password is empty") }
-        let bytes = try StoredJSON.encode(try KeySlot.seal(key, repositoryID: config.id, password: password, n: scryptN))
+        let slot = weakForTests ? try KeySlot.sealUnchecked(key, repositoryID: config.id, password: password, n: scryptN)
+            : try KeySlot.seal(key, repositoryID: config.id, password: password, n: scryptN)
+        let bytes = try StoredJSON.encode(slot)
         let name = SHA256.hash(bytes).hex
         try backend.writeIfAbsent(.key, name, bytes)
         return name
@@ -272,7 +283,11 @@ public final class Repository: @unchecked Sendable {
 extension Repository {
     /// Replaces the key slot this session opened with by one for `newPassword`.
     public func changePassword(_ newPassword: [UInt8], scryptN: UInt64 = KeySlot.defaultN) throws -> String {
-        let added = try addKey(password: newPassword, scryptN: scryptN)
+        try changePassword(newPassword, scryptN: scryptN, weakForTests: false)
+    }
+
+    func changePassword(_ newPassword: [UInt8], scryptN: UInt64, weakForTests: Bool) throws -> String {
+        let added = try addKey(password: newPassword, scryptN: scryptN, weakForTests: weakForTests)
         try backend.delete(.key, keySlot)
         return added
     }

@@ -39,6 +39,7 @@ enum Fixtures {
         o.chunker = .init(minSize: 16 << 10, avgSize: 64 << 10, maxSize: 256 << 10)
         o.packSize = 1 << 20
         o.scryptN = 1 << 10
+        o.weakScryptForTests = true
         return o
     }
 
