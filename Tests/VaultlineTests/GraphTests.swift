@@ -507,6 +507,33 @@ struct GraphTests {
     }
 }
 
+/// Graph v1.0's shapes where they differ from what a client would guess: `/contactFolders` lists
+/// only the folders directly below the default one (docs-contrib #6327), and the calendar list
+/// may leave out `isDefaultCalendar` (v1.0's example).
+@Suite("Graph fidelity")
+struct GraphFidelityTests {
+    @Test func theDefaultAndNestedContactFoldersAreBackedUpAndTheDefaultCalendarOnce() async throws {
+        var spec = GraphFixture.smallSpec
+        spec.contactSubfolders = true
+        let f = try await GraphFixture(spec: spec)
+        f.sim.faults.withLock { $0.calendarsWithoutDefaultFlag = true }
+        let upn = f.sim.tenant.users[0].upn
+        let result = try await f.backup { $0.mail = false; $0.onedrive = false; $0.sites = false }
+        #expect(!result.snapshot.partial)
+        try f.repo.loadIndex()
+        let restorer = Restorer(repository: f.repo)
+        let contacts = try f.repo.loadTree(try restorer.folderTree(snapshotID: result.snapshotID, path: "/users/\(upn)/contacts")).nodes
+        let counts = Dictionary(uniqueKeysWithValues: try contacts.map { dir in
+            (dir.name, try f.repo.loadTree(try #require(dir.subtree)).nodes.filter { $0.kind == .file }.count)
+        })
+        #expect(counts == ["Contacts": spec.contactsPerUser, "Suppliers": 2, "Suppliers_Overseas": 2], "\(counts)")
+        #expect(contacts.first { $0.name == "Suppliers_Overseas" }?.metadata?["graph.name"] == "Suppliers/Overseas")
+        let calendars = try f.repo.loadTree(try restorer.folderTree(snapshotID: result.snapshotID, path: "/users/\(upn)/calendars")).nodes.map(\.name)
+        #expect(calendars == f.sim.tenant.otherCalendars(upn: upn).map(\.name), "the default calendar is not also backed up as another one")
+        await f.close()
+    }
+}
+
 @Suite("Graph restore")
 struct GraphRestoreTests {
     @Test(.timeLimit(.minutes(2)))

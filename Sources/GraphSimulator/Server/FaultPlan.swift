@@ -38,6 +38,8 @@ public struct FaultPlan: Sendable {
     public var usersWithoutMailbox: Set<String> = []
     /// Users (by UPN) whose OneDrive was never provisioned: 404 `ResourceNotFound`.
     public var usersWithoutDrive: Set<String> = []
+    /// `GET /users/{id}/calendars` leaves out `isDefaultCalendar`, as v1.0's documented example does.
+    public var calendarsWithoutDefaultFlag = false
     /// Delta tokens made before this generation are answered 410 (expired sync state).
     public var deltaGeneration = 0
     /// Every Nth Graph request first revokes every access token issued so far, as an

@@ -6,10 +6,12 @@ import Hummingbird
 /// calendar's events are the calendar view's; Graph v1.0 has a delta function only for that
 /// view, so other calendars are listed in full.
 extension GraphSimulator {
-    func calendars(user u: User) -> Response {
+    /// `flagDefault`: false answers as v1.0's documented example does, without `isDefaultCalendar`.
+    func calendars(user u: User, flagDefault: Bool = true) -> Response {
         let others = tenant.state.withLock { $0.otherCalendars[u.id] ?? [] }
         var value = [calendarJSON(id: Tenant.defaultCalendarId(u.id), name: "Calendar", user: u, isDefault: true)]
         value += others.map { calendarJSON(id: $0.id, name: $0.name, user: u, isDefault: false) }
+        if !flagDefault { value = value.map { $0.filter { $0.key != "isDefaultCalendar" } } }
         return Self.json(200, ["@odata.context": "\(graphURL)/$metadata#users('\(u.id)')/calendars", "value": value])
     }
 

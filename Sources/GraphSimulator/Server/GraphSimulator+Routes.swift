@@ -36,13 +36,30 @@ extension GraphSimulator {
             return Self.json(200, ["id": u.driveId, "driveType": "business", "name": "OneDrive", "owner": ["user": ["id": u.id, "displayName": u.displayName]]])
         case 3 where p[0] == "users" && p[2] == "calendars":
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
-            return calendars(user: u)
+            return calendars(user: u, flagDefault: !plan.calendarsWithoutDefaultFlag)
+        case 3 where p[0] == "users" && p[2] == "calendar":
+            guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
+            return Self.json(200, ["id": Tenant.defaultCalendarId(u.id), "name": "Calendar", "isDefaultCalendar": true])
         case 5 where p[0] == "users" && p[2] == "calendars" && p[4] == "events":
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
             return calendarEvents(user: u, calendar: p[3], query: query, request: request)
         case 3 where p[0] == "users" && p[2] == "contactFolders":
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
-            return Self.json(200, ["value": tenant.contactFolders(user: u).map { ["id": $0.id, "displayName": $0.name, "parentFolderId": "contactsroot-" + u.id] }])
+            return Self.json(200, ["value": tenant.contactFolders(user: u).map { ["id": $0.id, "displayName": $0.name, "parentFolderId": $0.parent] }])
+        case 4 where p[0] == "users" && p[2] == "contactFolders":
+            // One folder; `contacts` names the default one (as the well-known mail folder names do).
+            guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
+            let id = p[3].lowercased() == "contacts" ? Tenant.defaultContactFolderId(u.id) : p[3]
+            if id == Tenant.defaultContactFolderId(u.id) {
+                return Self.json(200, ["id": id, "displayName": "Contacts", "parentFolderId": "contactsroot-" + u.id])
+            }
+            guard let folder = tenant.state.withLock({ $0.otherContactFolders[u.id] ?? [] }).first(where: { $0.id == id }) else { return notFound(p[3]) }
+            return Self.json(200, ["id": folder.id, "displayName": folder.name, "parentFolderId": folder.parent ?? Tenant.defaultContactFolderId(u.id)])
+        case 5 where p[0] == "users" && p[2] == "contactFolders" && p[4] == "childFolders":
+            guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
+            let id = p[3].lowercased() == "contacts" ? Tenant.defaultContactFolderId(u.id) : p[3]
+            guard id == Tenant.defaultContactFolderId(u.id) || tenant.contactFolderKey(user: u, id) != nil else { return notFound(p[3]) }
+            return Self.json(200, ["value": tenant.contactFolders(user: u, parent: id).map { ["id": $0.id, "displayName": $0.name, "parentFolderId": $0.parent] }])
         case 4 where p[0] == "users" && p[2] == "calendar" && p[3] == "events":
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
             return calendarEvents(user: u, calendar: Tenant.defaultCalendarId(u.id), query: query, request: request)

@@ -11,13 +11,21 @@ extension Tenant {
 
     /// The collection key of a contact folder (the default one, `contacts-<user>`, or a created one).
     func contactFolderKey(user: User, _ folder: String) -> String? {
-        if folder == "contacts-" + user.id { return Self.contactsKey(user.id) }
+        if folder == "contacts-" + user.id || folder.lowercased() == "contacts" { return Self.contactsKey(user.id) }
         let known = state.withLock { $0.otherContactFolders[user.id] ?? [] }.contains { $0.id == folder }
         return known ? Self.contactsKey(user.id) + "/" + folder : nil
     }
 
-    func contactFolders(user: User) -> [(id: String, name: String)] {
-        [("contacts-" + user.id, "Contacts")] + state.withLock { $0.otherContactFolders[user.id] ?? [] }.map { ($0.id, $0.name) }
+    /// The default contact folder's id.
+    static func defaultContactFolderId(_ user: String) -> String { "contacts-" + user }
+
+    /// The contact folders directly below `parent` (nil: below the default folder, which is what
+    /// Graph v1.0 lists for `/contactFolders`: not the default folder itself, not deeper ones;
+    /// docs-contrib #6327).
+    func contactFolders(user: User, parent: String? = nil) -> [(id: String, name: String, parent: String)] {
+        let all = state.withLock { $0.otherContactFolders[user.id] ?? [] }
+        let wanted = parent == Self.defaultContactFolderId(user.id) ? nil : parent
+        return all.filter { $0.parent == wanted }.map { ($0.id, $0.name, $0.parent ?? Self.defaultContactFolderId(user.id)) }
     }
 
     func createCalendar(user: User, name: String) -> String? {

@@ -34,6 +34,8 @@ public final class Tenant: Sendable {
     struct OtherCalendar: Sendable {
         var id: String
         var name: String
+        /// A contact folder's parent folder (nil: a child of the default Contacts folder).
+        var parent: String? = nil
     }
 
     public init(spec: TenantSpec) {
@@ -140,6 +142,22 @@ public final class Tenant: Sendable {
                 s.collections[Self.contactsKey(userId), default: Collection()].upsert(id, seq: s.seq, .contact(Contact(
                     givenName: g, surname: f, email: "\(g).\(f)@fabrikam.example".lowercased(),
                     phone: "+1 555 \(1000 + rng.below(9000))", version: 1)))
+            }
+            if spec.contactSubfolders {
+                // "Suppliers" below the default folder, "Overseas" below it, two contacts each.
+                let suppliers = OtherCalendar(id: Self.makeId(&s, prefix: [0x00, 0x43, 0x46]), name: "Suppliers")
+                let overseas = OtherCalendar(id: Self.makeId(&s, prefix: [0x00, 0x43, 0x46]), name: "Overseas", parent: suppliers.id)
+                for folder in [suppliers, overseas] {
+                    s.otherContactFolders[userId, default: []].append(folder)
+                    for _ in 0..<2 {
+                        let id = Self.makeId(&s, prefix: [0x00, 0x43])
+                        let g = first[rng.below(first.count)], f = last[rng.below(last.count)]
+                        s.seq += 1
+                        s.collections[Self.contactsKey(userId) + "/" + folder.id, default: Collection()].upsert(id, seq: s.seq, .contact(Contact(
+                            givenName: g, surname: f, email: "\(g).\(f)@\(folder.name.lowercased()).example".lowercased(),
+                            phone: "+1 555 \(1000 + rng.below(9000))", version: 1)))
+                    }
+                }
             }
             fillDrive(&s, driveId: driveId, files: spec.filesPerUser, large: spec.largeFileSize, rng: &rng)
         }

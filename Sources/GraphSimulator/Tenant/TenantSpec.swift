@@ -18,6 +18,8 @@ public struct TenantSpec: Sendable, Codable {
     /// cancellation (0: none).
     public var seriesEvery = 0
     public var contactsPerUser = 10
+    /// A contact folder below the default one and another below that, two contacts each.
+    public var contactSubfolders = false
     public var filesPerUser = 8
     /// Generated drive files are between these sizes (bytes).
     public var minFileSize = 4_096

@@ -13,10 +13,17 @@ extension M365Backup {
     /// unchanged events (same `changeKey`) are kept without being stored again.
     func backupOtherCalendars(user id: String, path: [String], _ ctx: RunContext) async throws -> DirBuilder {
         var calendars: [(id: String, name: String)] = []
+        var flagged = false  // whether the listing marks the default calendar (v1.0's example omits the field)
         _ = try await client.pages(client.url("users", id, "calendars"), mailbox: id) { page in
-            for c in page where c["isDefaultCalendar"]?.bool != true {
+            for c in page {
+                if c["isDefaultCalendar"]?.bool == true { flagged = true; continue }
                 if let cid = c["id"]?.string { calendars.append((cid, c["name"]?.string ?? cid)) }
             }
+        }
+        if !flagged, !calendars.isEmpty {
+            // Else the default calendar, whose events the calendar view gives, is backed up twice.
+            let defaultID = try await client.json(client.url("users", id, "calendar") + "?$select=id", mailbox: id)["id"]?.string
+            calendars.removeAll { $0.id == defaultID }
         }
         var dir = DirBuilder()
         for calendar in calendars.sorted(by: { $0.id < $1.id }) {
@@ -31,24 +38,62 @@ extension M365Backup {
         return dir
     }
 
-    /// Every contact folder of a user; returns their directory and delta links.
+    /// Contact folders below one another at most this deep, and at most this many in all.
+    static let contactFolderDepth = 16, contactFolderLimit = 5_000
+
+    /// Every contact folder of a user: the default one, which Graph v1.0's `/contactFolders`
+    /// leaves out (it lists only the folders directly below it; docs-contrib #6327), and every
+    /// folder at every depth below it (`/contactFolders/{id}/childFolders`). Each is one
+    /// directory named by its path of names (`Suppliers/Overseas` as `Suppliers_Overseas`).
+    /// Returns their directory and delta links.
     func backupContacts(user id: String, previous: M365State.UserState, path: [String], _ ctx: RunContext) async throws -> (DirBuilder, [String: String]) {
         var contacts = DirBuilder()
         var links: [String: String] = [:]
         var folders: [(String, String)] = []
-        _ = try await client.pages(client.url("users", id, "contactFolders"), mailbox: id) { page in
-            for f in page { if let fid = f["id"]?.string { folders.append((fid, f["displayName"]?.string ?? fid)) } }
+        var level: [(url: String, prefix: String)] = [(client.url("users", id, "contactFolders"), "")]
+        var parentOfTop: String?
+        for depth in 0..<Self.contactFolderDepth where !level.isEmpty {
+            var next: [(url: String, prefix: String)] = []
+            for (url, prefix) in level {
+                _ = try await client.pages(url, mailbox: id) { page in
+                    for f in page {
+                        guard let fid = f["id"]?.string, folders.count < Self.contactFolderLimit else { continue }
+                        if depth == 0 { parentOfTop = parentOfTop ?? f["parentFolderId"]?.string }
+                        let name = prefix + (f["displayName"]?.string ?? fid)
+                        folders.append((fid, name))
+                        next.append((self.client.url("users", id, "contactFolders", fid, "childFolders"), name + "/"))
+                    }
+                }
+            }
+            level = next
+        }
+        if let root = try await defaultContactFolder(user: id, parentOfTop: parentOfTop), !folders.contains(where: { $0.0 == root.id }) {
+            folders.insert((root.id, root.name), at: 0)
         }
         for (fid, name) in folders {
             let initial = client.url("users", id, "contactFolders", fid, "contacts", "delta")
+            let dirName = Self.uniqueName(safeName(name), id: fid, taken: contacts.dirs.keys)
             var (d, link) = try await backupJSONItems(initial: initial, link: previous.contactDeltas[fid], mailbox: id,
-                                                      path: path + [safeName(name)], kind: "contact",
+                                                      path: path + [dirName], kind: "contact",
                                                       itemURL: { self.client.url("users", id, "contactFolders", fid, "contacts", $0) }, ctx)
-            d.metadata = ["graph.id": fid]
-            contacts.dirs[safeName(name)] = d
+            d.metadata = ["graph.id": fid, "graph.name": name]
+            contacts.dirs[dirName] = d
             if let link { links[fid] = link }
         }
         return (contacts, links)
+    }
+
+    /// The default contact folder: by its well-known name, else as the parent of the folders
+    /// below it, else as the folder of a contact in `/contacts` (which lists the default
+    /// folder's). Nil when the user has no contacts at all.
+    private func defaultContactFolder(user id: String, parentOfTop: String?) async throws -> (id: String, name: String)? {
+        do {
+            let root = try await client.json(client.url("users", id, "contactFolders", "contacts"), mailbox: id)
+            if let rid = root["id"]?.string { return (rid, root["displayName"]?.string ?? "Contacts") }
+        } catch let error as GraphError where error.kind == .notFound || error.status == 400 {}
+        if let parentOfTop { return (parentOfTop, "Contacts") }
+        let one = try await client.json(client.url("users", id, "contacts") + "?$top=1&$select=id,parentFolderId", mailbox: id)
+        return one["value"]?.array?.first?["parentFolderId"]?.string.map { ($0, "Contacts") }
     }
 
     /// Events or contacts: each item's Graph JSON is its content. `itemURL`: one item's URL, to
