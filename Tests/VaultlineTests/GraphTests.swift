@@ -743,7 +743,7 @@ struct GraphFaultTests {
         var unpaced = GraphFixture.fastRetries
         unpaced.mailboxRequestsPerSecond = 0
         let g = try await GraphFixture(spec: spec, clientOptions: unpaced)
-        g.sim.faults.withLock { $0.mailboxRequestsPerSecond = 5 }
+        g.sim.faults.withLock { $0.mailboxRequestsPerSecond = 3 }
         _ = try await g.backup { $0.sites = false; $0.noParent = true }
         #expect(g.sim.stats.throttled > 0)
         await f.close()
