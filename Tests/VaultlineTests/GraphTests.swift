@@ -313,15 +313,16 @@ struct GraphTests {
     @Test(.timeLimit(.minutes(2)))
     func accessTokensAreRefreshedBeforeTheyExpire() async throws {
         let f = try await GraphFixture()
-        // Tokens of three seconds (the client renews at half the lifetime) and a slow Graph, so
-        // the run outlives several tokens.
-        f.sim.setTokenLifetime(3)
-        f.sim.faults.withLock { $0.latency = 0.25 }
+        // Tokens of six seconds (the client renews at half the lifetime, so a request has 3 s
+        // between taking its token and arriving: on a loaded two-core machine 1.5 s was not
+        // always enough) and a slow Graph, so the run outlives a token.
+        f.sim.setTokenLifetime(6)
+        f.sim.faults.withLock { $0.latency = 0.35 }
         let clock = ContinuousClock.now
         let result = try await f.backup()
         let took = ContinuousClock.now - clock
         #expect(!result.snapshot.partial, "\(result.snapshot.errors)")
-        #expect(took > .seconds(3), "the run must outlive one token to test anything")
+        #expect(took > .seconds(6), "the run must outlive one token to test anything")
         #expect(f.client.stats.tokenRequests >= 2, "signed in again during a \(took) run")
         #expect(f.sim.stats.unauthorized == 0, "no request carried an expired token")
         let upn = f.sim.tenant.users[1].upn

@@ -144,11 +144,12 @@ extension GraphSimulator {
                 s.collections[key]?.delete(p[3], seq: s.seq)
             }
             return Response(status: .noContent)
-        case (.delete, 6) where p[2] == "contactFolders" && p[4] == "contacts":
-            guard let key = tenant.contactFolderKey(user: u, p[3]), tenant.entry(key, p[5])?.deleted == nil, tenant.entry(key, p[5]) != nil else { return notFound(p[5]) }
+        case (.delete, 6) where p[2] == "contactFolders" && p[4] == "contacts", (.delete, 4) where p[2] == "contacts":
+            let (folder, item) = p.count == 4 ? ("contacts", p[3]) : (p[3], p[5])
+            guard let key = tenant.contactFolderKey(user: u, folder), tenant.entry(key, item)?.deleted == nil, tenant.entry(key, item) != nil else { return notFound(item) }
             tenant.state.withLock { s in
                 s.seq += 1
-                s.collections[key]?.delete(p[5], seq: s.seq)
+                s.collections[key]?.delete(item, seq: s.seq)
             }
             return Response(status: .noContent)
         case (.delete, 4) where p[2] == "messages":

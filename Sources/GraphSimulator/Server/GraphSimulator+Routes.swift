@@ -63,15 +63,17 @@ extension GraphSimulator {
         case 4 where p[0] == "users" && p[2] == "calendar" && p[3] == "events":
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }
             return calendarEvents(user: u, calendar: Tenant.defaultCalendarId(u.id), query: query, request: request)
-        case 5 where p[0] == "users" && p[2] == "contactFolders" && p[4] == "contacts":
-            guard let u = tenant.user(p[1]), let key = tenant.contactFolderKey(user: u, p[3]) else { return notFound(p[3]) }
+        case 5 where p[0] == "users" && p[2] == "contactFolders" && p[4] == "contacts", 3 where p[0] == "users" && p[2] == "contacts":
+            // A folder's contacts; `/users/{id}/contacts` is the default folder's.
+            let folder = p.count == 3 ? "contacts" : p[3]
+            guard let u = tenant.user(p[1]), let key = tenant.contactFolderKey(user: u, folder) else { return notFound(folder) }
             let live = tenant.collection(key)?.live ?? []
             let size = Self.pageSize(request, query: query, default: 10)
             let offset = query["$skip"].flatMap(Int.init) ?? 0
             var body: [String: Any] = ["value": live.dropFirst(offset).prefix(size).compactMap { e -> [String: Any]? in
                 if case .contact(let c) = e.payload { return tenant.contactJSON(id: e.id, c) } else { return nil }
             }]
-            if offset + size < live.count { body["@odata.nextLink"] = "\(base)/users/\(u.id)/contactFolders/\(p[3])/contacts?$top=\(size)&$skip=\(offset + size)" }
+            if offset + size < live.count { body["@odata.nextLink"] = "\(base)/users/\(u.id)/contactFolders/\(folder)/contacts?$top=\(size)&$skip=\(offset + size)" }
             return Self.json(200, body)
         case 4 where p[0] == "users" && p[2] == "mailFolders" && p[3] == "delta":
             guard let u = tenant.user(p[1]) else { return notFound(p[1]) }

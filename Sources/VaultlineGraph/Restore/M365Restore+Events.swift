@@ -107,7 +107,9 @@ extension M365Restore {
     /// place, the calendar or folder of the same name (by id first for contact folders), created
     /// when missing; or the job's new one. Nil in a dry run when it would be created.
     private func targetContainer(events: Bool, user: String, plan: ContainerPlan, newName: String?, journal: RestoreJournal?) async throws -> String? {
-        if newName == nil, plan.isDefault, events { return client.url("users", user, "calendar", "events") }
+        // In place, the default calendar and contact folder are the mailbox's own (v1.0's
+        // `/contactFolders` does not list the default folder).
+        if newName == nil, plan.isDefault { return events ? client.url("users", user, "calendar", "events") : client.url("users", user, "contacts") }
         let listURL = client.url("users", user, events ? "calendars" : "contactFolders")
         let name = newName ?? plan.name
         let key = (events ? "calendar:" : "contacts:") + (newName == nil ? name : "\u{1}")
