@@ -150,6 +150,54 @@ import Testing
         #expect(throws: VaultlineError.self) { try Repository.initialize(path: dir.path + "/weak", password: Fixtures.password, options: options) }
     }
 
+    /// A local backend whose lock writes fail while `failing` is set (a full or read-only disk).
+    final class LockWritesFail: Backend, @unchecked Sendable {  // `failing` is set by the test thread only while no refresh runs
+        let inner: LocalBackend
+        var failing = false
+        init(_ root: String) { inner = LocalBackend(root: root) }
+        func list(_ kind: FileKind) throws -> [String] { try inner.list(kind) }
+        func stat(_ kind: FileKind, _ name: String) throws -> Int64? { try inner.stat(kind, name) }
+        func read(_ kind: FileKind, _ name: String, offset: Int64, length: Int?) throws -> [UInt8] { try inner.read(kind, name, offset: offset, length: length) }
+        func read(_ kind: FileKind, _ name: String, into buffer: inout [UInt8]) throws -> Int { try inner.read(kind, name, into: &buffer) }
+        func writeIfAbsent(_ kind: FileKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws -> Bool {
+            if failing && kind == .lock { throw VaultlineError(.noSpace, "no space left on device", object: "locks/\(name)") }
+            return try inner.writeIfAbsent(kind, name, bytes)
+        }
+        func modified(_ kind: FileKind, _ name: String) throws -> Date? { try inner.modified(kind, name) }
+        func delete(_ kind: FileKind, _ name: String) throws { try inner.delete(kind, name) }
+        func beginWrite(_ kind: FileKind) throws -> any BackendPendingFile { try inner.beginWrite(kind) }
+    }
+
+    /// A lock that stopped refreshing was silent: after 30 minutes others took it for stale
+    /// while the run went on. Missed refreshes are counted and a run checks them before it
+    /// commits.
+    @Test func aLockThatCannotBeRefreshedStopsTheRun() throws {
+        let dir = TemporaryDirectory()
+        _ = try Fixtures.repository(in: dir)
+        let backend = LockWritesFail(dir.path + "/repo")
+        let lock = try RepositoryLock.acquire(backend, exclusive: false, command: "test")
+        defer { lock.release() }
+        let first = lock.name
+        backend.failing = true
+        lock.refresh()
+        try lock.ensureHeld()  // one missed refresh is tolerated
+        lock.refresh()
+        do {
+            try lock.ensureHeld()
+            Issue.record("two missed refreshes went unnoticed")
+        } catch let error as VaultlineError {
+            #expect(error.code == .locked)
+            #expect(error.message.contains("no space left on device"), "\(error)")
+        }
+        let locks = try backend.list(.lock)
+        #expect(lock.name == first && locks == [first], "the old lock file stays until a refresh works")
+        backend.failing = false
+        lock.refresh()
+        try lock.ensureHeld()
+        let after = try backend.list(.lock)
+        #expect(lock.name != first && after == [lock.name])
+    }
+
     @Test func exclusiveLockExcludesOthersAndStaleLocksAreIgnored() throws {
         let dir = TemporaryDirectory()
         let repo = try Fixtures.repository(in: dir)

@@ -131,6 +131,7 @@ public final class DirectoryBackup: @unchecked Sendable {
             snapshot.errors = errors.sorted { $0.path < $1.path }
             snapshot.partial = !errors.isEmpty
             snapshot.signal = options.signal.evaluate(stats, parent: parentStats)
+            try lock.ensureHeld()
             let id = try session.commit(snapshot)
             return Result(snapshotID: id, snapshot: snapshot)
         } catch {

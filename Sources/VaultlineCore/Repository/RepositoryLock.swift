@@ -29,16 +29,26 @@ public final class RepositoryLock: @unchecked Sendable {
     public static let staleAfter: TimeInterval = 30 * 60
     /// A held lock is rewritten this often, so that a long backup never looks stale.
     public static let refreshEvery: TimeInterval = 5 * 60
+    /// Refreshes in a row that may fail before ``ensureHeld()`` fails the run: two (10 minutes
+    /// without a refresh), well before the 30 minutes after which others take the lock for stale.
+    public static let missedRefreshesAllowed = 2
     let backend: any Backend
     let record: Record
-    private let state: Locked<(name: String, released: Bool)>
+    private struct State {
+        var name: String
+        var released = false
+        /// Refreshes that failed since the last that worked, and the last failure.
+        var missed = 0
+        var lastFailure: String?
+    }
+    private let state: Locked<State>
     private var timer: DispatchSourceTimer?
     public var name: String { state.withLock { $0.name } }
 
     private init(backend: any Backend, name: String, record: Record) {
         self.backend = backend
         self.record = record
-        state = Locked((name, false))
+        state = Locked(State(name: name))
     }
 
     public static func acquire(_ backend: any Backend, exclusive: Bool, command: String) throws -> RepositoryLock {
@@ -74,24 +84,53 @@ public final class RepositoryLock: @unchecked Sendable {
     }
 
     /// Writes the lock again with the current time under a new name, then removes the old file.
+    /// A refresh that fails is counted (``ensureHeld()``); the old file stays until one works.
     func refresh() {
         var fresh = record
         fresh.time = Date()
-        guard let bytes = try? StoredJSON.encode(fresh), let random = try? SecureRandom.bytes(16) else { return }
-        let newName = encodeHex(random)
-        guard (try? backend.writeIfAbsent(.lock, newName, bytes)) == true else { return }
+        let newName: String
+        do {
+            let bytes = try StoredJSON.encode(fresh)
+            newName = encodeHex(try SecureRandom.bytes(16))
+            guard try backend.writeIfAbsent(.lock, newName, bytes) else {
+                throw VaultlineError(.alreadyExists, "a lock file of that name exists", object: "locks/\(newName)")
+            }
+        } catch {
+            state.withLock { s in
+                s.missed += 1
+                s.lastFailure = "\(error)"
+            }
+            return
+        }
         let old: String? = state.withLock {
+            $0.missed = 0
+            $0.lastFailure = nil
             if $0.released { return nil }
             let o = $0.name
             $0.name = newName
             return o
         }
+        // A lock file that cannot be removed is stale in 30 minutes; the new one holds the lock.
         try? backend.delete(.lock, old ?? newName)
+    }
+
+    /// Throws when the lock has not been refreshed for ``missedRefreshesAllowed`` refreshes in
+    /// a row: others would soon take it for stale (a prune would no longer wait for this run),
+    /// so a run checks it before it commits anything that relies on the lock.
+    public func ensureHeld() throws {
+        let (missed, failure) = state.withLock { ($0.missed, $0.lastFailure) }
+        guard missed < Self.missedRefreshesAllowed else {
+            throw VaultlineError(.locked, "the repository lock could not be refreshed \(missed) times in a row (\(failure ?? "")): others would soon take it for stale, so this run stops; nothing it has not committed is kept",
+                                 object: "locks/\(name)")
+        }
     }
 
     public func release() {
         timer?.cancel()
-        let name = state.withLock { s -> String in s.released = true; return s.name }
+        let name = state.withLock { s -> String in
+            s.released = true
+            return s.name
+        }
         try? backend.delete(.lock, name)
     }
 

@@ -183,6 +183,7 @@ public final class M365Backup: Sendable {
             snapshot.errors = errors.withLock { $0 }
             snapshot.partial = !snapshot.errors.isEmpty
             snapshot.signal = options.signal.evaluate(stats, parent: parentStats)
+            try lock.ensureHeld()
             let id = try session.commit(snapshot)
             journal.remove()
             let collections = collectionCounts.withLock { $0 }
