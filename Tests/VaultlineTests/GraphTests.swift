@@ -1,5 +1,6 @@
 import Foundation
 import GraphSimulator
+import NIOPosix
 import Testing
 @testable import VaultlineCore
 @testable import VaultlineGraph
@@ -295,6 +296,22 @@ struct GraphTests {
         let after = try f.restore(second.snapshotID, "/users/\(upn)/onedrive")
         #expect(before.keys == after.keys)
         #expect(before.filter { after[$0.key] != $0.value }.count == hit.encrypted)
+        await f.close()
+    }
+
+    /// A client dropped without `shutdown()` on an event loop (where NIO runs the completions a
+    /// task resumes from) did `syncShutdown()` in its deinit, which AsyncHTTPClient refuses
+    /// there by stopping the process.
+    @Test(.timeLimit(.minutes(1)))
+    func aClientDroppedOnAnEventLoopDoesNotStopTheProcess() async throws {
+        let f = try await GraphFixture()
+        let credentials = GraphFixture.credentials(f.sim)
+        try await MultiThreadedEventLoopGroup.singleton.next().submit {
+            var client: GraphClient? = GraphClient(credentials: credentials)
+            #expect(client != nil)
+            client = nil
+        }.get()
+        #expect(try await f.client.json(f.client.url("users"))["value"]?.array?.isEmpty == false, "the process and its clients go on")
         await f.close()
     }
 

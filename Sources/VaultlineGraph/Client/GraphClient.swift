@@ -86,10 +86,11 @@ public final class GraphClient: Sendable {
         try await http.shutdown()
     }
 
+    /// The owner calls ``shutdown()`` and awaits it. A client dropped without it (an error path)
+    /// starts the connection pool's shutdown here without waiting for it: `syncShutdown()`
+    /// must not run on an event loop or in async code, where a deinit may run.
     deinit {
-        // A client dropped without shutdown() (an error path): release the connection pool here
-        // rather than let AsyncHTTPClient stop the process.
-        if !isShutDown.withLock({ $0 }) { try? http.syncShutdown() }
+        if !isShutDown.withLock({ $0 }) { http.shutdown(queue: .global()) { _ in } }
     }
 
     public var stats: GraphStats { counters.withLock { $0 } }
