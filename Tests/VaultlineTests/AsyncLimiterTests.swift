@@ -9,23 +9,23 @@ struct AsyncLimiterTests {
     @Test(.timeLimit(.minutes(1)))
     func urgentWaitersAreServedBeforeEarlierOrdinaryOnes() async throws {
         let limiter = AsyncLimiter(1)
-        await limiter.acquire()
+        try await limiter.acquire()
         let order = Locked<[String]>([])
         let ordinary = Task {
-            await limiter.acquire()
+            try await limiter.acquire()
             order.withLock { $0.append("ordinary") }
             await limiter.release()
         }
         try await Task.sleep(for: .milliseconds(100))  // the ordinary waiter queues first
         let urgent = Task {
-            await limiter.acquire(urgent: true)
+            try await limiter.acquire(urgent: true)
             order.withLock { $0.append("urgent") }
             await limiter.release()
         }
         try await Task.sleep(for: .milliseconds(100))
         await limiter.release()
-        await ordinary.value
-        await urgent.value
+        try await ordinary.value
+        try await urgent.value
         #expect(order.withLock { $0 } == ["urgent", "ordinary"])
     }
 
@@ -54,9 +54,36 @@ struct AsyncLimiterTests {
     func aRatedLimiterNeverRunsAheadOfItsBudget() async throws {
         let limiter = AsyncLimiter(100, ratePerSecond: 40)
         let start = ContinuousClock.now
-        for _ in 0..<40 { await limiter.acquire(); await limiter.release() }
+        for _ in 0..<40 { try await limiter.acquire(); await limiter.release() }
         let d = ContinuousClock.now - start
         // 40 at 40/s from a standing start: the last starts 0.975 s in (later under load, never sooner).
         #expect(d >= .milliseconds(970), "40 at 40/s took \(d)")
+    }
+
+    /// A waiter whose task is cancelled leaves the queue at once, with CancellationError and no
+    /// slot; before, it waited for a slot it no longer wanted, and kept one.
+    @Test(.timeLimit(.minutes(1)))
+    func aCancelledWaiterLeavesTheQueueHoldingNothing() async throws {
+        let limiter = AsyncLimiter(1)
+        try await limiter.acquire()
+        let waiter = Task { try await limiter.acquire() }
+        while await limiter.waiting == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        waiter.cancel()
+        await #expect(throws: CancellationError.self) { try await waiter.value }
+        #expect(await limiter.waiting == 0)
+        // The slot is still the first holder's: released, the next acquire gets it at once.
+        await limiter.release()
+        try await limiter.acquire()
+        await limiter.release()
+        // A holder asking again waits (the limit is 1); cancelled, it leaves too.
+        let early = Task {
+            try await limiter.acquire()
+            try await limiter.acquire()
+        }
+        while await limiter.waiting == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        early.cancel()
+        await #expect(throws: CancellationError.self) { try await early.value }
+        await limiter.release()
+        #expect(await limiter.waiting == 0)
     }
 }

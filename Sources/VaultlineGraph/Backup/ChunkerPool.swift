@@ -55,8 +55,11 @@ final class ChunkerPool: Sendable {
     /// Stores one content stream: `produce` appends its bytes to the feed; returns the blob ids
     /// and length. `bulk` content takes the bulk lane.
     func store(bulk: Bool = false, _ produce: (StreamFeed) async throws -> Void) async throws -> (ids: [Bytes32], size: UInt64) {
-        if bulk { await bulkSlots.acquire() }
-        await slots.acquire(urgent: !bulk)
+        if bulk { try await bulkSlots.acquire() }
+        do { try await slots.acquire(urgent: !bulk) } catch {
+            if bulk { await bulkSlots.release() }
+            throw error
+        }
         let feed = StreamFeed()
         let (results, continuation) = AsyncStream.makeStream(of: Result<(ids: [Bytes32], size: UInt64), any Error>.self)
         jobs.withLock { $0.append(Job { chunker in
@@ -81,7 +84,7 @@ final class ChunkerPool: Sendable {
     /// Runs blocking engine work (storing a tree) on a pool thread, in the mailbox lane (a
     /// mailbox waits for its folder's tree before it goes on).
     func run<T: Sendable>(_ work: @escaping @Sendable (ContentChunker) throws -> T) async throws -> T {
-        await slots.acquire(urgent: true)
+        try await slots.acquire(urgent: true)
         let (results, continuation) = AsyncStream.makeStream(of: Result<T, any Error>.self)
         jobs.withLock { $0.append(Job { chunker in
             continuation.yield(Result { try work(chunker) })
@@ -95,11 +98,14 @@ final class ChunkerPool: Sendable {
         return try result.get()
     }
 
-    /// Ends the threads (after every `store` has returned).
-    func shutdown() {
+    /// Ends the threads (after every `store` has returned) and waits for them off the
+    /// cooperative pool: `group.wait()` would block one of its few threads.
+    func shutdown() async {
         guard !closed.withLock({ c in defer { c = true }; return c }) else { return }
         for _ in 0..<threadCount { available.signal() }
-        group.wait()
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            group.notify(queue: .global()) { done.resume() }
+        }
     }
 }
 

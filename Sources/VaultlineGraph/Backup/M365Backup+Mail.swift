@@ -334,7 +334,7 @@ extension M365Backup {
         if let node = reuse(name: name, metadata: metadata, ctx) { return node }
         // Fetched before taking a chunker thread: many messages can be in flight, few threads.
         // At most 64 bodies are held at once (`messageSlots`), which bounds memory.
-        await ctx.messageSlots.acquire()
+        try await ctx.messageSlots.acquire()
         do {
             let mime = try await client.bytes(url, mailbox: user)
             let node = try await storeContent(name: name, metadata: metadata, modified: Self.date(json["receivedDateTime"]?.string),

@@ -170,7 +170,7 @@ public final class M365Backup: Sendable {
             }
             let rootID = try await storeTree(root, ctx)
             var stats = try session.finish()
-            pool.shutdown()
+            await pool.shutdown()
             let (downloaded, bytes) = counts.withLock { ($0.downloaded, $0.bytes) }
             stats.files = UInt64(root.itemCount)
             stats.filesRead = UInt64(downloaded)
@@ -191,7 +191,7 @@ public final class M365Backup: Sendable {
                           itemsTotal: root.itemCount, collections: collections.rounds, collectionsKept: collections.kept)
         } catch {
             session.abort()
-            pool.shutdown()
+            await pool.shutdown()
             throw error
         }
     }

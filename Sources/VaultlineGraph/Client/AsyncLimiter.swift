@@ -1,11 +1,18 @@
 /// A counting semaphore for tasks: at most `limit` holders at once, the rest wait in order, and
 /// urgent waiters before the others. With a rate, each acquisition also waits for its turn in a
-/// ``RequestBudget``.
+/// ``RequestBudget``. A task cancelled while it waits leaves the queue and gets
+/// `CancellationError`, holding nothing.
 actor AsyncLimiter {
+    private struct Waiter {
+        let id: Int
+        let continuation: CheckedContinuation<Void, any Error>
+    }
+
     let limit: Int
     private var used = 0
-    private var waiters: [CheckedContinuation<Void, Never>] = []
-    private var urgentWaiters: [CheckedContinuation<Void, Never>] = []
+    private var nextID = 0
+    private var waiters: [Waiter] = []
+    private var urgentWaiters: [Waiter] = []
     private var budget: RequestBudget?
 
     init(_ limit: Int, ratePerSecond: Double = 0) {
@@ -14,28 +21,52 @@ actor AsyncLimiter {
     }
 
     /// Waits for a slot. An urgent caller is served before every non-urgent one still waiting.
-    func acquire(urgent: Bool = false) async {
+    func acquire(urgent: Bool = false) async throws {
         if used < limit {
             used += 1
-        } else if urgent {
-            await withCheckedContinuation { urgentWaiters.append($0) }
         } else {
-            await withCheckedContinuation { waiters.append($0) }
+            let id = nextID
+            nextID += 1
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                    if Task.isCancelled { return continuation.resume(throwing: CancellationError()) }
+                    if urgent { urgentWaiters.append(Waiter(id: id, continuation: continuation)) } else { waiters.append(Waiter(id: id, continuation: continuation)) }
+                }
+            } onCancel: {
+                Task { await self.cancelWaiter(id) }
+            }
         }
         let now = ContinuousClock.now
-        if let start = budget?.reserve(now: now), start > now { try? await Task.sleep(until: start, clock: .continuous) }
+        if let start = budget?.reserve(now: now), start > now {
+            do { try await Task.sleep(until: start, clock: .continuous) } catch {
+                release()
+                throw error
+            }
+        }
     }
 
     func release() {
         // The slot passes straight to the next waiter, urgent ones first.
         if !urgentWaiters.isEmpty {
-            urgentWaiters.removeFirst().resume()
+            urgentWaiters.removeFirst().continuation.resume()
         } else if !waiters.isEmpty {
-            waiters.removeFirst().resume()
+            waiters.removeFirst().continuation.resume()
         } else {
             used -= 1
         }
     }
+
+    /// A waiter whose task was cancelled leaves the queue (if the slot has not reached it yet).
+    private func cancelWaiter(_ id: Int) {
+        if let i = urgentWaiters.firstIndex(where: { $0.id == id }) {
+            urgentWaiters.remove(at: i).continuation.resume(throwing: CancellationError())
+        } else if let i = waiters.firstIndex(where: { $0.id == id }) {
+            waiters.remove(at: i).continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Tasks waiting (for tests).
+    var waiting: Int { waiters.count + urgentWaiters.count }
 }
 
 /// A request budget: a token bucket holding half a second of budget. Requests start at most

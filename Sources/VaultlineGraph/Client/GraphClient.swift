@@ -167,8 +167,11 @@ public final class GraphClient: Sendable {
             for (k, v) in extra { request.headers.add(name: k, value: v) }
             if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
             let limiter = mailbox.map(limiterFor)
-            await limiter?.acquire()
-            await global.acquire()
+            try await limiter?.acquire()
+            do { try await global.acquire() } catch {
+                await limiter?.release()
+                throw error
+            }
             // The token is taken after the limits admit the request: a request can wait there
             // long enough for the token it would have carried to expire.
             var bearer: String?
