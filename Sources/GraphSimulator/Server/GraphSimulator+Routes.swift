@@ -227,7 +227,9 @@ extension GraphSimulator {
         if d.parentId == nil { o["root"] = [String: Any]() }
         o["fileSystemInfo"] = ["createdDateTime": Tenant.iso(d.created ?? Date(timeIntervalSince1970: 1_767_225_600)),
                                "lastModifiedDateTime": Tenant.iso(d.modified)]
-        if d.isFolder {
+        if let package = d.package {
+            o["package"] = ["type": package]
+        } else if d.isFolder {
             o["folder"] = ["childCount": 0]
         } else {
             o["file"] = ["mimeType": Corpus.mimeType(d.name), "hashes": ["quickXorHash": tenant.quickXorHash(d, id: e.id)]]

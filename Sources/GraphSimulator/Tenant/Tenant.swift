@@ -221,6 +221,17 @@ public final class Tenant: Sendable {
         if large > 0 {
             addFile(&s, drive: driveId, parent: root, name: "large-export.bin", size: Int64(large), content: .generated(seed: rng.next(), edits: []))
         }
+        if spec.oneNoteNotebook {
+            // A notebook: a package item in Documents holding its table of contents and sections.
+            let notebook = Self.makeId(&s, prefix: [0x46])
+            s.seq += 1
+            s.collections[key]?.upsert(notebook, seq: s.seq, .driveItem(DriveItem(
+                name: "Team Notebook", parentId: folders[1], isFolder: true, size: 0, content: .none, version: 1,
+                modified: Date(timeIntervalSince1970: 1_767_225_600), package: "oneNote")))
+            for name in ["Open Notebook.onetoc2", "Meetings.one", "Projects.one"] {
+                addFile(&s, drive: driveId, parent: notebook, name: name, size: Int64(20_000 + rng.below(40_000)), content: .generated(seed: rng.next(), edits: []))
+            }
+        }
     }
 
     @discardableResult

@@ -119,6 +119,9 @@ struct DriveItem: Sendable {
     var modified: Date
     /// `fileSystemInfo.createdDateTime` (a client's value; the tenant's own creation time otherwise).
     var created: Date? = nil
+    /// A package (`"oneNote"`: a OneNote notebook): a container (`isFolder`) that Graph shows
+    /// with a `package` facet instead of `folder`, and without a download URL.
+    var package: String? = nil
 }
 
 /// How a drive file's bytes are made, so that a multi-GB tenant needs no memory for content.

@@ -24,6 +24,8 @@ public struct TenantSpec: Sendable, Codable {
     /// Generated drive files are between these sizes (bytes).
     public var minFileSize = 4_096
     public var maxFileSize = 2 << 20
+    /// A OneNote notebook (a `package` item with three files) in every user's Documents.
+    public var oneNoteNotebook = false
     /// One file per user of this size (0: none), streamed, never held in memory.
     public var largeFileSize = 0
     /// Share of messages that carry an attachment from the corpus (the same files for many users).

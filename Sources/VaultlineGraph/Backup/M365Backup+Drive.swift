@@ -148,7 +148,9 @@ extension M365Backup {
                 root = id
                 continue
             }
-            let isFolder = item["folder"] != nil
+            // A package (a OneNote notebook) has no content of its own and no download URL; its
+            // files are listed below it, so it is kept as a folder of them.
+            let isFolder = item["folder"] != nil || item["package"] != nil
             let cTag = item["cTag"]?.string ?? item["eTag"]?.string ?? ""
             let old = try entries.get(id)
             // The previous version stays until the new one is in (a lost one stays marked lost).
