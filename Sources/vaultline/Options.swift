@@ -129,6 +129,7 @@ func formatBytes(_ n: UInt64) -> String {
 
 /// A one-line progress display on stderr, shown only when stderr is a terminal. Thread-safe:
 /// backup readers report from several threads.
+// @unchecked Sendable: its mutable state is behind `lock`
 final class ProgressLine: @unchecked Sendable {
     let enabled = isatty(2) != 0
     private let lock = NSLock()

@@ -171,6 +171,7 @@ public struct LocalBackend: Backend {
 
 /// A temporary file in the repository (`.tmp-<random>` beside where it will live; hidden from
 /// `list`) that becomes a repository file by link(2), which never replaces an existing name.
+// @unchecked Sendable: used by the one writer that began it, until it commits or abandons it
 final class LocalPendingFile: BackendPendingFile, @unchecked Sendable {
     let backend: LocalBackend
     let kind: FileKind

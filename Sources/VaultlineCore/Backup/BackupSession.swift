@@ -12,6 +12,7 @@ import Foundation
 ///
 /// Call ``finish()`` when done, then ``commit(_:)`` to write the snapshot — last, after
 /// everything it references is durable.
+// @unchecked Sendable: its threads share only the queues, the buffer pool and `failure` (locks); `finished` and the default chunker are the caller's thread's
 public final class BackupSession: @unchecked Sendable {
     struct Job: Sendable {
         var id: Bytes32

@@ -2,6 +2,7 @@ import Foundation
 
 /// A blocking FIFO of bounded capacity between pipeline threads. `push` waits while full;
 /// `pop` waits while empty and returns nil once the queue is closed and drained.
+// @unchecked Sendable: every mutable field is read and written under `condition`
 final class BoundedQueue<Element: Sendable>: @unchecked Sendable {
     private let condition = NSCondition()
     private var items: [Element] = []
@@ -63,6 +64,7 @@ final class BoundedQueue<Element: Sendable>: @unchecked Sendable {
 
 /// A value shared between threads under a lock. Unchecked: the value is only reached inside
 /// `withLock`, and it must itself be Sendable to cross threads.
+// @unchecked Sendable: `value` is touched only under `lock`, and is Sendable itself
 final class Locked<Value: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     private var value: Value

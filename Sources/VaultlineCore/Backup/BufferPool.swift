@@ -1,6 +1,7 @@
 import Foundation
 
 /// A fixed-capacity byte buffer handed between pipeline threads; owned by one thread at a time.
+// @unchecked Sendable: owned by one pipeline stage at a time, handed on through a BoundedQueue
 final class PooledBuffer: @unchecked Sendable {
     let storage: UnsafeMutableRawBufferPointer
     var count = 0
@@ -20,6 +21,7 @@ final class PooledBuffer: @unchecked Sendable {
 /// A fixed set of buffers, reused for the whole backup. `acquire` blocks while all are in use,
 /// which is what bounds the pipeline's memory: no chunk is ever allocated per blob, so there is
 /// no allocator churn (page faults, arena growth) on the hot path.
+// @unchecked Sendable: `free` is read and written under `condition`
 final class BufferPool: @unchecked Sendable {
     private let condition = NSCondition()
     private var free: [PooledBuffer]

@@ -16,6 +16,7 @@ private let linuxNoATime: Int32 = 0o1000000
 /// Threads: the caller walks the directories; files to read go to `readers` threads, each with
 /// its own chunker. A directory's tree is stored by whichever thread completes its last child
 /// (see ``DirectoryState``), so no thread waits at directory boundaries.
+// @unchecked Sendable: its reader threads share only the file queue and locked state; `session` is set before they start
 public final class DirectoryBackup: @unchecked Sendable {
     public struct Options: Sendable {
         public var paths: [String]
@@ -48,7 +49,7 @@ public final class DirectoryBackup: @unchecked Sendable {
         var root: Bytes32?
     }
 
-    struct FileJob: @unchecked Sendable {
+    struct FileJob: Sendable {
         var path: String
         var node: TreeNode
         var directory: DirectoryState
@@ -312,6 +313,7 @@ public final class DirectoryBackup: @unchecked Sendable {
 /// A directory being backed up: one slot per child, filled by the walker or by readers. When
 /// the walker has enumerated it and every slot is filled, the thread that filled the last one
 /// receives the nodes and stores the tree.
+// @unchecked Sendable: `nodes`, `pending` and `enumerated` are touched only under `lock`
 final class DirectoryState: @unchecked Sendable {
     let parent: DirectoryState?
     let slot: Int

@@ -19,6 +19,7 @@ public struct BlobLocation: Sendable, Equatable {
 /// before looking up (``Repository/loadIndex()`` does).
 ///
 /// Reads may run on many threads at once while nobody adds; adding is single-threaded.
+// @unchecked Sendable: reads run on many threads only while nobody adds; adding is single-threaded (above)
 public final class BlobIndex: @unchecked Sendable {
     struct Key: Hashable, Comparable {
         var a: UInt64, b: UInt64, c: UInt64

@@ -1,18 +1,35 @@
 import Foundation
+import Synchronization
 
 /// An open repository: config, master key, backend and (once loaded) the blob index.
 ///
-/// Not thread-safe as a whole; the backup pipeline gives each thread what it needs.
-public final class Repository: @unchecked Sendable {
+/// Thread-safe: its mutable parts (the index it has loaded, and the blob opener used by reads
+/// that bring none) are behind locks. Reads that pass their own ``BlobOpener`` run in
+/// parallel; those that do not take turns on the shared one. Loading the index while other
+/// threads read swaps it whole: a read sees the old index or the new one.
+public final class Repository: Sendable {
     public let backend: any Backend
     public let config: RepositoryConfig
     public let key: MasterKey
     public let chunker: FastCDC
     /// The key slot that opened the repository.
     public let keySlot: String
-    public internal(set) var index = BlobIndex()
-    public private(set) var indexFiles: [String] = []
-    var opener: BlobOpener
+    private let loaded = Mutex<(index: BlobIndex, files: [String])>((BlobIndex(), []))
+    private let sharedOpener: LockedOpener
+
+    /// The blob index loaded last (``loadIndex()``).
+    public internal(set) var index: BlobIndex {
+        get { loaded.withLock { $0.index } }
+        set { loaded.withLock { $0.index = newValue } }
+    }
+
+    /// The index files ``loadIndex()`` read.
+    public var indexFiles: [String] { loaded.withLock { $0.files } }
+
+    /// Runs `body` with the shared opener, one caller at a time.
+    func withSharedOpener<T>(_ body: (BlobOpener) throws -> T) rethrows -> T {
+        try sharedOpener.withLock(body)
+    }
 
     public struct InitOptions: Sendable {
         public var chunker = FastCDC.Parameters.default
@@ -36,7 +53,7 @@ public final class Repository: @unchecked Sendable {
         self.key = key
         self.keySlot = keySlot
         chunker = try FastCDC(config.chunker, seed: key.chunkerSeed)
-        opener = BlobOpener(key: key)
+        sharedOpener = LockedOpener(BlobOpener(key: key))
     }
 
     /// Creates a new repository at `path` (a missing or empty directory).
@@ -118,8 +135,7 @@ public final class Repository: @unchecked Sendable {
             }
         }
         fresh.compact()
-        index = fresh
-        indexFiles = names
+        loaded.withLock { $0 = (fresh, names) }
         Memory.returnFreedToSystem()
     }
 
@@ -141,7 +157,7 @@ public final class Repository: @unchecked Sendable {
 
     /// Reads, authenticates and decompresses a blob.
     public func readBlob(_ id: Bytes32) throws -> [UInt8] {
-        try readBlob(id, using: opener)
+        try withSharedOpener { try readBlob(id, using: $0) }
     }
 
     /// Thread-safe form: each thread passes its own opener (the index must not change meanwhile).
@@ -185,7 +201,8 @@ public final class Repository: @unchecked Sendable {
 
     /// One stored tree blob as it is: the head of a directory stored as parts has only `parts`.
     public func loadStoredTree(_ id: String, using opener: BlobOpener? = nil) throws -> Tree {
-        try Tree.decode(try readBlob(treeID(id), using: opener ?? self.opener), id: id)
+        let bytes = try opener.map { try readBlob(treeID(id), using: $0) } ?? readBlob(treeID(id))
+        return try Tree.decode(bytes, id: id)
     }
 
     /// A part of directory `head`, which holds nodes only.
@@ -290,5 +307,19 @@ extension Repository {
         let added = try addKey(password: newPassword, scryptN: scryptN, weakForTests: weakForTests)
         try backend.delete(.key, keySlot)
         return added
+    }
+}
+
+/// A ``BlobOpener`` (not thread-safe) shared by taking turns.
+final class LockedOpener: @unchecked Sendable {  // @unchecked Sendable: `opener` is touched only under `lock`
+    private let lock = NSLock()
+    private let opener: BlobOpener
+
+    init(_ opener: BlobOpener) { self.opener = opener }
+
+    func withLock<T>(_ body: (BlobOpener) throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(opener)
     }
 }

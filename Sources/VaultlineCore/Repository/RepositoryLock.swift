@@ -8,6 +8,7 @@ import Glibc
 /// two phases protect them); `repair index` and `repair snapshots` take an exclusive one. A lock
 /// whose process is gone (same host, no such pid) or that has not been refreshed for 30 minutes
 /// is stale and ignored.
+// @unchecked Sendable: `state` is a lock; `timer` is set before the lock is handed out, then only cancelled
 public final class RepositoryLock: @unchecked Sendable {
     public enum Mode: Sendable { case shared, maintenance, exclusive }
 

@@ -12,6 +12,9 @@ import Glibc
 /// UTIME_OMIT from <sys/stat.h> ((1 << 30) - 2), which Glibc's module does not export.
 private let utimeOmit = (1 << 30) - 2
 
+// @unchecked Sendable: shared only with the writer threads of one restore() at a time (a second
+// at once is refused), which read `files` (set before they start) and `shared` (a lock);
+// `directories` is touched by the calling thread alone.
 public final class Restorer: @unchecked Sendable {
     public struct Stats: Codable, Sendable {
         public var files: UInt64 = 0
@@ -32,6 +35,7 @@ public final class Restorer: @unchecked Sendable {
     let isRoot = geteuid() == 0
     let threads: Int
     private let shared = Locked((stats: Stats(), error: (any Error)?.none))
+    private let running = Locked(false)
     public var stats: Stats { shared.withLock { $0.stats } }
     let progress: (@Sendable (Stats) -> Void)?
     private var files = BoundedQueue<FileJob>(capacity: 256)
@@ -77,6 +81,10 @@ public final class Restorer: @unchecked Sendable {
     }
 
     public func restore(snapshotID: String, path: String, target: String) throws {
+        guard running.withLock({ r in defer { r = true }; return !r }) else {
+            throw VaultlineError(.invalidArgument, "this restorer is already restoring: one restore at a time per Restorer")
+        }
+        defer { running.withLock { $0 = false } }
         let started = Date()
         // A restorer may be used again after a failed restore: start clean.
         shared.withLock { $0 = (Stats(), nil) }

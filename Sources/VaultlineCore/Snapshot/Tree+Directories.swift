@@ -23,7 +23,7 @@ extension Repository {
     /// ``Tree/directories(_:id:)`` of a stored tree.
     /// A directory stored as parts is read part by part. `opener`: as for ``loadTree(_:using:)``.
     public func loadTreeDirectories(_ id: String, using opener: BlobOpener? = nil) throws -> [TreeNode] {
-        let opener = opener ?? self.opener
+        guard let opener else { return try withSharedOpener { try loadTreeDirectories(id, using: $0) } }
         let (nodes, parts) = try Tree.directoriesAndParts(try readBlob(treeID(id), using: opener), id: id)
         var out = nodes
         for part in parts {

@@ -110,6 +110,7 @@ final class ChunkerPool: Sendable {
 }
 
 /// One stream's hand-over point between an async producer and a chunker thread.
+// @unchecked Sendable: every mutable field is read and written under `lock`
 final class StreamFeed: @unchecked Sendable {
     private let lock = NSLock()
     private var pending: ByteBuffer?

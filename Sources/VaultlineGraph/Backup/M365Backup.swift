@@ -381,6 +381,7 @@ extension M365Backup {
 
 /// A ``BlobOpener`` passed between tasks through ``M365Backup``'s pool: only the task that took
 /// it from the pool uses it.
+// @unchecked Sendable: only the task that took it from the pool uses its opener
 final class OpenerBox: @unchecked Sendable {
     let opener: BlobOpener
     init(_ opener: BlobOpener) { self.opener = opener }

@@ -99,6 +99,7 @@ struct Replicate: AsyncParsableCommand {
     }
 }
 
+// @unchecked Sendable: `total` is behind `lock`
 final class ByteCounter: @unchecked Sendable {
     private let lock = NSLock()
     private var total = 0
