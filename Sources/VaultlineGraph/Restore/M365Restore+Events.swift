@@ -39,13 +39,7 @@ extension M365Restore {
         let user = options.toUser ?? parts[1]
         let sourcePath = "/" + parts.joined(separator: "/")
         let restorer = Restorer(repository: repository)
-        var (tree, node) = try restorer.locate(snapshot: snapshot, path: sourcePath)
-        var only: String?
-        if let node, node.kind == .file {
-            only = node.name
-            tree = try restorer.locate(snapshot: snapshot, path: "/" + parts.dropLast().joined(separator: "/")).treeID
-        }
-        guard let tree else { throw VaultlineError(.invalidArgument, "not a calendar, contact folder or item", object: sourcePath) }
+        let (tree, _, only) = try locateSource(snapshot: snapshot, parts: parts, restorer: restorer, what: "a calendar, contact folder or item")
         // Which containers: the default calendar holds its items directly; "calendars" and
         // "contacts" hold one directory per calendar or folder.
         var plans: [ContainerPlan] = []
@@ -254,5 +248,19 @@ extension M365Restore {
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\n", with: "<br>") + "</p>" + content
             : line + "\n\n" + content
         return .object(["contentType": .string(html ? "html" : "text"), "content": .string(merged)])
+    }
+
+    /// The snapshot directory a restore reads (for an item's path, its folder), the node the
+    /// path names, and the item's name when the path is one item.
+    func locateSource(snapshot: Snapshot, parts: [String], restorer: Restorer, what: String) throws -> (tree: String, node: TreeNode?, only: String?) {
+        let sourcePath = "/" + parts.joined(separator: "/")
+        var (tree, node) = try restorer.locate(snapshot: snapshot, path: sourcePath)
+        var only: String?
+        if let node, node.kind == .file {
+            only = node.name
+            tree = try restorer.locate(snapshot: snapshot, path: "/" + parts.dropLast().joined(separator: "/")).treeID
+        }
+        guard let tree else { throw VaultlineError(.invalidArgument, "not " + what, object: sourcePath) }
+        return (tree, node, only)
     }
 }

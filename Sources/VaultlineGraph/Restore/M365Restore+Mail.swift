@@ -27,13 +27,7 @@ extension M365Restore {
         let upn = parts[1]
         let user = options.toUser ?? upn
         let sourcePath = "/" + parts.joined(separator: "/")
-        var (tree, node) = try restorer.locate(snapshot: snapshot, path: sourcePath)
-        var only: String?
-        if let node, node.kind == .file {
-            only = node.name
-            tree = try restorer.locate(snapshot: snapshot, path: "/" + parts.dropLast().joined(separator: "/")).treeID
-        }
-        guard let tree else { throw VaultlineError(.invalidArgument, "not a mail folder or message", object: sourcePath) }
+        let (tree, node, only) = try locateSource(snapshot: snapshot, parts: parts, restorer: restorer, what: "a mail folder or message")
         // The source folder's own names (below mail/), then its subfolders.
         let sourceNames = Array(parts.dropFirst(3).prefix(only == nil ? parts.count : parts.count - 4))
         var plans: [MailFolderPlan] = []
