@@ -75,23 +75,30 @@ func reporting(_ body: () async throws -> Void) async throws {
 }
 
 private func report(_ error: any Error) -> any Error {
+    guard let failure = error as? any ContextualError else { return error }
+    FileHandle.standardError.write(Data("vaultline: error: \(failure)\n".utf8))
+    if ProcessInfo.processInfo.environment["VAULTLINE_DEBUG"] != nil {
+        FileHandle.standardError.write(Data("vaultline: debug: [\(failure.code)] raised at \(failure.location)\n".utf8))
+    }
+    return ExitCode(exitStatus(for: failure))
+}
+
+/// The exit status (README, "Exit status") for an error of any of the libraries.
+func exitStatus(for error: any ContextualError) -> Int32 {
     switch error {
     case let e as VaultlineError:
-        FileHandle.standardError.write(Data("vaultline: error: \(e)\n".utf8))
-        return ExitCode(exitStatus(for: e.code))
+        return exitStatus(for: e.code)
     case let e as ReplicationError:
-        FileHandle.standardError.write(Data("vaultline: error: \(e)\n".utf8))
         switch e.code {
-        case .notFound: return ExitCode(10)
-        case .damagedSource, .hashMismatch: return ExitCode(13)
-        case .malformed where !e.fromPeer: return ExitCode(64)
-        default: return ExitCode(1)
+        case .notFound: return 10
+        case .damagedSource, .hashMismatch: return 13
+        case .malformed where !e.fromPeer: return 64
+        default: return 1
         }
     case let e as GraphError:
-        FileHandle.standardError.write(Data("vaultline: error: \(e)\n".utf8))
-        return ExitCode(e.kind == .authentication ? 11 : 1)
+        return e.code == .authentication ? 11 : 1
     default:
-        return error
+        return 1
     }
 }
 

@@ -64,9 +64,7 @@ import Glibc
         try DirectoryComparison.compare(dir.path + "/src/a/b", dir.path + "/sub")
         try Restorer(repository: repo).restore(snapshotID: snap, path: "/src/a/big.bin", target: dir.path + "/one")
         #expect(try FileSystem.readFile(dir.path + "/one/big.bin") == FileSystem.readFile(dir.path + "/src/a/big.bin"))
-        #expect { try Restorer(repository: repo).restore(snapshotID: snap, path: "/src/nope", target: dir.path + "/x") } throws: {
-            ($0 as? VaultlineError)?.code == .notFound
-        }
+        expectError(VaultlineError.self, .notFound) { try Restorer(repository: repo).restore(snapshotID: snap, path: "/src/nope", target: dir.path + "/x") }
     }
 
     @Test func restoreDoesNotWriteThroughSymlinksInTheTarget() throws {

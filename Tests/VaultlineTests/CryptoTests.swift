@@ -76,7 +76,7 @@ import Testing
     @Test func corruptZstdIsAnError() throws {
         let garbage: [UInt8] = [0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3, 4, 5]
         var out = [UInt8](repeating: 0, count: 100)
-        #expect(throws: VaultlineError.self) {
+        expectError(VaultlineError.self, .compression) {
             try garbage.withUnsafeBytes { src in try out.withUnsafeMutableBytes { try Decompressor().decompress(src, codec: .zstd, into: $0) } }
         }
     }

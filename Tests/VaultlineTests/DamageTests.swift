@@ -34,10 +34,8 @@ import Glibc
         let full = try Checker(repository: repo).run(readData: true)
         #expect(full.damagedPacks == [packID.hex])
         #expect(full.errors.contains { $0.contains(packID.hex) })
-        #expect { try Restorer(repository: repo).restore(snapshotID: snap, path: "/", target: dir.path + "/out") } throws: {
-            let e = $0 as? VaultlineError
-            return e?.code == .corrupt && (e?.object?.contains(packID.hex) ?? false)
-        }
+        let error = expectError(VaultlineError.self, .corrupt) { try Restorer(repository: repo).restore(snapshotID: snap, path: "/", target: dir.path + "/out") }
+        #expect(error?.object?.contains(packID.hex) == true)
     }
 
     @Test func truncatedAndMissingPacksAreReported() throws {
@@ -60,7 +58,8 @@ import Glibc
         defer { withExtendedLifetime(dir) {} }
         let name = try repo.backend.list(.index)[0]
         try Self.flipByte((repo.backend as! LocalBackend).path(.index, name), at: 60)
-        #expect { try repo.loadIndex() } throws: { ($0 as? VaultlineError)?.object == "index/\(name)" }
+        let error = expectError(VaultlineError.self, .corrupt) { try repo.loadIndex() }
+        #expect(error?.object == "index/\(name)")
         let report = try Checker(repository: repo).run(readData: false)
         #expect(report.errors.contains { $0.hasPrefix("index/\(name)") })
     }
@@ -69,10 +68,8 @@ import Glibc
         let (dir, repo, snap) = try Self.setUp()
         defer { withExtendedLifetime(dir) {} }
         try Self.flipByte((repo.backend as! LocalBackend).path(.snapshot, snap), at: 50)
-        #expect { try repo.loadSnapshot(snap) } throws: {
-            let e = $0 as? VaultlineError
-            return e?.code == .corrupt && e?.object == "snapshots/\(snap)"
-        }
+        let error = expectError(VaultlineError.self, .corrupt) { try repo.loadSnapshot(snap) }
+        #expect(error?.object == "snapshots/\(snap)")
         #expect(try !Checker(repository: repo).run(readData: false).ok)
     }
 

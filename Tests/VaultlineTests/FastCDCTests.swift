@@ -89,7 +89,7 @@ struct FastCDCVector: Sendable, CustomTestStringConvertible {
     }
 
     @Test func rejectsImpossibleParameters() {
-        #expect(throws: VaultlineError.self) { try FastCDC(.init(minSize: 100, avgSize: 50, maxSize: 200)) }
-        #expect(throws: VaultlineError.self) { try FastCDC(.init(minSize: 64, avgSize: 64, maxSize: 64, normalization: 3)) }
+        expectError(VaultlineError.self, .invalidArgument) { _ = try FastCDC(.init(minSize: 100, avgSize: 50, maxSize: 200)) }
+        expectError(VaultlineError.self, .invalidArgument) { _ = try FastCDC(.init(minSize: 64, avgSize: 64, maxSize: 64, normalization: 3)) }
     }
 }

@@ -45,9 +45,7 @@ final class DiskFullBackend: Backend, @unchecked Sendable {
         try Fixtures.makeTree(at: dir.path + "/src", seed: 11, scale: 4)
         let full = DiskFullBackend(LocalBackend(root: dir.path + "/repo"), packWritesAllowed: 2)
         let failing = try Repository.open(backend: full, password: Fixtures.password, name: "repo")
-        #expect { try Fixtures.backup(failing, [dir.path + "/src"]) } throws: {
-            ($0 as? VaultlineError)?.code == .noSpace
-        }
+        expectError(VaultlineError.self, .noSpace) { try Fixtures.backup(failing, [dir.path + "/src"]) }
         #expect(try repo.backend.list(.snapshot).isEmpty)
         #expect(try repo.backend.list(.lock).isEmpty)
         let report = try Checker(repository: repo).run(readData: true)
@@ -69,9 +67,7 @@ final class DiskFullBackend: Backend, @unchecked Sendable {
         try FileSystem.makeDirectories(dir.path + "/src")
         var rng = SplitMix64(seed: 13)
         try Fixtures.writeFile(dir.path + "/src/random.bin", rng.bytes(8_000_000))
-        #expect { try Fixtures.backup(repo, [dir.path + "/src"]) } throws: {
-            ($0 as? VaultlineError)?.code == .noSpace
-        }
+        expectError(VaultlineError.self, .noSpace) { try Fixtures.backup(repo, [dir.path + "/src"]) }
         #expect(try repo.backend.list(.snapshot).isEmpty)
         #expect(try Checker(repository: repo).run(readData: true).ok)
         // Space comes back: the same backup now completes.

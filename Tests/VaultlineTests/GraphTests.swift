@@ -319,9 +319,8 @@ struct GraphTests {
     func aWrongClientSecretIsRefusedClearly() async throws {
         let f = try await GraphFixture()
         let wrong = GraphClient(credentials: GraphFixture.credentials(f.sim, secret: "nope"))
-        await #expect { _ = try await M365Backup(repository: f.repo, client: wrong).run() } throws: { e in
-            (e as? GraphError)?.kind == .authentication && "\(e)".contains("invalid_client")
-        }
+        let error = await expectError(GraphError.self, .authentication) { _ = try await M365Backup(repository: f.repo, client: wrong).run() }
+        #expect(error?.description.contains("invalid_client") == true)
         #expect(try f.repo.listSnapshots().isEmpty)
         try? await wrong.shutdown()
         await f.close()
@@ -369,9 +368,8 @@ struct GraphTests {
         // A token Graph never accepts ends the run with Graph's own answer, after a few sign-ins.
         f.sim.faults.withLock { $0.revokeTokensEvery = 1 }
         let before = f.client.stats
-        await #expect { _ = try await f.backup() } throws: { e in
-            (e as? GraphError)?.status == 401 && "\(e)".contains("InvalidAuthenticationToken")
-        }
+        let error = await expectError(GraphError.self, .http) { _ = try await f.backup() }
+        #expect(error?.status == 401 && error?.graphCode == "InvalidAuthenticationToken")
         #expect(f.client.stats.since(before).tokenRequests == GraphClient.signInsPerRequest)
         #expect(try f.repo.listSnapshots().count == 1)
         f.sim.faults.withLock { $0 = FaultPlan() }
@@ -411,12 +409,11 @@ struct GraphTests {
         let keyOnly = { (pem: String) in String(pem[(pem.range(of: "-----END CERTIFICATE-----")?.upperBound ?? pem.startIndex)...]) }
         for (pem, code) in [(other, "AADSTS700027"), (certificateOnly(registered) + keyOnly(other), "AADSTS7000274")] {
             let bad = try client(pem)
-            await #expect { _ = try await M365Backup(repository: f.repo, client: bad).run() } throws: { e in
-                (e as? GraphError)?.kind == .authentication && "\(e)".contains(code)
-            }
+            let error = await expectError(GraphError.self, .authentication) { _ = try await M365Backup(repository: f.repo, client: bad).run() }
+            #expect(error?.description.contains(code) == true)
             try? await bad.shutdown()
         }
-        #expect(throws: GraphError.self) { try ClientCertificate(pem: certificateOnly(registered), source: "no key") }
+        expectError(GraphError.self, .authentication) { try ClientCertificate(pem: certificateOnly(registered), source: "no key") }
         #expect(try f.repo.listSnapshots().count == 1)
         try? await good.shutdown()
         await f.close()

@@ -76,7 +76,7 @@ import Testing
             b.writeInteger(UInt64(50))
             b.writeBytes(other[50...])
             try await peer.send(Frame(.data, requestID: 4, payload: b))
-            out.append("\(try await peer.next()?.error?.code.name ?? "none")")
+            out.append("\(try await peer.next()?.error?.code.description ?? "none")")
             return out
         }
         #expect(results == ["hashMismatch", "durable", "have", "malformed"])
@@ -102,7 +102,7 @@ import Testing
         try await peer.send(.offer(ref, size: Int64(bytes.count), requestID: requestID))
         guard let answer = try await peer.next() else { return "closed" }
         if answer.type == FrameType.have.rawValue { return "have" }
-        if let e = answer.error { return e.code.name }
+        if let e = answer.error { return e.code.description }
         var offset = Int(try Frame(.accept, requestID: requestID, payload: answer.payload).decodeU64())
         while offset < bytes.count {
             let end = min(bytes.count, offset + ProtocolLimits.chunkSize)
@@ -114,6 +114,6 @@ import Testing
         }
         guard let last = try await peer.next() else { return "closed" }
         if last.type == FrameType.durable.rawValue { return "durable" }
-        return last.error?.code.name ?? "unexpected"
+        return last.error?.code.description ?? "unexpected"
     }
 }

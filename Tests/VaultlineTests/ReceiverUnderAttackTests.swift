@@ -147,7 +147,7 @@ import Testing
                     return Frame(.data, requestID: 1, payload: b)
                 }
                 func name(_ answer: RawPeer.RawFrame?) -> String {
-                    answer?.type == FrameType.durable.rawValue ? "durable" : answer?.error?.code.name ?? "none"
+                    answer?.type == FrameType.durable.rawValue ? "durable" : answer?.error?.code.description ?? "none"
                 }
                 var out: [String] = []
                 try await a.send(data(first))
@@ -218,12 +218,12 @@ import Testing
             var out: [String] = []
             try await peer.send(Frame.hello(Hello(minVersion: 1, maxVersion: 1, capabilities: 0, repositoryID: Self.repositoryID, clientName: "again")))
             let second = try await peer.next()
-            out.append("\(second?.requestID ?? 99) \(second?.error?.code.name ?? "none")")
+            out.append("\(second?.requestID ?? 99) \(second?.error?.code.description ?? "none")")
             try await peer.send(.offer(ref, size: Int64(content.count), requestID: 7))
             _ = try await peer.next()
             try await peer.send(.offer(FileRef(.index, ref.name), size: 10, requestID: 7))
             let reused = try await peer.next()
-            out.append("\(reused?.requestID ?? 99) \(reused?.error?.code.name ?? "none")")
+            out.append("\(reused?.requestID ?? 99) \(reused?.error?.code.description ?? "none")")
             out.append(try await peer.next() == nil ? "closed" : "open")
             return out
         }

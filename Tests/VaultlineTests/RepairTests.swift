@@ -80,9 +80,7 @@ import Glibc
         #expect(Set(summary.repaired) == hurt && summary.ok)
         // Site A's server takes nothing: a push to it (a new snapshot made at B) is refused.
         _ = try Fixtures.backup(replica, [dir.path + "/src"])
-        await #expect { try await ReplicationFixtures.replicate(replicaPath, port: siteA.port) { $0.retries = 0 } } throws: {
-            ($0 as? ReplicationError)?.code == .forbidden
-        }
+        await expectError(ReplicationError.self, .forbidden) { try await ReplicationFixtures.replicate(replicaPath, port: siteA.port) { $0.retries = 0 } }
         await siteA.stop()
         o.statePath = dir.path + "/scrub-b2"
         #expect(try Scrubber(backend: LocalBackend(root: replicaPath), key: nil, options: o).run().ok)

@@ -29,7 +29,7 @@ import Testing
         #expect(refused.filter { $0.refused != nil }.count == 3)
         #expect(refused.allSatisfy { $0.keep } && refused.compactMap(\.refused).allSatisfy { $0.contains("retention lock") })
         #expect(try replica.backend.list(.snapshot).count == 4)
-        #expect(throws: VaultlineError.self) { try RetentionLock.raise(repository: replicaPath, days: 10) }
+        expectError(VaultlineError.self, .invalidArgument) { try RetentionLock.raise(repository: replicaPath, days: 10) }
 
         // A lock of two seconds, expired: the same policy now removes them and prune frees data.
         try FileManager.default.removeItem(atPath: replicaPath + "/" + RetentionLock.fileName)

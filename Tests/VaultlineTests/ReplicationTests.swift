@@ -44,7 +44,7 @@ import Glibc
         _ = try ReplicationFixtures.siteA(in: dir)
         let receiver = try await RunningReceiver(root: dir.path + "/site-b")
         defer { Task { await receiver.stop() } }
-        await #expect(throws: ReplicationError.self) {
+        await expectError(ReplicationError.self, .certificate) {
             try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port) {
                 $0.identity = TestSites.shared.foreignPrimary
                 $0.retries = 0
@@ -59,13 +59,9 @@ import Glibc
         let repo = try ReplicationFixtures.siteA(in: dir)
         let receiver = try await RunningReceiver(root: dir.path + "/site-b")
         // A monitor may not create a replica, nor push into one.
-        await #expect { try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port) { $0.identity = TestSites.shared.monitor; $0.retries = 0 } } throws: {
-            ($0 as? ReplicationError)?.code == .notFound
-        }
+        await expectError(ReplicationError.self, .notFound) { try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port) { $0.identity = TestSites.shared.monitor; $0.retries = 0 } }
         _ = try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port)
-        await #expect { try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port) { $0.identity = TestSites.shared.monitor; $0.retries = 0 } } throws: {
-            ($0 as? ReplicationError)?.code == .forbidden
-        }
+        await expectError(ReplicationError.self, .forbidden) { try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port) { $0.identity = TestSites.shared.monitor; $0.retries = 0 } }
         // A replica-role peer may read a file back, verified by its hash.
         let pack = try #require(try repo.backend.list(.pack).first)
         let bytes = try await ReplicaReader.fetch(
@@ -248,9 +244,7 @@ import Glibc
         guard FaultTests.shell("mount -t tmpfs -o size=3m vaultline-test \(mnt)") == 0 else { return }
         defer { _ = FaultTests.shell("umount -l \(mnt)") }
         let receiver = try await RunningReceiver(root: mnt)
-        await #expect { try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port) { $0.retries = 1 } } throws: {
-            ($0 as? ReplicationError)?.code == .noSpace
-        }
+        await expectError(ReplicationError.self, .noSpace) { try await ReplicationFixtures.replicate(dir.path + "/repo", port: receiver.port) { $0.retries = 1 } }
         // Nothing half-committed: every file under its final name hashes to that name.
         let replicaPath = mnt + "/" + repo.config.id
         let siteA = try ReplicationFixtures.files(dir.path + "/repo")

@@ -18,7 +18,7 @@ import Testing
         let whole = try Tree.decode(bytes, id: "t").nodes.filter { $0.kind == .dir }
         #expect(try Tree.directories(bytes, id: "t") == whole)
         #expect(whole.count == 2)
-        #expect(throws: VaultlineError.self) { try Tree.directories(Array("{\"nodes\": 3}".utf8), id: "t") }
+        expectError(VaultlineError.self, .corrupt) { try Tree.directories(Array("{\"nodes\": 3}".utf8), id: "t") }
     }
 
     @Test func initThenOpenWithThePassword() throws {
@@ -63,33 +63,27 @@ import Testing
         wrong.version = function == .blake3 ? 1 : 2
         try repo.backend.delete(.config, "config")
         try repo.backend.writeIfAbsent(.config, "config", try StoredJSON.encode(wrong))
-        #expect { try Repository.open(path: dir.path + "/repo", password: Fixtures.password) } throws: {
-            ($0 as? VaultlineError)?.code == .corrupt
-        }
+        expectError(VaultlineError.self, .corrupt) { try Repository.open(path: dir.path + "/repo", password: Fixtures.password) }
     }
 
     @Test func wrongPasswordIsRefused() throws {
         let dir = TemporaryDirectory()
         _ = try Fixtures.repository(in: dir)
-        #expect { try Repository.open(path: dir.path + "/repo", password: Array("nope".utf8)) } throws: {
-            ($0 as? VaultlineError)?.code == .wrongPassword
-        }
+        expectError(VaultlineError.self, .wrongPassword) { try Repository.open(path: dir.path + "/repo", password: Array("nope".utf8)) }
     }
 
     @Test func pathWithoutRepositoryIsNamed() throws {
         let dir = TemporaryDirectory()
-        #expect { try Repository.open(path: dir.path, password: Fixtures.password) } throws: {
-            let e = $0 as? VaultlineError
-            return e?.code == .notFound && e?.object == dir.path
-        }
+        let error = expectError(VaultlineError.self, .notFound) { try Repository.open(path: dir.path, password: Fixtures.password) }
+        #expect(error?.object == dir.path)
     }
 
     @Test func initRefusesExistingRepositoryAndNonEmptyDirectory() throws {
         let dir = TemporaryDirectory()
         _ = try Fixtures.repository(in: dir)
-        #expect(throws: VaultlineError.self) { try Fixtures.repository(in: dir) }
+        expectError(VaultlineError.self, .alreadyExists) { try Fixtures.repository(in: dir) }
         try Fixtures.writeFile(dir.path + "/stuff", [1])
-        #expect(throws: VaultlineError.self) {
+        expectError(VaultlineError.self, .alreadyExists) {
             try Repository.initialize(path: dir.path, password: Fixtures.password, options: Fixtures.options)
         }
     }
@@ -102,12 +96,12 @@ import Testing
         #expect(viaSecond.keySlot == second)
         #expect(viaSecond.key.encryptionKey == repo.key.encryptionKey)
         // The slot in use cannot be removed; another one can.
-        #expect(throws: VaultlineError.self) { try viaSecond.removeKey(second) }
+        expectError(VaultlineError.self, .invalidArgument) { try viaSecond.removeKey(second) }
         try viaSecond.removeKey(repo.keySlot)
-        #expect(throws: VaultlineError.self) { try Repository.open(path: dir.path + "/repo", password: Fixtures.password) }
+        expectError(VaultlineError.self, .wrongPassword) { try Repository.open(path: dir.path + "/repo", password: Fixtures.password) }
         // passwd replaces the slot in use.
         _ = try viaSecond.changePassword(Array("third".utf8), scryptN: 1 << 10, weakForTests: true)
-        #expect(throws: VaultlineError.self) { try Repository.open(path: dir.path + "/repo", password: Array("second".utf8)) }
+        expectError(VaultlineError.self, .wrongPassword) { try Repository.open(path: dir.path + "/repo", password: Array("second".utf8)) }
         #expect(try Repository.open(path: dir.path + "/repo", password: Array("third".utf8)).listKeys().count == 1)
     }
 
@@ -144,10 +138,10 @@ import Testing
         #expect(Date().timeIntervalSince(started) < 1, "refused before deriving anything")
 
         // No new slot below 2^15 through the public API.
-        #expect(throws: VaultlineError.self) { try repo.addKey(password: Array("weak".utf8), scryptN: 1 << 10) }
+        expectError(VaultlineError.self, .invalidArgument) { try repo.addKey(password: Array("weak".utf8), scryptN: 1 << 10) }
         var options = Repository.InitOptions()
         options.scryptN = 2
-        #expect(throws: VaultlineError.self) { try Repository.initialize(path: dir.path + "/weak", password: Fixtures.password, options: options) }
+        expectError(VaultlineError.self, .invalidArgument) { try Repository.initialize(path: dir.path + "/weak", password: Fixtures.password, options: options) }
     }
 
     /// A local backend whose lock writes fail while `failing` is set (a full or read-only disk).
@@ -203,13 +197,11 @@ import Testing
         let repo = try Fixtures.repository(in: dir)
         let shared = try RepositoryLock.acquire(repo.backend, exclusive: false, command: "test")
         let shared2 = try RepositoryLock.acquire(repo.backend, exclusive: false, command: "test")
-        #expect { try RepositoryLock.acquire(repo.backend, exclusive: true, command: "prune") } throws: {
-            ($0 as? VaultlineError)?.code == .locked
-        }
+        expectError(VaultlineError.self, .locked) { try RepositoryLock.acquire(repo.backend, exclusive: true, command: "prune") }
         shared.release()
         shared2.release()
         let exclusive = try RepositoryLock.acquire(repo.backend, exclusive: true, command: "prune")
-        #expect(throws: VaultlineError.self) { try RepositoryLock.acquire(repo.backend, exclusive: false, command: "backup") }
+        expectError(VaultlineError.self, .locked) { try RepositoryLock.acquire(repo.backend, exclusive: false, command: "backup") }
         exclusive.release()
         // A lock left by a process that no longer exists does not block.
         let dead = RepositoryLock.Record(exclusive: true, host: FileSystem.hostName(), pid: 999_999_999, time: .now, command: "crashed")
@@ -236,7 +228,7 @@ import Testing
         let backend = LocalBackend(root: dir.path)
         try backend.createLayout()
         for bad in ["../config", "/etc/passwd", String(repeating: "g", count: 64), "ab"] {
-            #expect(throws: VaultlineError.self) { try backend.writeIfAbsent(.index, bad, [1]) }
+            expectError(VaultlineError.self, .invalidArgument) { try backend.writeIfAbsent(.index, bad, [1]) }
         }
         let name = SHA256.hash([1]).hex
         #expect(try backend.writeIfAbsent(.index, name, [1]))

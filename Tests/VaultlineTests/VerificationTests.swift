@@ -116,8 +116,8 @@ import Glibc
         #expect(seen.count == names.count && seen.values.allSatisfy { $0 == 1 })
         let tenth = names.filter { (try? VerificationSubset(parsing: "10%").contains($0)) == true }.count
         #expect((30...70).contains(tenth))
-        #expect(throws: VaultlineError.self) { try VerificationSubset(parsing: "6/5") }
-        #expect(throws: VaultlineError.self) { try VerificationSubset(parsing: "0%") }
+        expectError(VaultlineError.self, .invalidArgument) { try VerificationSubset(parsing: "6/5") }
+        expectError(VaultlineError.self, .invalidArgument) { try VerificationSubset(parsing: "0%") }
     }
 
     @Test func pacedScrubReadsWhatKeepsThePassOnSchedule() throws {

@@ -4,25 +4,44 @@ import Glibc
 import Darwin
 #endif
 
-/// An error raised by the storage engine: what went wrong, on which object, and why.
-///
-/// Modelled on `_NIOFileSystem.FileSystemError`: a stable ``Code`` for programs, a message for
-/// people, the object (file path, blob id, pack name) it concerns, the underlying errno or C
-/// library result, and the source location that raised it.
-public struct VaultlineError: Error, Sendable, CustomStringConvertible {
-    /// A broad category, stable across releases; the CLI maps it to an exit status.
-    public enum Code: String, Sendable, Codable {
-        case io                 // a system call failed
-        case noSpace            // ENOSPC / EDQUOT
-        case notFound           // a file, repository, snapshot or blob is missing
-        case alreadyExists      // a repository already exists where init was asked
-        case wrongPassword      // no key slot opened with the given password
-        case corrupt            // a hash, tag or structure check failed
-        case invalidArgument    // bad user input
-        case locked             // a conflicting lock is held
-        case unsupported        // format version or feature not supported
-        case crypto             // the crypto library failed (not an authentication failure)
-        case compression        // zstd/lz4 failed on data that passed authentication
+/// An error raised by the storage engine: what went wrong, on which object, and why
+/// (see ``ContextualError`` for the shape all of Vaultline's errors share).
+public struct VaultlineError: ContextualError, Sendable {
+    /// A broad category, stable across releases; the CLI maps it to an exit status. New codes
+    /// may be added: switch over them with a `default`.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Backing: String, Hashable, Sendable {
+            case io, noSpace, notFound, alreadyExists, wrongPassword, corrupt, invalidArgument
+            case locked, unsupported, crypto, compression
+        }
+
+        private let backing: Backing
+        private init(_ backing: Backing) { self.backing = backing }
+
+        /// A system call failed.
+        public static let io = Code(.io)
+        /// ENOSPC or EDQUOT, or a service's quota is full.
+        public static let noSpace = Code(.noSpace)
+        /// A file, repository, snapshot, blob or item is missing.
+        public static let notFound = Code(.notFound)
+        /// A repository (or file) already exists where one was to be made.
+        public static let alreadyExists = Code(.alreadyExists)
+        /// No key slot opened with the given password.
+        public static let wrongPassword = Code(.wrongPassword)
+        /// A hash, tag or structure check failed.
+        public static let corrupt = Code(.corrupt)
+        /// Bad user input, or a request the target refused as not allowed.
+        public static let invalidArgument = Code(.invalidArgument)
+        /// A conflicting lock is held.
+        public static let locked = Code(.locked)
+        /// A format version or feature this build does not support.
+        public static let unsupported = Code(.unsupported)
+        /// The crypto library failed (not an authentication failure: that is ``corrupt``).
+        public static let crypto = Code(.crypto)
+        /// zstd or lz4 failed on data that passed authentication.
+        public static let compression = Code(.compression)
+
+        public var description: String { backing.rawValue }
     }
 
     public var code: Code
@@ -33,7 +52,7 @@ public struct VaultlineError: Error, Sendable, CustomStringConvertible {
     public var errno: Int32?
     /// Another error this one wraps.
     public var cause: (any Error)?
-    public var location: String
+    public var location: ErrorLocation
 
     public init(
         _ code: Code, _ message: String, object: String? = nil, errno: Int32? = nil,
@@ -44,7 +63,7 @@ public struct VaultlineError: Error, Sendable, CustomStringConvertible {
         self.object = object
         self.errno = errno
         self.cause = cause
-        self.location = "\(file):\(line)"
+        self.location = ErrorLocation(fileID: file, line: line)
     }
 
     /// An error for a failed system call; ENOSPC and EDQUOT become ``Code/noSpace``.
@@ -62,12 +81,5 @@ public struct VaultlineError: Error, Sendable, CustomStringConvertible {
         let reason = String(cString: strerror(err))
         return VaultlineError(
             code, "\(call) failed: \(reason)", object: object, errno: err, file: file, line: line)
-    }
-
-    public var description: String {
-        var s = message
-        if let object { s = "\(object): \(s)" }
-        if let cause { s += " (\(cause))" }
-        return s
     }
 }

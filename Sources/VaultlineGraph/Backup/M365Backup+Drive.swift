@@ -85,7 +85,7 @@ extension M365Backup {
         for id in retry.sorted() {
             do {
                 again.append(try await client.json(client.url("drives", driveId, "items", id)))
-            } catch let e as GraphError where e.kind == .notFound {
+            } catch let e as GraphError where e.code == .notFound {
                 try entries.remove(id)  // deleted since
             } catch let e as GraphError {
                 recordError((path + [try entries.get(id)?.name ?? id]).joined(separator: "/"), e)
@@ -109,7 +109,7 @@ extension M365Backup {
         for id in lost {
             do {
                 items.append((id, try await client.json(client.url("drives", driveId, "items", id))))
-            } catch let e as GraphError where e.kind == .notFound {
+            } catch let e as GraphError where e.code == .notFound {
                 try entries.remove(id)  // deleted since
             } catch let e as GraphError {
                 recordError((path + [try entries.get(id)?.name ?? id]).joined(separator: "/"), e)
@@ -184,7 +184,7 @@ extension M365Backup {
                 entry.flags &= ~ItemSpill.lost
                 try entries.put(entry)
             case .failure(let e):
-                if e.kind == .notFound { try entries.remove(id); continue }
+                if e.code == .notFound { try entries.remove(id); continue }
                 let entry = try entries.get(id)
                 recordError((path + [entry?.name ?? id]).joined(separator: "/"), e)
                 if entry?.node == nil { try entries.remove(id) }

@@ -90,7 +90,7 @@ extension M365Backup {
         do {
             let root = try await client.json(client.url("users", id, "contactFolders", "contacts"), mailbox: id)
             if let rid = root["id"]?.string { return (rid, root["displayName"]?.string ?? "Contacts") }
-        } catch let error as GraphError where error.kind == .notFound || error.status == 400 {}
+        } catch let error as GraphError where error.code == .notFound || error.status == 400 {}
         if let parentOfTop { return (parentOfTop, "Contacts") }
         let one = try await client.json(client.url("users", id, "contacts") + "?$top=1&$select=id,parentFolderId", mailbox: id)
         return one["value"]?.array?.first?["parentFolderId"]?.string.map { ($0, "Contacts") }
@@ -153,7 +153,7 @@ extension M365Backup {
         for id in try items.ids(with: ItemSpill.lost) {
             do {
                 try await apply([try await client.json(itemURL(id), mailbox: mailbox)], full: false, force: true)
-            } catch let e as GraphError where e.kind == .notFound {
+            } catch let e as GraphError where e.code == .notFound {
                 try items.remove(id)  // deleted since
             } catch let e as GraphError {
                 recordError((path + [itemFileName(id, ext: ".json")]).joined(separator: "/"), e)  // the damaged node stays

@@ -146,7 +146,7 @@ extension M365Backup {
             do {
                 let json = try await client.json(messageURL(user: user, id: id), mailbox: user)
                 if let fid = json["parentFolderId"]?.string { retryByFolder[fid, default: []].append(json) }
-            } catch let e as GraphError where e.kind == .notFound {
+            } catch let e as GraphError where e.code == .notFound {
                 continue  // deleted since
             } catch let e as GraphError {
                 recordError((path + [itemFileName(id, ext: ".eml")]).joined(separator: "/"), e)
@@ -240,7 +240,7 @@ extension M365Backup {
         for id in try messages.ids(with: ItemSpill.lost) {
             do {
                 heal.append(try await client.json(messageURL(user: user, id: id), mailbox: user))
-            } catch let e as GraphError where e.kind == .notFound {
+            } catch let e as GraphError where e.code == .notFound {
                 try messages.remove(id)  // deleted since
             } catch let e as GraphError {
                 recordError((folderPath + [itemFileName(id, ext: ".eml")]).joined(separator: "/"), e)
@@ -313,7 +313,7 @@ extension M365Backup {
                 try messages.put(.init(id: id, parent: "", name: node.name, tag: node.metadata?["graph.changeKey"] ?? "",
                                        isFolder: false, flags: listed, node: node))
             case .failure(let e):
-                if e.kind == .notFound { try messages.remove(id); continue }  // deleted since listed
+                if e.code == .notFound { try messages.remove(id); continue }  // deleted since listed
                 recordError((path + [itemFileName(id, ext: ".eml")]).joined(separator: "/"), e)
                 failed.append(id)
                 if full { try messages.mark(id, ItemSpill.listed) }  // the previous version stays

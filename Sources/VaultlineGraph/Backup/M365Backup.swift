@@ -288,7 +288,7 @@ public final class M365Backup: Sendable {
         if collection { collectionCounts.withLock { $0.rounds += 1 } }
         do {
             return (try await client.pages(link ?? initial, mailbox: mailbox) { try await apply($0, false) }, false)
-        } catch let e as GraphError where e.kind == .syncStateExpired {
+        } catch let e as GraphError where e.code == .syncStateExpired {
             logger.info("delta token expired; enumerating again", metadata: ["path": "\(path.joined(separator: "/"))"])
             return (try await client.pages(initial, mailbox: mailbox) { try await apply($0, true) }, true)
         }

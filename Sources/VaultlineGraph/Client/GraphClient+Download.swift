@@ -48,7 +48,7 @@ extension GraphClient {
                 guard let renew, renewals <= Self.signInsPerRequest else { throw error }
                 counters.withLock { $0.renewedDownloadURLs += 1 }
                 url = try await renew()
-            } catch let error as GraphError where error.kind == .transport || error.kind == .exhausted {
+            } catch let error as GraphError where error.code == .transport || error.code == .exhausted {
                 // Progress resets the count: only a download that makes no progress gives up.
                 failures = received > from ? 1 : failures + 1
                 guard failures < options.maxAttempts else { throw error }

@@ -180,7 +180,7 @@ public final class GraphClient: Sendable {
                     await global.release()
                     await limiter?.release()
                     // The identity platform unreachable or busy is retried like Graph; a refusal is not.
-                    guard let e = error as? GraphError, e.kind == .transport || e.kind == .exhausted,
+                    guard let e = error as? GraphError, e.code == .transport || e.code == .exhausted,
                           attempt < options.maxAttempts else { throw error }
                     let wait = backoff(attempt)
                     counters.withLock { $0.retries += 1; $0.waitedSeconds += wait }
@@ -216,7 +216,7 @@ public final class GraphClient: Sendable {
                         if let bearer { await token.invalidate(bearer) }
                         signIns += 1
                         wait = 0
-                        outcome = .failure(GraphError(.http, status: status, code: code, message, url: url))
+                        outcome = .failure(GraphError(.http, status: status, graphCode: code, message, url: url))
                     case 429, 503, 504:
                         counters.withLock { if status == 429 { $0.throttled += 1 } else { $0.serverErrors += 1 } }
                         if status == 429 || retryAmbiguous { wait = retryAfter ?? backoff(attempt) }
@@ -228,17 +228,17 @@ public final class GraphClient: Sendable {
                             let until = ContinuousClock.now + .milliseconds(Int64(wait * 1000))
                             driveFence.withLock { $0 = max($0 ?? until, until) }
                         }
-                        outcome = .failure(GraphError(.exhausted, status: status, code: code, message, url: url))
+                        outcome = .failure(GraphError(.exhausted, status: status, graphCode: code, message, url: url))
                     case 500, 502:
                         counters.withLock { $0.serverErrors += 1 }
                         if retryAmbiguous { wait = backoff(attempt) }
-                        outcome = .failure(GraphError(.exhausted, status: status, code: code, message, url: url))
+                        outcome = .failure(GraphError(.exhausted, status: status, graphCode: code, message, url: url))
                     case 404:
-                        outcome = .failure(GraphError(.notFound, status: status, code: code, message, url: url))
+                        outcome = .failure(GraphError(.notFound, status: status, graphCode: code, message, url: url))
                     case 410:
-                        outcome = .failure(GraphError(.syncStateExpired, status: status, code: code, message, url: url))
+                        outcome = .failure(GraphError(.syncStateExpired, status: status, graphCode: code, message, url: url))
                     default:
-                        outcome = .failure(GraphError(.http, status: status, code: code, message, url: url))
+                        outcome = .failure(GraphError(.http, status: status, graphCode: code, message, url: url))
                     }
                 }
             } catch let error as GraphError {
@@ -316,9 +316,9 @@ public final class GraphClient: Sendable {
             let code = json?["error"]?.string
             let message = json?["error_description"]?.string ?? "HTTP \(status)"
             if [429, 500, 502, 503, 504].contains(status) {
-                throw GraphError(.exhausted, status: status, code: code, "the token endpoint is busy: \(message)", url: url)
+                throw GraphError(.exhausted, status: status, graphCode: code, "the token endpoint is busy: \(message)", url: url)
             }
-            throw GraphError(.authentication, status: status, code: code, "sign-in refused: \(message)", url: url)
+            throw GraphError(.authentication, status: status, graphCode: code, "sign-in refused: \(message)", url: url)
         }
         return (token, Double(json?["expires_in"]?.int64 ?? 3599))
     }

@@ -1,55 +1,82 @@
 import Foundation
+import VaultlineCore
 
-/// A Graph request that failed for good, with what Graph said (status, error code, message)
-/// and which URL it was.
-public struct GraphError: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable, Equatable {
-        /// The token endpoint refused the app's credentials.
-        case authentication
+/// A Graph request that failed for good, with what Graph said (status, Graph's error code,
+/// message) and which URL it was (see `ContextualError` for the shape all of Vaultline's errors
+/// share).
+public struct GraphError: ContextualError, Sendable {
+    /// What kind of failure it was; Graph's own code (`itemNotFound`, `activityLimitReached`)
+    /// is ``graphCode``. New codes may be added: switch over them with a `default`.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Backing: String, Hashable, Sendable {
+            case authentication, notFound, syncStateExpired, exhausted, http, transport, malformed
+        }
+
+        private let backing: Backing
+        private init(_ backing: Backing) { self.backing = backing }
+
+        /// The token endpoint refused the app's credentials, or they cannot be read.
+        public static let authentication = Code(.authentication)
         /// The item does not exist (any more): deleted between listing and download.
-        case notFound
+        public static let notFound = Code(.notFound)
         /// 410: the delta token expired; the folder or drive must be enumerated again.
-        case syncStateExpired
+        public static let syncStateExpired = Code(.syncStateExpired)
         /// Still throttled or failing after every attempt.
-        case exhausted
+        public static let exhausted = Code(.exhausted)
         /// Any other HTTP answer.
-        case http
+        public static let http = Code(.http)
         /// No answer: connection refused, reset or cut short.
-        case transport
+        public static let transport = Code(.transport)
         /// The answer was not what Graph sends.
-        case malformed
+        public static let malformed = Code(.malformed)
+
+        public var description: String { backing.rawValue }
     }
 
-    public var kind: Kind
+    public var code: Code
+    /// The HTTP status, when there was an answer.
     public var status: Int?
-    public var code: String?
+    /// Graph's `error.code` from the answer's body.
+    public var graphCode: String?
     public var message: String
+    /// The request's URL, query included (it may hold tokens: ``object`` leaves it out).
     public var url: String
+    public var cause: (any Error)?
+    public var location: ErrorLocation
 
-    public init(_ kind: Kind, status: Int? = nil, code: String? = nil, _ message: String, url: String) {
-        self.kind = kind
-        self.status = status
+    public init(
+        _ code: Code, status: Int? = nil, graphCode: String? = nil, _ message: String, url: String,
+        cause: (any Error)? = nil, file: StaticString = #fileID, line: UInt = #line
+    ) {
         self.code = code
+        self.status = status
+        self.graphCode = graphCode
         self.message = message
         self.url = url
+        self.cause = cause
+        self.location = ErrorLocation(fileID: file, line: line)
     }
+
+    /// The URL without its query, which may hold tokens.
+    public var object: String? { Self.redacted(url) }
 
     public var description: String {
-        var s = "Graph"
-        if let status { s += " \(status)" }
-        if let code { s += " \(code)" }
-        return s + ": \(message) (\(Self.redacted(url)))"
+        var text = "Graph"
+        if let status { text += " \(status)" }
+        if let graphCode { text += " \(graphCode)" }
+        text += ": \(message) (\(Self.redacted(url)))"
+        if let cause { text += " (\(cause))" }
+        return text
     }
 
-    /// A URL without its query, which may hold tokens.
     /// Whether no part of a run can go on after it: the app cannot sign in, or Graph never
     /// accepts its token. Anything else fails only the item or collection it came from.
-    public var endsTheRun: Bool { kind == .authentication || status == 401 }
+    public var endsTheRun: Bool { code == .authentication || status == 401 }
 
     /// Whether it says the user has no such service: no Exchange Online mailbox (a guest, an
     /// on-premises or unlicensed one) or no OneDrive ("User's mysite not found").
     var serviceAbsent: Bool {
-        status == 404 && (code == "MailboxNotEnabledForRESTAPI" || code == "ResourceNotFound")
+        status == 404 && (graphCode == "MailboxNotEnabledForRESTAPI" || graphCode == "ResourceNotFound")
     }
 
     static func redacted(_ url: String) -> String {

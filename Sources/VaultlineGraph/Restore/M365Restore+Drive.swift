@@ -184,7 +184,7 @@ extension M365Restore {
                         throw Self.permissionError(error, scope: scope)
                     } catch let error as GraphError where error.status == 507 {
                         // Every file after it would fail the same way.
-                        throw VaultlineError(.noSpace, "the \(scope.label) is full (507 \(error.code ?? "")): free space or raise its quota, then run the same command again; the job goes on from where it stopped",
+                        throw VaultlineError(.noSpace, "the \(scope.label) is full (507 \(error.graphCode ?? "")): free space or raise its quota, then run the same command again; the job goes on from where it stopped",
                                              object: scope.source, cause: error)
                     } catch is CancellationError {
                         throw CancellationError()
@@ -217,7 +217,7 @@ extension M365Restore {
 
     /// A 403 on a write: the app lacks the permission; one error for the job, naming it.
     static func permissionError(_ error: GraphError, scope: DriveScope) -> VaultlineError {
-        VaultlineError(.invalidArgument, "Graph refused to write to the \(scope.label) (\(error.status.map(String.init) ?? "") \(error.code ?? "")): grant the app Files.ReadWrite.All (OneDrive) or Sites.ReadWrite.All (libraries)",
+        VaultlineError(.invalidArgument, "Graph refused to write to the \(scope.label) (\(error.status.map(String.init) ?? "") \(error.graphCode ?? "")): grant the app Files.ReadWrite.All (OneDrive) or Sites.ReadWrite.All (libraries)",
                        object: scope.source, cause: error)
     }
 
@@ -257,7 +257,7 @@ extension M365Restore {
                         if entry.isFolder { pending.append((client.url("drives", drive, "items", id, "children"), path)) }
                     }
                 }
-            } catch let error as GraphError where error.kind == .notFound && prefix.isEmpty {
+            } catch let error as GraphError where error.code == .notFound && prefix.isEmpty {
                 return [:]
             }
         }
@@ -288,7 +288,7 @@ extension M365Restore {
         var id: String?
         do {
             id = try await client.write(.POST, url, json: body, idempotent: false).json?["id"]?.string
-        } catch let error as GraphError where error.status == 409 || error.kind == .exhausted || error.kind == .transport {
+        } catch let error as GraphError where error.status == 409 || error.code == .exhausted || error.code == .transport {
             id = try await findChild(drive: drive, parent: parent, name: name)?.id
             if id == nil { id = try await client.write(.POST, url, json: body, idempotent: false).json?["id"]?.string }
         }
@@ -306,7 +306,7 @@ extension M365Restore {
             guard let id = item["id"]?.string else { return nil }
             return Existing(id: id, name: item["name"]?.string ?? name, isFolder: item["folder"] != nil, size: item["size"]?.int64 ?? 0,
                             quickXorHash: item["file"]?["hashes"]?["quickXorHash"]?.string)
-        } catch let error as GraphError where error.kind == .notFound {
+        } catch let error as GraphError where error.code == .notFound {
             return nil
         }
     }

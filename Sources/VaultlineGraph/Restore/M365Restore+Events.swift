@@ -67,7 +67,7 @@ extension M365Restore {
                 try await restoreItems(plan, events: events, user: user, container: container, source: sourcePath, journal: journal, tally: tally)
             }
         } catch let error as GraphError where error.status == 403 {
-            throw VaultlineError(.invalidArgument, "Graph refused to write to \(user)'s \(events ? "calendar" : "contacts") (\(error.status.map(String.init) ?? "") \(error.code ?? "")): grant the app \(events ? "Calendars.ReadWrite" : "Contacts.ReadWrite")",
+            throw VaultlineError(.invalidArgument, "Graph refused to write to \(user)'s \(events ? "calendar" : "contacts") (\(error.status.map(String.init) ?? "") \(error.graphCode ?? "")): grant the app \(events ? "Calendars.ReadWrite" : "Contacts.ReadWrite")",
                                  object: sourcePath, cause: error)
         }
         return (tally.counts.withLock { $0 }, tally.failures.withLock { $0 })
@@ -120,7 +120,7 @@ extension M365Restore {
             let body: JSONValue = .object([events ? "name" : "displayName": .string(name)])
             do {
                 found = try await client.write(.POST, listURL, json: body, mailbox: user, idempotent: false).json?["id"]?.string
-            } catch let error as GraphError where error.status == 409 || error.kind == .exhausted || error.kind == .transport {
+            } catch let error as GraphError where error.status == 409 || error.code == .exhausted || error.code == .transport {
                 _ = try await client.pages(listURL, mailbox: user) { page in
                     for c in page where c[events ? "name" : "displayName"]?.string == name { found = c["id"]?.string }
                 }

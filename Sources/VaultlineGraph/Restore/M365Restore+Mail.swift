@@ -69,7 +69,7 @@ extension M365Restore {
                 try await restoreMessages(plan, user: user, folder: folder, source: sourcePath, journal: journal, tally: tally)
             }
         } catch let error as GraphError where error.status == 403 {
-            throw VaultlineError(.invalidArgument, "Graph refused to write to the mailbox of \(user) (\(error.status.map(String.init) ?? "") \(error.code ?? "")): grant the app Mail.ReadWrite",
+            throw VaultlineError(.invalidArgument, "Graph refused to write to the mailbox of \(user) (\(error.status.map(String.init) ?? "") \(error.graphCode ?? "")): grant the app Mail.ReadWrite",
                                  object: sourcePath, cause: error)
         }
         return (tally.counts.withLock { $0 }, tally.failures.withLock { $0 })
@@ -108,7 +108,7 @@ extension M365Restore {
         if id == nil {
             do {
                 id = try await client.write(.POST, list, json: .object(["displayName": .string(name), "isHidden": .bool(false)]), mailbox: user, idempotent: false).json?["id"]?.string
-            } catch let error as GraphError where error.status == 409 || error.kind == .exhausted || error.kind == .transport {
+            } catch let error as GraphError where error.status == 409 || error.code == .exhausted || error.code == .transport {
                 id = try await find()
             }
         }
@@ -210,7 +210,7 @@ extension M365Restore {
             do {
                 created = try await client.write(.POST, messages, json: .object(body), mailbox: user, idempotent: false).json?["id"]?.string
                 break
-            } catch let error as GraphError where error.kind == .exhausted || error.kind == .transport {
+            } catch let error as GraphError where error.code == .exhausted || error.code == .transport {
                 // It may have been created: look before posting again.
                 if let id = try await findByKey(user: user, folder: folder, restoreKey: restoreKey) { created = id; break }
                 if attempt == 2 { throw error }
@@ -273,7 +273,7 @@ extension M365Restore {
                 do {
                     _ = try await client.write(.POST, url, json: a.json, mailbox: user, idempotent: false)
                     return
-                } catch let error as GraphError where error.kind == .notFound && attempt < 3 {
+                } catch let error as GraphError where error.code == .notFound && attempt < 3 {
                     try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
                     wait *= 2
                 }

@@ -38,7 +38,7 @@ extension M365Restore {
             guard let entry = kept[occurrence.original] else {
                 do {
                     _ = try await client.write(.DELETE, occurrenceURL, mailbox: user, idempotent: true)
-                } catch let error as GraphError where error.kind == .notFound {}
+                } catch let error as GraphError where error.code == .notFound {}
                 continue
             }
             guard let exception = entry else { continue }

@@ -106,7 +106,7 @@ extension M365Restore {
             return .url(upload, withoutTimes: false)
         } catch let error as GraphError where error.status == 409 {
             if error.message.contains("upload session") {
-                throw GraphError(.http, status: 409, code: error.code, "an upload session left by an interrupted run holds this file until it expires (about 15 minutes): run the restore again then", url: url)
+                throw GraphError(.http, status: 409, graphCode: error.graphCode, "an upload session left by an interrupted run holds this file until it expires (about 15 minutes): run the restore again then", url: url)
             }
             return .exists
         } catch let error as GraphError where error.status == 400 && item["fileSystemInfo"] != nil && error.message.contains("fileSystemInfo") {
@@ -124,7 +124,7 @@ extension M365Restore {
         do {
             let state = try await client.json(url, authorized: false)
             offset = Self.nextExpected(state, size: size) ?? 0
-        } catch let error as GraphError where error.kind == .notFound || error.status == 401 {
+        } catch let error as GraphError where error.code == .notFound || error.status == 401 {
             // Expired, or its URL's own token lapsed (Graph's last 24 hours): a new session.
             return .gone
         }
@@ -137,7 +137,7 @@ extension M365Restore {
             let answer: GraphResponse
             do {
                 answer = try await client.write(.PUT, url, bytes: bytes, headers: [("Content-Range", range)], authorized: false, idempotent: true)
-            } catch let error as GraphError where error.kind == .notFound || error.status == 401 {
+            } catch let error as GraphError where error.code == .notFound || error.status == 401 {
                 return .gone
             } catch let error as GraphError where error.status == 416 {
                 // Graph has a different part than this one (a fragment stored whose answer was

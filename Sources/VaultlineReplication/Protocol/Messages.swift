@@ -215,7 +215,7 @@ extension Frame {
 
     static func error(_ code: ReplicationError.Code, _ message: String, requestID: UInt32) -> Frame {
         var b = ByteBuffer()
-        b.writeInteger(code.rawValue)
+        b.writeInteger(code.wireValue)
         b.writeString16(message, maxLength: 4096)
         return Frame(.error, requestID: requestID, payload: b)
     }
@@ -223,10 +223,10 @@ extension Frame {
     /// The error an ERROR frame carries, as a ``ReplicationError`` from the peer.
     func decodeError() -> ReplicationError {
         var b = payload
-        let raw = b.readInteger(as: UInt16.self) ?? ReplicationError.Code.malformed.rawValue
+        let raw = b.readInteger(as: UInt16.self) ?? ReplicationError.Code.malformed.wireValue
         // Peer text: escaped here, so that no log line or terminal it reaches can be forged.
         let message = PeerText.escaped((try? b.readString16("message")) ?? "(no message)", maxLength: 1024)
-        return ReplicationError(ReplicationError.Code(rawValue: raw) ?? .malformed, message, fromPeer: true)
+        return ReplicationError(ReplicationError.Code(wireValue: raw), message, fromPeer: true)
     }
 
     static func offer(_ ref: FileRef, size: Int64, requestID: UInt32) -> Frame {

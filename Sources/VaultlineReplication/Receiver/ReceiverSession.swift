@@ -273,6 +273,6 @@ struct ReceiverSession {
 
     static func wireCode(_ error: any Error) -> ReplicationError.Code {
         guard let e = error as? ReplicationError else { return .io }
-        return e.code.rawValue < 100 ? e.code : .io
+        return e.code.isSentOnTheWire ? e.code : .io
     }
 }

@@ -64,15 +64,28 @@ public final class ReplicaConnection: Sendable {
     ) async throws -> T {
         try await channel.executeThenClose { inbound, outbound in
             var frames = inbound.makeAsyncIterator()
-            try await outbound.write(.hello(Hello(
-                minVersion: ProtocolLimits.version, maxVersion: ProtocolLimits.version, capabilities: 0,
-                repositoryID: repositoryID, clientName: clientName)))
+            // A write that fails because a refused TLS handshake closed the channel says only
+            // "closed": the refusal itself is what the inbound side reports, read next.
+            var helloError: (any Error)?
+            do {
+                try await outbound.write(.hello(Hello(
+                    minVersion: ProtocolLimits.version, maxVersion: ProtocolLimits.version, capabilities: 0,
+                    repositoryID: repositoryID, clientName: clientName)))
+            } catch {
+                helloError = error
+            }
             let first: Frame?
-            do { first = try await frames.next() } catch {
+            do { first = try await frames.next() } catch let error as NIOSSLError {
+                // A refused certificate, either way: retrying cannot help, so it is not `.connection`.
+                guard case .handshakeFailed = error else {
+                    throw ReplicationError(.connection, "TLS failed", object: "\(host):\(port)", cause: error)
+                }
+                throw ReplicationError(.certificate, "the TLS handshake was refused: the two sites' certificates do not verify each other (another CA, expired, or the wrong name)", object: "\(host):\(port)", cause: error)
+            } catch {
                 throw ReplicationError(.connection, "handshake failed", object: "\(host):\(port)", cause: error)
             }
             guard let first else {
-                throw ReplicationError(.connection, "the receiver closed the connection during the handshake", object: "\(host):\(port)")
+                throw ReplicationError(.connection, "the receiver closed the connection during the handshake", object: "\(host):\(port)", cause: helloError)
             }
             if first.type == .error { throw first.decodeError() }
             guard first.type == .welcome else { throw ReplicationError(.malformed, "expected WELCOME, got \(first.type)") }
