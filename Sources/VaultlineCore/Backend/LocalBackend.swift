@@ -59,15 +59,21 @@ public struct LocalBackend: Backend {
             return FileSystem.exists(root + "/config") ? ["config"] : []
         case .pack:
             var out: [String] = []
-            for sub in try FileSystem.list(root + "/packs") where sub.utf8.count == 2 && !sub.hasPrefix(".") {
-                out += try FileSystem.list(root + "/packs/" + sub).filter { !$0.hasPrefix(".") }
+            for sub in try Self.names(in: root + "/packs") where sub.utf8.count == 2 {
+                out += try Self.names(in: root + "/packs/" + sub)
             }
             return out
-        case .plan where !FileSystem.isDirectory(root + "/" + kind.rawValue):
-            return []  // repositories made before prune existed have no such folder
         default:
-            return try FileSystem.list(root + "/" + kind.rawValue).filter { !$0.hasPrefix(".") }
+            return try Self.names(in: root + "/" + kind.rawValue)
         }
+    }
+
+    /// The names in a directory, temporary files left out. A directory that is not there is
+    /// empty (docs/FORMAT.md, "Layout"): as on object storage, a repository need not have
+    /// folders it has nothing in (prune/ in older repositories, locks/ in a copied one).
+    private static func names(in directory: String) throws -> [String] {
+        guard FileSystem.exists(directory) else { return [] }
+        return try FileSystem.list(directory).filter { !$0.hasPrefix(".") }
     }
 
     public func stat(_ kind: FileKind, _ name: String) throws -> Int64? {
@@ -111,7 +117,16 @@ public struct LocalBackend: Backend {
         let dir = directory(kind, name)
         let final = path(kind, name)
         if FileSystem.exists(final) { return false }
-        if kind == .plan { try FileSystem.makeDirectories(dir) }
+        if !FileSystem.isDirectory(dir) {
+            // A folder the repository did not have yet (section "Layout"): made, and its
+            // entry made durable up to the root, before a file in it is acknowledged.
+            try FileSystem.makeDirectories(dir)
+            var parent = dir
+            while parent.count > root.count, let slash = parent.lastIndex(of: "/") {
+                parent = String(parent[..<slash])
+                try FileSystem.syncDirectory(parent.isEmpty ? "/" : parent)
+            }
+        }
         let tmp = dir + "/.tmp-" + encodeHex(try SecureRandom.bytes(8))
         do {
             let fd = try FileDescriptor(open: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: kind == .lock ? 0o600 : 0o400)
