@@ -35,7 +35,7 @@ public final class ReceiverFuzzing: Sendable {
         let channel = NIOAsyncTestingChannel()
         do {
             let connection = try await channel.testingEventLoop.executeInContext {
-                try channel.pipeline.syncOperations.addHandlers([ByteToMessageHandler(FrameDecoder()), FrameEncoder()])
+                try channel.pipeline.syncOperations.addHandlers([FrameAssembler(), FrameEncoder()])
                 return try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
             }
             let server = self.server

@@ -53,39 +53,6 @@ public enum ProtocolLimits {
     public static let maxGetsInFlight = 4
 }
 
-/// Splits the byte stream into frames, refusing an oversized length before allocating for it.
-struct FrameDecoder: ByteToMessageDecoder {
-    typealias InboundOut = Frame
-    let maxLength: Int
-
-    init(maxLength: Int = ProtocolLimits.maxFrameLength) { self.maxLength = maxLength }
-
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
-        guard length <= maxLength else {
-            throw ReplicationError(.frameTooLarge, "frame of \(length) bytes is larger than the maximum \(maxLength)")
-        }
-        guard length >= 5 else { throw ReplicationError(.malformed, "frame length \(length) is below 5") }
-        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
-        buffer.moveReaderIndex(forwardBy: 4)
-        let rawType = buffer.readInteger(as: UInt8.self) ?? 0
-        let requestID = buffer.readInteger(as: UInt32.self) ?? 0
-        // A slice shares storage with the cumulation buffer: no copy of a 1 MiB payload.
-        let payload = buffer.readSlice(length: Int(length) - 5) ?? ByteBuffer()
-        guard let type = FrameType(rawValue: rawType) else {
-            throw ReplicationError(.unknownType, "unknown frame type 0x\(String(rawType, radix: 16))")
-        }
-        context.fireChannelRead(Self.wrapInboundOut(Frame(type, requestID: requestID, payload: payload)))
-        return .continue
-    }
-
-    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        // A partial frame at the end of the stream is dropped: only whole frames count.
-        while try decode(context: context, buffer: &buffer) == .continue {}
-        return .needMoreData
-    }
-}
-
 /// Writes the 9-byte header and the payload as two buffers, so the payload is not copied.
 final class FrameEncoder: ChannelOutboundHandler, Sendable {
     typealias OutboundIn = Frame

@@ -27,6 +27,8 @@ struct ReceiverSession {
     /// The request ids in progress on this connection: transfers being received or
     /// committed, and GETs being streamed.
     private let requests = RequestTable(maxGets: ProtocolLimits.maxGetsInFlight)
+    /// Buffers for the DATA frames of GET answers, used again frame after frame.
+    private let payloads = PayloadPool(limit: 2 * ProtocolLimits.maxGetsInFlight)
 
     init(server: ReplicaServer, channel: any Channel, outbound: NIOAsyncChannelOutboundWriter<Frame>,
          activity: ConnectionActivity, logger: Logger) {
@@ -215,7 +217,7 @@ struct ReceiverSession {
             await requests.waitForGetSlot()
             let path = repository.path(ref)
             let outbound = self.outbound, allocator = channel.allocator, threadPool = server.threadPool
-            let log = context.logger, requests = self.requests, root = server.configuration.root, server = self.server
+            let log = context.logger, requests = self.requests, root = server.configuration.root, server = self.server, payloads = self.payloads
             server.getStreams.add(1, ordering: .relaxed)
             group.addTask {
                 defer {
@@ -223,7 +225,7 @@ struct ReceiverSession {
                     requests.endGet(frame.requestID)
                 }
                 do {
-                    try await FileStreamer.stream(path: path, from: offset, requestID: frame.requestID, allocator: allocator, threadPool: threadPool, outbound: outbound)
+                    try await FileStreamer.stream(path: path, from: offset, requestID: frame.requestID, allocator: allocator, threadPool: threadPool, outbound: outbound, pool: payloads)
                 } catch {
                     log.warning("GET failed", metadata: ["file": "\(ref)", "error": PeerText.metadata(error)])
                     try? await outbound.write(.error(Self.wireCode(error), ReplicationError.wireText(error, hiding: root), requestID: frame.requestID))

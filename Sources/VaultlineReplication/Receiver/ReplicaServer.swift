@@ -94,7 +94,7 @@ public final class ReplicaServer: Sendable {
                     let activity = ConnectionActivity()
                     try sync.addHandler(NIOSSLServerHandler(context: ssl))
                     try sync.addHandler(ConnectionWatchdog(limits: limits, activity: activity, logger: log))
-                    try sync.addHandler(ByteToMessageHandler(FrameDecoder()))
+                    try sync.addHandler(FrameAssembler())
                     try sync.addHandler(FrameEncoder())
                     let connection = try NIOAsyncChannel<Frame, Frame>(
                         wrappingChannelSynchronously: channel,

@@ -9,6 +9,8 @@ public final class ReplicaConnection: Sendable {
     public let welcome: Welcome
     let outbound: NIOAsyncChannelOutboundWriter<Frame>
     let allocator: ByteBufferAllocator
+    /// DATA payload buffers, used again frame after frame by every transfer on this connection.
+    let payloads = PayloadPool()
     private let pending = Mutex<Pending>(Pending())
     private let nextID = Atomic<UInt32>(1)
 
@@ -38,7 +40,7 @@ public final class ReplicaConnection: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
                         try sync.addHandler(NIOSSLClientHandler(context: ssl, serverHostname: nil))
-                        try sync.addHandler(ByteToMessageHandler(FrameDecoder()))
+                        try sync.addHandler(FrameAssembler())
                         try sync.addHandler(FrameEncoder())
                         return try NIOAsyncChannel<Frame, Frame>(
                             wrappingChannelSynchronously: channel,
