@@ -35,6 +35,9 @@ public protocol Backend: Sendable {
     /// length: a reader of many files (check, scrub) reuses one buffer and pays no page faults
     /// for a fresh one each time.
     func read(_ kind: FileKind, _ name: String, into buffer: inout [UInt8]) throws -> Int
+    /// Reads exactly `buffer.count` bytes at `offset` into memory the caller reuses (restore
+    /// reads every blob this way); a file too short for them is `corrupt`.
+    func read(_ kind: FileKind, _ name: String, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws
     /// Writes a new file durably; returns false (and writes nothing) when the name exists.
     @discardableResult
     func writeIfAbsent(_ kind: FileKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws -> Bool
@@ -68,6 +71,14 @@ extension Backend {
         let bytes = try read(kind, name)
         if buffer.count < bytes.count { buffer = bytes } else { buffer.replaceSubrange(0..<bytes.count, with: bytes) }
         return bytes.count
+    }
+
+    public func read(_ kind: FileKind, _ name: String, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        let bytes = try read(kind, name, offset: offset, length: buffer.count)
+        guard bytes.count == buffer.count else {
+            throw VaultlineError(.corrupt, "file is truncated: wanted \(buffer.count) bytes at offset \(offset), got \(bytes.count)", object: "\(kind.rawValue)/\(name)")
+        }
+        bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
     }
 
     @discardableResult

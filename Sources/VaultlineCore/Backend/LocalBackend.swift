@@ -103,6 +103,12 @@ public struct LocalBackend: Backend {
         return try fd.pread(count: count, at: offset)
     }
 
+    public func read(_ kind: FileKind, _ name: String, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        try validate(kind, name)
+        let fd = try FileDescriptor(open: path(kind, name), flags: O_RDONLY)
+        try fd.pread(into: buffer, at: offset)
+    }
+
     public func read(_ kind: FileKind, _ name: String, into buffer: inout [UInt8]) throws -> Int {
         try validate(kind, name)
         let fd = try FileDescriptor(open: path(kind, name), flags: O_RDONLY)

@@ -53,12 +53,52 @@ public final class BlobOpener {
     private let decompressor = Decompressor()
     private var plainScratch = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     private var rawScratch = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    private var sealedScratch = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
     public init(key: MasterKey) { self.key = key }
 
     deinit {
         plainScratch.deallocate()
         rawScratch.deallocate()
+        sealedScratch.deallocate()
+    }
+
+    /// Memory for one sealed blob of `count` bytes, reused by the next call (``withOpened``
+    /// reads a blob into it).
+    func sealedBuffer(count: Int) -> UnsafeMutableRawBufferPointer {
+        Self.grow(&sealedScratch, to: count)
+        return UnsafeMutableRawBufferPointer(rebasing: sealedScratch[0..<count])
+    }
+
+    /// Authenticates, decrypts and decompresses one sealed blob into memory this opener reuses,
+    /// and hands its plaintext to `body` (valid only there): restore writes every blob this way,
+    /// with no allocation, zero-fill or fresh page per blob. Checks what ``open`` checks.
+    public func withOpened<R>(
+        sealed: UnsafeRawBufferPointer, id: Bytes32, salt: Bytes32, offset: UInt32,
+        codec: Codec, rawLength: Int, object: @autoclosure () -> String,
+        _ body: (UnsafeRawBufferPointer) throws -> R
+    ) throws -> R {
+        guard sealed.count >= AESGCM.tagSize else {
+            throw VaultlineError(.corrupt, "sealed blob is shorter than its tag", object: object())
+        }
+        let plainLength = sealed.count - AESGCM.tagSize
+        Self.grow(&plainScratch, to: plainLength)
+        let plain = UnsafeMutableRawBufferPointer(rebasing: plainScratch[0..<plainLength])
+        try decrypt(sealed: sealed, id: id, salt: salt, offset: offset, into: plain, object: object())
+        if codec == .none {
+            guard plainLength == rawLength else {
+                throw VaultlineError(.corrupt, "blob \(id.hex) has length \(plainLength), index says \(rawLength)", object: object())
+            }
+            return try body(UnsafeRawBufferPointer(plain))
+        }
+        Self.grow(&rawScratch, to: rawLength)
+        let out = UnsafeMutableRawBufferPointer(rebasing: rawScratch[0..<rawLength])
+        do {
+            try decompressor.decompress(UnsafeRawBufferPointer(plain), codec: codec, into: out)
+        } catch let e as VaultlineError {
+            throw VaultlineError(.corrupt, "blob \(id.hex): \(e.message)", object: object())
+        }
+        return try body(UnsafeRawBufferPointer(out))
     }
 
     /// Authenticates, decrypts and decompresses one sealed blob into a new array.

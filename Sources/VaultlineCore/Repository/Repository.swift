@@ -173,6 +173,19 @@ public final class Repository: Sendable {
         }
     }
 
+    /// Reads, authenticates and decompresses a blob into memory `opener` reuses, and hands its
+    /// plaintext to `body` (valid only there). Thread-safe as ``readBlob(_:using:)`` is.
+    public func withBlob<R>(_ id: Bytes32, using opener: BlobOpener, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        guard let loc = index.lookup(id) else {
+            throw VaultlineError(.notFound, "blob \(id.hex) is not in the index")
+        }
+        let sealed = opener.sealedBuffer(count: Int(loc.storedLength))
+        try backend.read(.pack, loc.pack.hex, offset: Int64(loc.offset), into: sealed)
+        return try opener.withOpened(
+            sealed: UnsafeRawBufferPointer(sealed), id: id, salt: loc.salt, offset: loc.offset, codec: loc.codec,
+            rawLength: Int(loc.rawLength), object: "packs/\(loc.pack.hex)", body)
+    }
+
     /// A file node's content, whole (small items: a message, an event's JSON).
     public func readContent(of node: TreeNode) throws -> [UInt8] {
         var bytes: [UInt8] = []

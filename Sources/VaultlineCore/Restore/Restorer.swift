@@ -182,9 +182,10 @@ public final class Restorer: @unchecked Sendable {
         var written: UInt64 = 0
         for hex in node.content ?? [] {
             guard let id = Bytes32(hex: hex) else { throw VaultlineError(.corrupt, "malformed blob id in tree", object: path) }
-            let bytes = try repository.readBlob(id, using: opener)
-            try fd.write(bytes)
-            written += UInt64(bytes.count)
+            written += try repository.withBlob(id, using: opener) { bytes in
+                try fd.write(bytes)
+                return UInt64(bytes.count)
+            }
         }
         if let size = node.size, size != written {
             throw VaultlineError(.corrupt, "restored \(written) bytes where the snapshot records \(size)", object: path)
