@@ -94,6 +94,11 @@ let package = Package(
         // import each other).
         .target(name: "QuickXorHash", exclude: ["README.md"]),
         .target(
+            name: "VaultlineS3",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["README.md"]
+        ),
+        .target(
             name: "VaultlineGraph",
             dependencies: [
                 "VaultlineCore", "QuickXorHash",
@@ -136,7 +141,7 @@ let package = Package(
             name: "VaultlineTests",
             // The CLI is a dependency so that it is built: crash tests run it as a subprocess.
             dependencies: [
-                "VaultlineCore", "VaultlineReplication", "VaultlineGraph", "GraphSimulator", "vaultline", "QuickXorHash",
+                "VaultlineCore", "VaultlineReplication", "VaultlineGraph", "GraphSimulator", "vaultline", "QuickXorHash", "VaultlineS3",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
