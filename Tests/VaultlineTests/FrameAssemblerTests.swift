@@ -11,32 +11,43 @@ import Testing
 struct FrameAssemblerTests {
     static func wire(_ frames: [Frame]) -> [UInt8] { frames.flatMap(ProtocolExampleTests.wire) }
 
-    @Test func framesComeOutWholeWhereverTheStreamIsCut() throws {
-        var rng = SplitMix64(seed: 11)
-        let small = [
+    /// The frames sent: small ones when the stream is cut into pieces of a few bytes (every
+    /// header split at every point), and chunk-sized ones (pooled payloads) for larger pieces.
+    static func frames(large: Bool) -> [Frame] {
+        let rng = SplitMix64(seed: 11)
+        var frames = [
             Frame(.data, requestID: 7, payload: ByteBuffer(bytes: rng.bytesArray(3_000))),
             Frame(.have, requestID: 8),
             Frame(.offer, requestID: 9, payload: ByteBuffer(bytes: rng.bytesArray(40))),
         ]
-        let large = small + [
-            Frame(.data, requestID: 7, payload: ByteBuffer(bytes: rng.bytesArray(300_000))),
-            Frame(.data, requestID: 7, payload: ByteBuffer(bytes: rng.bytesArray(ProtocolLimits.chunkSize + 8))),
-        ]
-        for (sent, maxPiece) in [(small, 1), (small, 7), (small, 9), (small, 10), (large, 4096), (large, 70_000), (large, Int.max)] {
-            let bytes = Self.wire(sent)
-            let channel = EmbeddedChannel(handler: FrameAssembler())
-            var at = 0
-            while at < bytes.count {
-                let piece = min(bytes.count - at, 1 + Int(rng.next() % UInt64(min(maxPiece, bytes.count))))
-                try channel.writeInbound(ByteBuffer(bytes: bytes[at..<(at + piece)]))
-                at += piece
-            }
-            var received: [Frame] = []
-            while let frame = try channel.readInbound(as: Frame.self) { received.append(frame) }
-            #expect(received.map(\.type) == sent.map(\.type) && received.map(\.requestID) == sent.map(\.requestID), "pieces up to \(maxPiece)")
-            #expect(received.map(\.payload) == sent.map(\.payload), "pieces up to \(maxPiece)")
-            _ = try channel.finish()
+        if large {
+            frames.append(Frame(.data, requestID: 7, payload: ByteBuffer(bytes: rng.bytesArray(300_000))))
+            frames.append(Frame(.data, requestID: 7, payload: ByteBuffer(bytes: rng.bytesArray(ProtocolLimits.chunkSize + 8))))
         }
+        return frames
+    }
+
+    @Test(arguments: [1, 7, 9, 10, 4096, 70_000, 5_000_000])
+    func framesComeOutWholeWhereverTheStreamIsCut(maxPiece: Int) throws {
+        let sent = Self.frames(large: maxPiece > 100)
+        let bytes = Self.wire(sent)
+        var rng = SplitMix64(seed: UInt64(maxPiece))
+        let channel = EmbeddedChannel(handler: FrameAssembler())
+        var at = 0
+        while at < bytes.count {
+            let piece = min(bytes.count - at, 1 + Int(rng.next() % UInt64(min(maxPiece, bytes.count))))
+            try channel.writeInbound(ByteBuffer(bytes: bytes[at..<(at + piece)]))
+            at += piece
+        }
+        var received: [Frame] = []
+        while let frame = try channel.readInbound(as: Frame.self) { received.append(frame) }
+        #expect(received.count == sent.count)
+        for (got, want) in zip(received, sent) {
+            #expect(got.type == want.type)
+            #expect(got.requestID == want.requestID)
+            #expect(got.payload == want.payload)
+        }
+        _ = try channel.finish()
     }
 
     @Test func aBadHeaderIsRefusedBeforeItsPayloadArrives() throws {
