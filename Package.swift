@@ -95,7 +95,7 @@ let package = Package(
         .target(name: "QuickXorHash", exclude: ["README.md"]),
         .target(
             name: "VaultlineS3",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["VaultlineCore", .product(name: "Crypto", package: "swift-crypto")],
             exclude: ["README.md"]
         ),
         .target(

@@ -6,8 +6,9 @@ need=()
 # The one list of Debian packages the build and the tests need (.ci/run uses it too).
 # python3-icalendar and python3-vobject: the tests read restored .ics and .vcf with them;
 # b3sum: the BLAKE3 blob ids are checked against it; iproute2: the replication test between
-# network namespaces; rclone: its QuickXorHash checks ours.
-for pkg in libzstd-dev liblz4-dev libssl-dev libsqlite3-dev pkg-config openssl python3 python3-icalendar python3-vobject b3sum iproute2 rclone; do
+# network namespaces; rclone: its QuickXorHash checks ours; libxml2: FoundationXML, which reads
+# S3's XML answers, loads it.
+for pkg in libzstd-dev liblz4-dev libssl-dev libsqlite3-dev libxml2 pkg-config openssl python3 python3-icalendar python3-vobject b3sum iproute2 rclone; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
