@@ -144,27 +144,9 @@ public final class BlobOpener {
         sealed: UnsafeRawBufferPointer, id: Bytes32, salt: Bytes32, offset: UInt32,
         codec: Codec, rawLength: Int, object: @autoclosure () -> String
     ) throws {
-        guard sealed.count >= AESGCM.tagSize else {
-            throw VaultlineError(.corrupt, "sealed blob is shorter than its tag", object: object())
-        }
-        let plainLength = sealed.count - AESGCM.tagSize
-        Self.grow(&plainScratch, to: plainLength)
-        let plain = UnsafeMutableRawBufferPointer(rebasing: plainScratch[0..<plainLength])
-        try decrypt(sealed: sealed, id: id, salt: salt, offset: offset, into: plain, object: object())
-        var raw = UnsafeRawBufferPointer(plain)
-        if codec != .none {
-            Self.grow(&rawScratch, to: rawLength)
-            let out = UnsafeMutableRawBufferPointer(rebasing: rawScratch[0..<rawLength])
-            do {
-                try decompressor.decompress(UnsafeRawBufferPointer(plain), codec: codec, into: out)
-            } catch let e as VaultlineError {
-                throw VaultlineError(.corrupt, "blob \(id.hex): \(e.message)", object: object())
-            }
-            raw = UnsafeRawBufferPointer(out)
-        } else if plainLength != rawLength {
-            throw VaultlineError(.corrupt, "blob \(id.hex) has length \(plainLength), index says \(rawLength)", object: object())
-        }
-        guard key.blobID(raw) == id else {
+        let matches = try withOpened(sealed: sealed, id: id, salt: salt, offset: offset, codec: codec, rawLength: rawLength,
+                                     object: object()) { key.blobID($0) == id }
+        guard matches else {
             throw VaultlineError(.corrupt, "blob \(id.hex) content hashes to another id", object: object())
         }
     }
