@@ -95,7 +95,13 @@ let package = Package(
         .target(name: "QuickXorHash", exclude: ["README.md"]),
         .target(
             name: "VaultlineS3",
-            dependencies: ["VaultlineCore", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "VaultlineCore", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             exclude: ["README.md"]
         ),
         .target(
@@ -130,7 +136,7 @@ let package = Package(
         .executableTarget(
             name: "vaultline",
             dependencies: [
-                "VaultlineCore", "VaultlineReplication", "VaultlineGraph", "GraphSimulator",
+                "VaultlineCore", "VaultlineReplication", "VaultlineGraph", "GraphSimulator", "VaultlineS3",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),

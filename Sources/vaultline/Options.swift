@@ -3,13 +3,14 @@ import Foundation
 import VaultlineCore
 import VaultlineGraph
 import VaultlineReplication
+import VaultlineS3
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Options shared by every command that opens a repository.
 struct RepositoryOptions: ParsableArguments {
-    @Option(name: [.customShort("r"), .long], help: "Repository directory (or VAULTLINE_REPOSITORY).")
+    @Option(name: [.customShort("r"), .long], help: "Repository: a directory, or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX] (or VAULTLINE_REPOSITORY).")
     var repo: String?
 
     @Option(help: "File holding the password (or VAULTLINE_PASSWORD_FILE / VAULTLINE_PASSWORD).")
@@ -30,8 +31,39 @@ struct RepositoryOptions: ParsableArguments {
         try Secrets.read(file: passwordFile, fileVariable: "VAULTLINE_PASSWORD_FILE", variable: "VAULTLINE_PASSWORD", prompt: "repository password: ")
     }
 
+    /// The repository's directory, for the commands that work on a local repository only.
+    var localRepositoryPath: String {
+        get throws {
+            let location = try repositoryPath
+            guard !S3Location.isS3(location) else {
+                throw VaultlineError(.unsupported, "this command works on a repository on a local disk only, not yet on S3", object: location)
+            }
+            return location
+        }
+    }
+
+    /// The S3 backend when the repository is an `s3:` location, else nil.
+    func s3Backend() throws -> S3Backend? {
+        let location = try repositoryPath
+        guard S3Location.isS3(location) else { return nil }
+        let environment = ProcessInfo.processInfo.environment
+        let addressing: S3Location.Addressing = environment["VAULTLINE_S3_VIRTUAL_HOSTED"] == "1" ? .virtualHosted : .path
+        return try S3Backend.open(try S3Location(parsing: location, addressing: addressing), environment: environment,
+                                  home: environment["HOME"] ?? NSHomeDirectory())
+    }
+
+    /// The repository's files, wherever they are.
+    func backend() throws -> any Backend {
+        if let backend = try s3Backend() { return backend }
+        return LocalBackend(root: try repositoryPath)
+    }
+
     func open() throws -> Repository {
-        try Repository.open(path: try repositoryPath, password: try password())
+        let location = try repositoryPath
+        if let backend = try s3Backend() {
+            return try Repository.open(backend: backend, password: try password(), name: location)
+        }
+        return try Repository.open(path: location, password: try password())
     }
 }
 

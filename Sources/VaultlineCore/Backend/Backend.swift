@@ -18,6 +18,30 @@ public enum FileKind: String, Sendable, CaseIterable, Codable {
         case .config, .lock: false
         }
     }
+
+    /// Rejects names that could escape the kind's folder or are not of its form: 64 lower-case
+    /// hex digits for content-addressed kinds, 1–128 of `0-9 a-z -` for locks.
+    public func validate(_ name: String) throws {
+        if self == .config { return }
+        let ok: Bool
+        if isContentAddressed {
+            ok = name.utf8.count == 64 && name.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+        } else {
+            ok = !name.isEmpty && name.utf8.count <= 128
+                && name.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 122) || $0 == 45 }
+        }
+        guard ok else { throw VaultlineError(.invalidArgument, "invalid \(rawValue) file name", object: name) }
+    }
+
+    /// Where a file of this kind lives under a repository's root: `config`, `packs/ab/abcd…`
+    /// (packs are sharded by the first two hex digits of their name), `index/…`.
+    public func relativePath(_ name: String) -> String {
+        switch self {
+        case .config: "config"
+        case .pack: "packs/" + name.prefix(2) + "/" + name
+        default: rawValue + "/" + name
+        }
+    }
 }
 
 /// Where repository files live. Every write is durable when it returns (temp file, fsync,
@@ -48,6 +72,9 @@ public protocol Backend: Sendable {
     /// Starts a file whose name is known only once it is complete (packs are named by the
     /// hash of their bytes): append to it, then commit it under its name.
     func beginWrite(_ kind: FileKind) throws -> any BackendPendingFile
+    /// How many pending files a writer should commit at once: 1 for a disk (one fsync stream
+    /// is what it does best), more for object storage, where each commit is a round trip.
+    var preferredConcurrentCommits: Int { get }
 }
 
 /// A file being written through a backend; invisible under its final name until committed.
@@ -61,6 +88,8 @@ public protocol BackendPendingFile: AnyObject, Sendable {
 }
 
 extension Backend {
+    public var preferredConcurrentCommits: Int { 1 }
+
     public func modified(_ kind: FileKind, _ name: String) throws -> Date? { nil }
 
     public func read(_ kind: FileKind, _ name: String) throws -> [UInt8] {

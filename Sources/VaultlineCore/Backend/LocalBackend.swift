@@ -40,18 +40,7 @@ public struct LocalBackend: Backend {
         kind == .config ? root + "/config" : directory(kind, name) + "/" + name
     }
 
-    /// Rejects names that could escape the folder or are not of the kind's form.
-    func validate(_ kind: FileKind, _ name: String) throws {
-        if kind == .config { return }
-        let ok: Bool
-        if kind.isContentAddressed {
-            ok = name.utf8.count == 64 && name.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
-        } else {
-            ok = !name.isEmpty && name.utf8.count <= 128
-                && name.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 122) || $0 == 45 }
-        }
-        guard ok else { throw VaultlineError(.invalidArgument, "invalid \(kind.rawValue) file name", object: name) }
-    }
+    func validate(_ kind: FileKind, _ name: String) throws { try kind.validate(name) }
 
     public func list(_ kind: FileKind) throws -> [String] {
         switch kind {

@@ -45,7 +45,7 @@ public final class BackupSession: @unchecked Sendable {
     public let repository: Repository
     private let compressQueue: BoundedQueue<Job>
     private let writeQueue: BoundedQueue<Compressed>
-    private let flushQueue = BoundedQueue<SealedPack>(capacity: 2)
+    private let flushQueue: BoundedQueue<SealedPack>
     private let inputs: BufferPool
     private let outputs: BufferPool
     private let group = DispatchGroup()
@@ -75,6 +75,9 @@ public final class BackupSession: @unchecked Sendable {
         compressQueue = BoundedQueue(capacity: 4 * n + 2)
         writeQueue = BoundedQueue(capacity: 6 * n + 2)
         workersLeft = Locked(n)
+        // A disk commits one pack at a time best; object storage wants several PUTs in flight.
+        let flushers = max(1, min(repository.backend.preferredConcurrentCommits, 16))
+        flushQueue = BoundedQueue(capacity: max(2, flushers))
         for i in 0..<n {
             startThread("vaultline-compress-\(i)") { [self] in
                 do {
@@ -86,7 +89,9 @@ public final class BackupSession: @unchecked Sendable {
             }
         }
         startThread("vaultline-writer") { [self] in writeLoop() }
-        startThread("vaultline-flusher") { [self] in flushLoop() }
+        for i in 0..<flushers {
+            startThread("vaultline-flusher-\(i)") { [self] in flushLoop() }
+        }
     }
 
     private func startThread(_ name: String, _ body: @escaping @Sendable () -> Void) {
@@ -295,7 +300,8 @@ public final class BackupSession: @unchecked Sendable {
     }
 
     /// Makes sealed packs durable, then writes an index file for every few of them (and for the
-    /// rest at the end): an index entry never names a pack that is not durable.
+    /// rest at the end): an index entry never names a pack that is not durable. Each flusher
+    /// thread indexes the packs it committed itself.
     private func flushLoop() {
         var unindexed: [IndexFile.Pack] = []
         var lastIndex = Date()

@@ -65,12 +65,17 @@ public final class Repository: Sendable {
         if FileSystem.isDirectory(path), try !FileSystem.list(path).isEmpty {
             throw VaultlineError(.alreadyExists, "directory is not empty; refusing to create a repository in it", object: path)
         }
-        _ = try FastCDC(options.chunker)
-        guard options.packSize >= 1 << 20, options.packSize <= 1 << 30 else {
-            throw VaultlineError(.invalidArgument, "pack size must be between 1 MiB and 1 GiB")
-        }
+        try check(options)
         let backend = LocalBackend(root: path)
         try backend.createLayout()
+        return try initialize(backend: backend, name: path, password: password, options: options)
+    }
+
+    /// Creates a new repository through `backend`, which the caller has checked is empty (and,
+    /// on object storage, that it refuses to replace a name). `name` is for messages.
+    public static func initialize(backend: any Backend, name path: String, password: [UInt8], options: InitOptions = InitOptions()) throws -> Repository {
+        guard !password.isEmpty else { throw VaultlineError(.invalidArgument, "the password is empty") }
+        try check(options)
         let config = RepositoryConfig(
             id: encodeHex(try SecureRandom.bytes(32)), chunker: options.chunker, compression: options.compression,
             compressionLevel: options.compressionLevel, packSize: options.packSize, blobIDs: options.blobIDs)
@@ -86,6 +91,13 @@ public final class Repository: Sendable {
             throw VaultlineError(.alreadyExists, "a repository was created here concurrently", object: path)
         }
         return try Repository(backend: backend, config: config, key: key, keySlot: slotName)
+    }
+
+    private static func check(_ options: InitOptions) throws {
+        _ = try FastCDC(options.chunker)
+        guard options.packSize >= 1 << 20, options.packSize <= 1 << 30 else {
+            throw VaultlineError(.invalidArgument, "pack size must be between 1 MiB and 1 GiB")
+        }
     }
 
     /// Opens the repository at `path` with `password`, trying every key slot.

@@ -1,50 +1,21 @@
 import Logging
+import VaultlineCore
 
 /// Text that came from a peer (a HELLO name, an ERROR message, a certificate subject, an
-/// error that quotes a repository id), made safe to write into a log line or onto a terminal:
-/// no byte of it can end the line, start a fake one or move the cursor.
+/// error that quotes a repository id), made safe to write into a log line or onto a terminal
+/// (``UntrustedText`` does the escaping).
 public enum PeerText {
     /// Longest peer text kept in a log line, in characters; the rest is cut and counted.
-    public static let maxLogLength = 256
+    public static let maxLogLength = UntrustedText.maxLogLength
 
-    /// `text` with every backslash, control character (C0, DEL, C1), line or paragraph
-    /// separator and bidirectional override written as an escape (`\n`, `\u{1B}`), and cut to
-    /// `maxLength` characters with the number of characters left out.
+    /// See ``UntrustedText/escaped(_:maxLength:)``.
     public static func escaped(_ text: String, maxLength: Int = maxLogLength) -> String {
-        escaped(text, maxLength: maxLength, quotes: false)
+        UntrustedText.escaped(text, maxLength: maxLength)
     }
 
-    /// ``escaped(_:maxLength:)`` in double quotes, with `"` escaped too: a log field whose
-    /// value cannot be read as more fields (`client="x role=primary"` stays one field).
+    /// See ``UntrustedText/quoted(_:maxLength:)``.
     public static func quoted(_ text: String, maxLength: Int = maxLogLength) -> String {
-        "\"" + escaped(text, maxLength: maxLength, quotes: true) + "\""
-    }
-
-    private static func escaped(_ text: String, maxLength: Int, quotes: Bool) -> String {
-        var out = ""
-        out.reserveCapacity(min(text.utf8.count, maxLength + 16))
-        var kept = 0
-        var total = 0
-        for scalar in text.unicodeScalars {
-            total += 1
-            guard kept < maxLength else { continue }
-            kept += 1
-            switch scalar {
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\"" where quotes: out += "\\\""
-            default:
-                if needsEscape(scalar) {
-                    out += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        if total > kept { out += "…(\(total - kept) more)" }
-        return out
+        UntrustedText.quoted(text, maxLength: maxLength)
     }
 
     /// A log metadata value for peer text (quoted).
@@ -52,13 +23,4 @@ public enum PeerText {
 
     /// A log metadata value for an error whose description may quote peer text.
     public static func metadata(_ error: any Error) -> Logger.MetadataValue { .string(quoted("\(error)")) }
-
-    static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
-        switch scalar.value {
-        case 0x00...0x1F, 0x7F...0x9F: true
-        case 0x2028, 0x2029: true  // line and paragraph separators
-        case 0x202A...0x202E, 0x2066...0x2069, 0x200E, 0x200F, 0x061C: true  // bidirectional controls
-        default: false
-        }
-    }
 }

@@ -46,6 +46,8 @@ public struct SigV4Signer: Sendable {
     public static let algorithm = "AWS4-HMAC-SHA256"
     /// The payload hash of a request whose body is not signed (presigned URLs of S3).
     public static let unsignedPayload = "UNSIGNED-PAYLOAD"
+    /// The SHA-256 of no bytes: the payload hash of a request without a body.
+    public static let emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
     public init(credentials: AWSCredentials, region: String, service: String = "s3", normalizesPath: Bool = false) {
         self.credentials = credentials

@@ -40,7 +40,13 @@ struct Init: ParsableCommand {
             options.packSize = packSizeMiB << 20
             options.chunker = .init(minSize: chunkMinKiB << 10, avgSize: chunkAvgKiB << 10, maxSize: chunkMaxKiB << 10)
             let path = try repository.repositoryPath
-            let repo = try Repository.initialize(path: path, password: try repository.password(), options: options)
+            let repo: Repository
+            if let backend = try repository.s3Backend() {
+                try backend.prepareForInitialize()
+                repo = try Repository.initialize(backend: backend, name: path, password: try repository.password(), options: options)
+            } else {
+                repo = try Repository.initialize(path: path, password: try repository.password(), options: options)
+            }
             if repository.json {
                 try printJSON(["id": repo.config.id, "path": path, "keySlot": repo.keySlot])
             } else {

@@ -37,7 +37,7 @@ struct Repair: AsyncParsableCommand {
                 options.dryRun = dryRun
                 let key = keyless ? nil : try repository.open().key
                 let summary = try await PeerRepair(
-                    repositoryPath: try repository.repositoryPath, key: key, options: options,
+                    repositoryPath: try repository.localRepositoryPath, key: key, options: options,
                     logger: makeLogger("vaultline.repair", level: Logger.Level(rawValue: logLevel) ?? .warning)
                 ).run()
                 if repository.json {
@@ -76,7 +76,7 @@ struct Unlock: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let removed = try RepositoryLock.removeStale(LocalBackend(root: try repository.repositoryPath))
+            let removed = try RepositoryLock.removeStale(try repository.backend())
             print("removed \(removed.count) stale locks")
         }
     }

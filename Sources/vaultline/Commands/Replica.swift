@@ -126,7 +126,7 @@ struct ReplicaStatus: AsyncParsableCommand {
     func run() async throws {
         try await reporting {
             let (host, port) = try parseHostPort(to, option: "--to")
-            let local = try LocalInventory(repositoryPath: try repository.repositoryPath)
+            let local = try LocalInventory(repositoryPath: try repository.localRepositoryPath)
             let site = try identity.load()
             let exact = self.exact
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -148,7 +148,7 @@ struct ReplicaStatus: AsyncParsableCommand {
                 missingBytes: kinds.reduce(0) { $0 + $1.missingBytes }, upToDate: false)
             status.upToDate = status.missingFiles == 0
             // Snapshot times need the key; without a password the lag in files and bytes stands alone.
-            if let password = try? repository.password(), let repo = try? Repository.open(path: try repository.repositoryPath, password: password) {
+            if let password = try? repository.password(), let repo = try? Repository.open(path: try repository.localRepositoryPath, password: password) {
                 let missingSnapshots = Set((missing[.snapshot] ?? []).map(\.hex))
                 let snapshots = try repo.listSnapshots()
                 status.newestSnapshotHere = snapshots.map(\.snapshot.time).max()
@@ -196,7 +196,7 @@ struct ReplicaPrune: ParsableCommand {
                 }
                 target.repo = root + "/" + ids[0]
             }
-            let path = try target.repositoryPath
+            let path = try target.localRepositoryPath
             let repo = try target.open()
             let lock = try RetentionLock.load(repository: path)
             let decisions = try repo.forget(

@@ -80,7 +80,7 @@ struct Replicate: AsyncParsableCommand {
             let progress = ProgressLine()
             let sent = ByteCounter()
             let sender = ReplicationSender(
-                repositoryPath: try repository.repositoryPath, options: options,
+                repositoryPath: try repository.localRepositoryPath, options: options,
                 logger: makeLogger("vaultline.replicate", level: Logger.Level(rawValue: logLevel) ?? .warning)
             ) { n in
                 let total = sent.add(n)

@@ -39,7 +39,7 @@ struct Scrub: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let path = try repository.repositoryPath
+            let path = try repository.localRepositoryPath
             let backend = LocalBackend(root: path)
             let config = try RepositoryConfig.load(from: backend, path: path)
             let depth: Scrubber.Depth = deep ? .deep : .keyless

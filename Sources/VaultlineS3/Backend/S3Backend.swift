@@ -1,0 +1,261 @@
+import Foundation
+import NIOCore
+import VaultlineCore
+
+/// A repository in an S3 bucket (docs/FORMAT.md, "On object storage"): the local layout's
+/// paths as keys under the location's prefix (`config`, `keys/…`, `packs/ab/abcd…`, `index/…`,
+/// `snapshots/…`, `locks/…`, `prune/…`).
+///
+/// Every write is a PUT with `If-None-Match: *` (the object-store form of "link, never
+/// replace": a 412 means the name is there) and `x-amz-checksum-sha256` (a server that checks
+/// it refuses a body that is not what was signed). A PUT is all-or-nothing, so no temporary
+/// names are needed; a pending file is held in memory until its name is known.
+public final class S3Backend: Backend {
+    public let client: S3Client
+    /// Objects larger than this go up in parts (``partSize`` each).
+    public let multipartThreshold: Int
+    public let partSize: Int
+    /// Pending files committed at once by a backup's writer.
+    public let concurrentCommits: Int
+    /// The largest object a whole-file read accepts (packs are at most 1 GiB).
+    public static let maximumObjectSize = (1 << 30) + (1 << 20)
+
+    public init(client: S3Client, multipartThreshold: Int = 64 << 20, partSize: Int = 16 << 20, concurrentCommits: Int = 4) {
+        self.client = client
+        self.multipartThreshold = multipartThreshold
+        self.partSize = partSize
+        self.concurrentCommits = concurrentCommits
+    }
+
+    /// A backend for `location` with credentials, region and client options from `environment`.
+    public static func open(_ location: S3Location, environment: [String: String], home: String) throws -> S3Backend {
+        let resolved = try AWSCredentials.resolve(environment: environment, home: home)
+        let client = try S3Client(location: location, credentials: resolved.credentials, region: resolved.region,
+                                  options: try S3Client.Options.from(environment: environment))
+        return S3Backend(client: client)
+    }
+
+    public var preferredConcurrentCommits: Int { concurrentCommits }
+
+    func key(_ kind: FileKind, _ name: String) -> String { client.location.key(kind.relativePath(name)) }
+
+    /// Wraps an S3 failure in the engine's error, with the same codes a disk gives.
+    func engineError(_ error: any Error, _ kind: FileKind, _ name: String, _ what: String) -> any Error {
+        guard let failure = error as? S3Error else { return error }
+        return VaultlineError(failure.engineCode, "\(what) failed on \(client.location)", object: kind.relativePath(name), cause: failure)
+    }
+
+    // MARK: Listing
+
+    public func list(_ kind: FileKind) throws -> [String] {
+        switch kind {
+        case .config:
+            return try stat(.config, "config") == nil ? [] : ["config"]
+        case .pack:
+            // One listing of packs/ when it fits in a page (a small repository); else the 256
+            // shards at once, which S3 also partitions its request rate by.
+            let first = try listPage(prefix: client.location.key("packs/"), token: nil)
+            guard first.isTruncated else { return first.objects.compactMap { Self.packName($0.key, under: client.location.key("packs/")) } }
+            let shards = (0..<256).map { encodeHex([UInt8($0)]) }
+            let results = ConcurrentMap.run(shards, width: client.options.maximumRequests) { shard in
+                try self.listAll(prefix: self.client.location.key("packs/\(shard)/")).compactMap {
+                    Self.packName($0.key, under: self.client.location.key("packs/"))
+                }
+            }
+            return try results.flatMap { try $0.get() }
+        default:
+            let prefix = client.location.key(kind.rawValue + "/")
+            return try listAll(prefix: prefix).compactMap { object in
+                let name = String(object.key.dropFirst(prefix.count))
+                return name.isEmpty || name.contains("/") || name.hasPrefix(".") ? nil : name
+            }
+        }
+    }
+
+    /// `packs/ab/abcd…` → `abcd…`, or nil for a key that is not a pack's (another shard's name,
+    /// something an operator put there).
+    static func packName(_ key: String, under prefix: String) -> String? {
+        let rest = key.dropFirst(prefix.count).split(separator: "/", omittingEmptySubsequences: false)
+        guard rest.count == 2, rest[0].utf8.count == 2, rest[1].hasPrefix(rest[0]), (try? FileKind.pack.validate(String(rest[1]))) != nil else { return nil }
+        return String(rest[1])
+    }
+
+    func listAll(prefix: String) throws -> [S3ListPage.Object] {
+        var out: [S3ListPage.Object] = []
+        var token: String?
+        var pages = 0
+        repeat {
+            let page = try listPage(prefix: prefix, token: token)
+            out += page.objects
+            token = page.isTruncated ? page.nextContinuationToken : nil
+            pages += 1
+            guard pages < 1_000_000 else {
+                throw VaultlineError(.corrupt, "the listing did not end after a million pages", object: prefix)
+            }
+        } while token != nil
+        return out
+    }
+
+    func listPage(prefix: String, token: String?) throws -> S3ListPage {
+        var query: [(name: String, value: String)] = [("list-type", "2"), ("prefix", prefix)]
+        if let token { query.append(("continuation-token", token)) }
+        let request = S3Request(.GET, key: "", query: query)
+        do {
+            let response = try client.send(request)
+            let page = try S3XML.listPage(Array(response.body.readableBytesView), object: "list \(prefix)")
+            guard page.objects.allSatisfy({ $0.key.hasPrefix(prefix) }) else {
+                throw VaultlineError(.corrupt, "the listing names a key outside the prefix asked for", object: "list \(prefix)")
+            }
+            return page
+        } catch let failure as S3Error {
+            throw VaultlineError(failure.engineCode, "listing failed on \(client.location)", object: prefix, cause: failure)
+        }
+    }
+
+    // MARK: Reading
+
+    public func stat(_ kind: FileKind, _ name: String) throws -> Int64? {
+        try head(kind, name)?.size
+    }
+
+    public func modified(_ kind: FileKind, _ name: String) throws -> Date? {
+        try head(kind, name)?.modified
+    }
+
+    func head(_ kind: FileKind, _ name: String) throws -> (size: Int64, modified: Date?)? {
+        try kind.validate(name)
+        do {
+            let response = try client.send(S3Request(.HEAD, key: key(kind, name)), accepting: [404])
+            if response.status == 404 { return nil }
+            guard let text = response.headers.first(name: "content-length"), let size = Int64(text), size >= 0 else {
+                throw S3Error(.malformed, "HEAD without a Content-Length", object: key(kind, name))
+            }
+            let modified = response.headers.first(name: "last-modified").flatMap(Self.httpDate)
+            return (size, modified)
+        } catch {
+            throw engineError(error, kind, name, "HEAD")
+        }
+    }
+
+    static func httpDate(_ text: String) -> Date? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return formatter.date(from: text)
+    }
+
+    /// GETs `length` bytes at `offset` (the rest of the object when nil) into a buffer.
+    func get(_ kind: FileKind, _ name: String, offset: Int64, length: Int?) throws -> ByteBuffer {
+        try kind.validate(name)
+        guard offset >= 0, (length ?? 0) >= 0 else {
+            throw VaultlineError(.invalidArgument, "a negative offset or length", object: kind.relativePath(name))
+        }
+        if length == 0 { return ByteBuffer() }
+        var headers: [(name: String, value: String)] = []
+        if let length {
+            let (last, overflow) = offset.addingReportingOverflow(Int64(length) - 1)
+            guard !overflow else { throw VaultlineError(.invalidArgument, "a range past 2^63", object: kind.relativePath(name)) }
+            headers.append(("Range", "bytes=\(offset)-\(last)"))
+        } else if offset > 0 {
+            headers.append(("Range", "bytes=\(offset)-"))
+        }
+        let limit = length ?? Self.maximumObjectSize
+        do {
+            let response = try client.send(
+                S3Request(.GET, key: key(kind, name), headers: headers, maximumResponseBody: limit), accepting: [416])
+            if response.status == 416 { return ByteBuffer() }  // the object is shorter than offset
+            var body = response.body
+            if response.status == 200, offset > 0 {
+                // The server sent the whole object and ignored the range: take the part asked for.
+                guard let start = Int(exactly: offset), start <= body.readableBytes else { return ByteBuffer() }
+                body.moveReaderIndex(forwardBy: start)
+            }
+            if let length, body.readableBytes > length { body = body.getSlice(at: body.readerIndex, length: length) ?? body }
+            return body
+        } catch {
+            throw engineError(error, kind, name, "GET")
+        }
+    }
+
+    public func read(_ kind: FileKind, _ name: String, offset: Int64, length: Int?) throws -> [UInt8] {
+        Array(try get(kind, name, offset: offset, length: length).readableBytesView)
+    }
+
+    public func read(_ kind: FileKind, _ name: String, into buffer: inout [UInt8]) throws -> Int {
+        let body = try get(kind, name, offset: 0, length: nil)
+        let count = body.readableBytes
+        if buffer.count < count { buffer = [UInt8](repeating: 0, count: count) }
+        buffer.withUnsafeMutableBytes { target in
+            body.withUnsafeReadableBytes { target.copyMemory(from: $0) }
+        }
+        return count
+    }
+
+    public func read(_ kind: FileKind, _ name: String, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        let body = try get(kind, name, offset: offset, length: buffer.count)
+        guard body.readableBytes == buffer.count else {
+            throw VaultlineError(.corrupt, "object is truncated: wanted \(buffer.count) bytes at offset \(offset), got \(body.readableBytes)",
+                                 object: kind.relativePath(name))
+        }
+        body.withUnsafeReadableBytes { buffer.copyMemory(from: $0) }
+    }
+
+    // MARK: Writing
+
+    public func writeIfAbsent(_ kind: FileKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws -> Bool {
+        try kind.validate(name)
+        return try put(kind, name, ByteBuffer(bytes: bytes))
+    }
+
+    /// PUTs a new object unless the name is taken; false when it is (checked by size for a
+    /// content-addressed name: the same name with another size is damage, not a duplicate).
+    func put(_ kind: FileKind, _ name: String, _ body: ByteBuffer) throws -> Bool {
+        let hash = Self.sha256(body)
+        let hex = hash.hex
+        let digest = Data(hash.bytes)
+        if kind.isContentAddressed, hex != name {
+            throw VaultlineError(.corrupt, "the bytes to write do not hash to their name", object: kind.relativePath(name))
+        }
+        if body.readableBytes > multipartThreshold {
+            return try putInParts(kind, name, body, digest: digest)
+        }
+        let request = S3Request(
+            .PUT, key: key(kind, name),
+            headers: [("If-None-Match", "*"), ("x-amz-checksum-sha256", digest.base64EncodedString())],
+            body: body, payloadHash: hex)
+        do {
+            let response = try client.send(request, accepting: [412])
+            if response.status == 412 { return try acceptExisting(kind, name, size: body.readableBytes) }
+            return true
+        } catch {
+            throw engineError(error, kind, name, "PUT")
+        }
+    }
+
+    /// After a 412: the name is there. A content-addressed object of another size is damage.
+    func acceptExisting(_ kind: FileKind, _ name: String, size: Int) throws -> Bool {
+        if kind.isContentAddressed, let existing = try stat(kind, name), existing != Int64(size) {
+            throw VaultlineError(.corrupt, "an object of this name exists with \(existing) bytes, not \(size): it is damaged",
+                                 object: kind.relativePath(name))
+        }
+        return false
+    }
+
+    static func sha256(_ buffer: ByteBuffer) -> Bytes32 {
+        buffer.withUnsafeReadableBytes { VaultlineCore.SHA256.hash($0) }
+    }
+
+    public func delete(_ kind: FileKind, _ name: String) throws {
+        try kind.validate(name)
+        do {
+            _ = try client.send(S3Request(.DELETE, key: key(kind, name)), accepting: [404])
+        } catch {
+            throw engineError(error, kind, name, "DELETE")
+        }
+    }
+
+    public func beginWrite(_ kind: FileKind) throws -> any BackendPendingFile {
+        S3PendingFile(backend: self, kind: kind)
+    }
+}
