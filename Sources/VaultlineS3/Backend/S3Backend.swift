@@ -171,7 +171,13 @@ public final class S3Backend: Backend {
                 guard let start = Int(exactly: offset), start <= body.readableBytes else { return ByteBuffer() }
                 body.moveReaderIndex(forwardBy: start)
             }
-            if let length, body.readableBytes > length { body = body.getSlice(at: body.readerIndex, length: length) ?? body }
+            if let length, body.readableBytes > length {
+                // More than the range asked for: a 206 never does that; a 200 to a range from 0 is the whole object.
+                guard response.status == 200 else {
+                    throw S3Error(.malformed, "a \(length)-byte range answered with \(body.readableBytes) bytes", object: key(kind, name))
+                }
+                body = body.getSlice(at: body.readerIndex, length: length) ?? body
+            }
             return body
         } catch {
             throw engineError(error, kind, name, "GET")

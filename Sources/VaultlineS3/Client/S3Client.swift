@@ -17,7 +17,8 @@ public struct S3Request: Sendable {
     /// Hex SHA-256 of the body when the caller knows it (a content-addressed file's name);
     /// computed otherwise.
     public var payloadHash: String?
-    /// The largest answer body accepted; a server that sends more is cut off (`malformed`).
+    /// The largest answer body accepted (at least 64 KiB, so that an error body always fits);
+    /// a server that sends more is cut off (`malformed`).
     public var maximumResponseBody: Int
 
     public init(
@@ -31,7 +32,7 @@ public struct S3Request: Sendable {
         self.headers = headers
         self.body = body
         self.payloadHash = payloadHash
-        self.maximumResponseBody = maximumResponseBody
+        self.maximumResponseBody = max(maximumResponseBody, 64 << 10)
     }
 
     var object: String { "\(method.rawValue) \(key.isEmpty ? "/" : key)" }
@@ -60,6 +61,8 @@ public final class S3Client: Sendable {
         public var initialRequests = 4
         public var retryFor: TimeInterval = 600
         public var transportRetryFor: TimeInterval = 60
+        /// The first retry waits up to this long; each further one twice as long, at most 20 s.
+        public var retryBaseDelay: TimeInterval = 0.2
         public var connectTimeout: TimeInterval = 10
         /// A request whose answer stalls this long fails (and is retried).
         public var readTimeout: TimeInterval = 60
@@ -169,7 +172,7 @@ public final class S3Client: Sendable {
             }
             attempt += 1
             counters.withLock { $0.retries += 1 }
-            let ceiling = min(20, 0.2 * pow(2, Double(min(attempt, 10))))
+            let ceiling = min(20, options.retryBaseDelay * pow(2, Double(min(attempt, 10))))
             Thread.sleep(forTimeInterval: Double.random(in: ceiling / 2...ceiling))
         }
     }

@@ -52,6 +52,7 @@ enum S3TestServer {
         var options = S3Client.Options()
         options.retryFor = 20
         options.transportRetryFor = 5
+        options.retryBaseDelay = 0.01
         return options
     }
 
