@@ -39,8 +39,8 @@ struct Scrub: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let path = try repository.localRepositoryPath
-            let backend = LocalBackend(root: path)
+            let path = try repository.repositoryPath
+            let backend = try repository.backend()
             let config = try RepositoryConfig.load(from: backend, path: path)
             let depth: Scrubber.Depth = deep ? .deep : .keyless
             var options = Scrubber.Options(statePath: state ?? Scrubber.defaultStatePath(repositoryID: config.id, depth: depth))
