@@ -16,7 +16,7 @@ struct Vaultline: AsyncParsableCommand {
         subcommands: [
             Init.self, Backup.self, Snapshots.self, Ls.self, Find.self, Restore.self, Check.self, Cat.self,
             Stats.self, Key.self, Forget.self, Prune.self, Scrub.self, Repair.self, Unlock.self, Debug.self, Demo.self,
-            Site.self, Replica.self, Replicate.self, M365.self, GraphSim.self,
+            Site.self, Replica.self, Replicate.self, Bucket.self, M365.self, GraphSim.self,
         ])
 
     /// ArgumentParser's own entry, after the allocator is tuned (before any thread allocates).

@@ -68,6 +68,32 @@ struct S3CLITests {
         #expect(twice.errors.contains("a repository already exists here"))
     }
 
+    @Test(.timeLimit(.minutes(2)))
+    func replicateToALockedBucketThenRestoreThereWithThePasswordAlone() throws {
+        let dir = TemporaryDirectory()
+        _ = try Fixtures.repository(in: dir)
+        try Fixtures.makeTree(at: dir.path + "/src", seed: 45)
+        #expect(try Self.vaultline(["backup", "--repo", dir.path + "/repo", dir.path + "/src"]).status == 0)
+        let bucket = "\(try S3TestServer.freshLocation("cli-b"))"
+        let shipped = try Self.vaultline(["replicate", "--repo", dir.path + "/repo", "--to", bucket, "--lock-days", "2", "--json"])
+        #expect(shipped.status == 0, "\(shipped.errors)")
+        #expect(shipped.output.contains("\"filesSent\""))
+        let again = try Self.vaultline(["replicate", "--repo", dir.path + "/repo", "--to", bucket])
+        #expect(again.output.contains("sent 0 files"), "\(again.output)\(again.errors)")
+        let extended = try Self.vaultline(["bucket", "extend-locks", "--repo", bucket, "--lock-days", "5", "--renew-within-days", "3"])
+        #expect(extended.status == 0, "\(extended.errors)")
+        #expect(extended.output.contains("extended"), "\(extended.output)")
+        let restored = try Self.vaultline(["restore", "latest", "--repo", bucket, "--target", dir.path + "/out"])
+        #expect(restored.status == 0, "\(restored.errors)")
+        try DirectoryComparison.compare(dir.path + "/src", dir.path + "/out/src")
+        // A bucket without Object Lock is no site B.
+        let plain = "\(try S3TestServer.freshLocation("cli-plain"))"
+        #expect(try Self.vaultline(["init", "--repo", plain]).status == 0)
+        let refused = try Self.vaultline(["replicate", "--repo", dir.path + "/repo", "--to", plain])
+        #expect(refused.status == 1)
+        #expect(refused.errors.contains("has no Object Lock"), "\(refused.errors)")
+    }
+
     @Test func badLocationsAndCredentialsAreRefusedClearly() throws {
         let malformed = try Self.vaultline(["snapshots", "--repo", "s3:ftp://127.0.0.1/bucket"])
         #expect(malformed.status == 64)

@@ -53,6 +53,8 @@ public protocol Backend: Sendable {
     func list(_ kind: FileKind) throws -> [String]
     /// The size of a file, or nil when it does not exist.
     func stat(_ kind: FileKind, _ name: String) throws -> Int64?
+    /// Every file of `kind` with its size (object storage lists them together; a disk stats each).
+    func sizes(_ kind: FileKind) throws -> [String: Int64]
     /// Reads `length` bytes at `offset`, or the whole file when `length` is nil.
     func read(_ kind: FileKind, _ name: String, offset: Int64, length: Int?) throws -> [UInt8]
     /// Reads a whole file into `buffer` (grown when too small, never shrunk) and returns its
@@ -89,6 +91,14 @@ public protocol BackendPendingFile: AnyObject, Sendable {
 
 extension Backend {
     public var preferredConcurrentCommits: Int { 1 }
+
+    public func sizes(_ kind: FileKind) throws -> [String: Int64] {
+        var out: [String: Int64] = [:]
+        for name in try list(kind) {
+            if let size = try stat(kind, name) { out[name] = size }
+        }
+        return out
+    }
 
     public func modified(_ kind: FileKind, _ name: String) throws -> Date? { nil }
 

@@ -68,6 +68,9 @@ public final class Pruner {
         self.options = options
     }
 
+    /// Index files a prune leaves unmerged beyond twice the fewest that could hold the index.
+    public static let indexFilesAllowedOverMinimum = 8
+
     public func run() throws -> Report {
         let start = MonotonicClock.nanoseconds()
         let backend = repository.backend
@@ -224,7 +227,11 @@ public final class Pruner {
             report.packsRepacked = repack.count
             return
         }
-        guard !drop.isEmpty || !repack.isEmpty || droppedQuietly > 0 else { return }
+        // Many writers (and many small backups) each leave index files of a few packs: past
+        // twice the fewest files that could hold the index (plus eight), they are merged.
+        let fewest = (packs.count + IndexRepair.packsPerFile - 1) / IndexRepair.packsPerFile
+        let merge = oldIndexFiles.count > 2 * fewest + Self.indexFilesAllowedOverMinimum
+        guard !drop.isEmpty || !repack.isEmpty || droppedQuietly > 0 || merge else { return }
 
         // Copy the used blobs of the packs to repack into new packs (durable before indexed).
         let copied = try copyUsedBlobs(of: repack, index: index, referenced: referenced)

@@ -1,5 +1,7 @@
+import Crypto
 import Foundation
 import NIOCore
+import Synchronization
 import VaultlineCore
 
 /// A repository in an S3 bucket (docs/FORMAT.md, "On object storage"): the local layout's
@@ -17,22 +19,36 @@ public final class S3Backend: Backend {
     public let partSize: Int
     /// Pending files committed at once by a backup's writer.
     public let concurrentCommits: Int
+    /// Set when writing to a site-B bucket: every object is locked this way.
+    public let lock: ObjectLock?
+    /// Read the version of each immutable name whose bytes hash to it, not the latest (a bucket
+    /// with Object Lock, where a compromised writer can only add versions and delete markers).
+    public let pinsVersions: Bool
     /// The largest object a whole-file read accepts (packs are at most 1 GiB).
     public static let maximumObjectSize = (1 << 30) + (1 << 20)
+    let versions = Mutex<[String: [ObjectVersion]]?>(nil)
+    let resolvedVersions = Mutex<[String: ObjectVersion]>([:])
 
-    public init(client: S3Client, multipartThreshold: Int = 64 << 20, partSize: Int = 16 << 20, concurrentCommits: Int = 4) {
+    public init(client: S3Client, multipartThreshold: Int = 64 << 20, partSize: Int = 16 << 20, concurrentCommits: Int = 4,
+                lock: ObjectLock? = nil, pinsVersions: Bool = false) {
         self.client = client
         self.multipartThreshold = multipartThreshold
         self.partSize = partSize
         self.concurrentCommits = concurrentCommits
+        self.lock = lock
+        self.pinsVersions = pinsVersions
     }
 
     /// A backend for `location` with credentials, region and client options from `environment`.
-    public static func open(_ location: S3Location, environment: [String: String], home: String) throws -> S3Backend {
+    /// On a bucket with Object Lock it pins versions (``pinsVersions``); with `lock` it writes
+    /// locked objects.
+    public static func open(_ location: S3Location, environment: [String: String], home: String, lock: ObjectLock? = nil) throws -> S3Backend {
         let resolved = try AWSCredentials.resolve(environment: environment, home: home)
         let client = try S3Client(location: location, credentials: resolved.credentials, region: resolved.region,
                                   options: try S3Client.Options.from(environment: environment))
-        return S3Backend(client: client)
+        let probe = S3Backend(client: client)
+        let locked = try probe.bucketHasObjectLock()
+        return S3Backend(client: client, lock: lock, pinsVersions: locked)
     }
 
     public var preferredConcurrentCommits: Int { concurrentCommits }
@@ -48,28 +64,43 @@ public final class S3Backend: Backend {
     // MARK: Listing
 
     public func list(_ kind: FileKind) throws -> [String] {
+        Array(try sizes(kind).keys)
+    }
+
+    public func sizes(_ kind: FileKind) throws -> [String: Int64] {
+        if pinsVersions, kind.isContentAddressed { return try listPinned(kind) }
         switch kind {
         case .config:
-            return try stat(.config, "config") == nil ? [] : ["config"]
+            return try stat(.config, "config").map { ["config": $0] } ?? [:]
         case .pack:
             // One listing of packs/ when it fits in a page (a small repository); else the 256
             // shards at once, which S3 also partitions its request rate by.
-            let first = try listPage(prefix: client.location.key("packs/"), token: nil)
-            guard first.isTruncated else { return first.objects.compactMap { Self.packName($0.key, under: client.location.key("packs/")) } }
-            let shards = (0..<256).map { encodeHex([UInt8($0)]) }
-            let results = ConcurrentMap.run(shards, width: client.options.maximumRequests) { shard in
-                try self.listAll(prefix: self.client.location.key("packs/\(shard)/")).compactMap {
-                    Self.packName($0.key, under: self.client.location.key("packs/"))
+            let prefix = client.location.key("packs/")
+            let first = try listPage(prefix: prefix, token: nil)
+            var objects = first.objects
+            if first.isTruncated {
+                let shards = (0..<256).map { encodeHex([UInt8($0)]) }
+                let results = ConcurrentMap.run(shards, width: client.options.maximumRequests) { shard in
+                    try self.listAll(prefix: self.client.location.key("packs/\(shard)/"))
                 }
+                objects = try results.flatMap { try $0.get() }
             }
-            return try results.flatMap { try $0.get() }
+            return Self.named(objects) { Self.packName($0, under: prefix) }
         default:
             let prefix = client.location.key(kind.rawValue + "/")
-            return try listAll(prefix: prefix).compactMap { object in
-                let name = String(object.key.dropFirst(prefix.count))
+            return Self.named(try listAll(prefix: prefix)) { key in
+                let name = String(key.dropFirst(prefix.count))
                 return name.isEmpty || name.contains("/") || name.hasPrefix(".") ? nil : name
             }
         }
+    }
+
+    static func named(_ objects: [S3ListPage.Object], _ name: (String) -> String?) -> [String: Int64] {
+        var out: [String: Int64] = [:]
+        for object in objects {
+            if let name = name(object.key) { out[name] = object.size }
+        }
+        return out
     }
 
     /// `packs/ab/abcd…` → `abcd…`, or nil for a key that is not a pack's (another shard's name,
@@ -124,6 +155,7 @@ public final class S3Backend: Backend {
 
     func head(_ kind: FileKind, _ name: String) throws -> (size: Int64, modified: Date?)? {
         try kind.validate(name)
+        if let pinned = try pinnedVersion(kind, name) { return (pinned.size, Self.parseISO8601(pinned.modified)) }
         do {
             let response = try client.send(S3Request(.HEAD, key: key(kind, name)), accepting: [404])
             if response.status == 404 { return nil }
@@ -146,8 +178,9 @@ public final class S3Backend: Backend {
     }
 
     /// GETs `length` bytes at `offset` (the rest of the object when nil) into a buffer.
-    func get(_ kind: FileKind, _ name: String, offset: Int64, length: Int?) throws -> ByteBuffer {
+    func get(_ kind: FileKind, _ name: String, offset: Int64, length: Int?, version explicit: String? = nil) throws -> ByteBuffer {
         try kind.validate(name)
+        let version = try explicit ?? pinnedVersion(kind, name)?.id
         guard offset >= 0, (length ?? 0) >= 0 else {
             throw VaultlineError(.invalidArgument, "a negative offset or length", object: kind.relativePath(name))
         }
@@ -161,9 +194,10 @@ public final class S3Backend: Backend {
             headers.append(("Range", "bytes=\(offset)-"))
         }
         let limit = length ?? Self.maximumObjectSize
+        let query: [(name: String, value: String)] = version.map { [("versionId", $0)] } ?? []
         do {
             let response = try client.send(
-                S3Request(.GET, key: key(kind, name), headers: headers, maximumResponseBody: limit), accepting: [416])
+                S3Request(.GET, key: key(kind, name), query: query, headers: headers, maximumResponseBody: limit), accepting: [416])
             if response.status == 416 { return ByteBuffer() }  // the object is shorter than offset
             var body = response.body
             if response.status == 200, offset > 0 {
@@ -177,6 +211,9 @@ public final class S3Backend: Backend {
                     throw S3Error(.malformed, "a \(length)-byte range answered with \(body.readableBytes) bytes", object: key(kind, name))
                 }
                 body = body.getSlice(at: body.readerIndex, length: length) ?? body
+            }
+            if pinsVersions, explicit == nil, kind.isContentAddressed, offset == 0, length == nil, Self.sha256(body).hex != name {
+                throw VaultlineError(.corrupt, "the object's bytes do not hash to its name", object: kind.relativePath(name))
             }
             return body
         } catch {
@@ -226,10 +263,9 @@ public final class S3Backend: Backend {
         if body.readableBytes > multipartThreshold {
             return try putInParts(kind, name, body, digest: digest)
         }
-        let request = S3Request(
-            .PUT, key: key(kind, name),
-            headers: [("If-None-Match", "*"), ("x-amz-checksum-sha256", digest.base64EncodedString())],
-            body: body, payloadHash: hex)
+        var headers: [(name: String, value: String)] = [("If-None-Match", "*"), ("x-amz-checksum-sha256", digest.base64EncodedString())]
+        if let lock { headers += lockHeaders(lock, body: body) }
+        let request = S3Request(.PUT, key: key(kind, name), headers: headers, body: body, payloadHash: hex)
         do {
             let response = try client.send(request, accepting: [412])
             if response.status == 412 { return try acceptExisting(kind, name, size: body.readableBytes) }
@@ -250,6 +286,11 @@ public final class S3Backend: Backend {
 
     static func sha256(_ buffer: ByteBuffer) -> Bytes32 {
         buffer.withUnsafeReadableBytes { VaultlineCore.SHA256.hash($0) }
+    }
+
+    /// `Content-MD5`, which S3 wants on every PUT to an Object-Lock bucket.
+    static func md5Base64(_ buffer: ByteBuffer) -> String {
+        buffer.withUnsafeReadableBytes { Data(Insecure.MD5.hash(data: $0)).base64EncodedString() }
     }
 
     public func delete(_ kind: FileKind, _ name: String) throws {

@@ -46,7 +46,7 @@ extension S3Backend {
         let uploadID: String
         do {
             let created = try client.send(S3Request(.POST, key: objectKey, query: [("uploads", "")],
-                                                    headers: [("x-amz-checksum-algorithm", "SHA256")]))
+                                                    headers: [("x-amz-checksum-algorithm", "SHA256")] + (lock.map { lockHeaders($0, body: nil) } ?? [])))
             let elements = try S3XML.parse(Array(created.body.readableBytesView), object: objectKey)
             guard elements.root == "InitiateMultipartUploadResult", let id = elements.values["InitiateMultipartUploadResult/UploadId"]?.first, !id.isEmpty else {
                 throw S3Error(.malformed, "CreateMultipartUpload answered without an UploadId", object: objectKey)
@@ -66,7 +66,7 @@ extension S3Backend {
                 let checksum = Data(partHash.bytes).base64EncodedString()
                 let response = try client.send(S3Request(
                     .PUT, key: objectKey, query: [("partNumber", String(number)), ("uploadId", uploadID)],
-                    headers: [("x-amz-checksum-sha256", checksum)], body: slice,
+                    headers: [("x-amz-checksum-sha256", checksum)] + (lock == nil ? [] : [("Content-MD5", Self.md5Base64(slice))]), body: slice,
                     payloadHash: partHash.hex))
                 guard let etag = response.headers.first(name: "etag") else {
                     throw S3Error(.malformed, "UploadPart \(number) answered without an ETag", object: objectKey)

@@ -70,6 +70,9 @@ public enum S3XML {
         /// Text by element path (`ListBucketResult/Contents/Key`), in document order.
         var values: [String: [String]] = [:]
         var contents = 0
+        /// The root's children that hold fields (`Contents`, `Version`, `DeleteMarker`), each
+        /// as its fields' texts by name, in document order: a record's fields stay together.
+        var records: [String: [[String: String]]] = [:]
     }
 
     static func parse(_ body: [UInt8], object: String) throws -> Elements {
@@ -111,6 +114,7 @@ public enum S3XML {
         var path: [String] = []
         var text = ""
         var failure: String?
+        var record: [String: String] = [:]
 
         func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
             if path.isEmpty { elements.root = name }
@@ -128,6 +132,11 @@ public enum S3XML {
 
         func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
             elements.values[path.joined(separator: "/"), default: []].append(text)
+            if path.count == 3 { record[name] = text }
+            if path.count == 2 {
+                if !record.isEmpty { elements.records[name, default: []].append(record) }
+                record = [:]
+            }
             text = ""
             _ = path.popLast()
         }

@@ -3,14 +3,20 @@ import Foundation
 import Logging
 import VaultlineCore
 import VaultlineReplication
+import VaultlineS3
 
 /// The TLS identity options every replication command takes.
 struct SiteIdentityOptions: ParsableArguments {
-    @Option(help: "This site's certificate (PEM).") var cert: String
-    @Option(help: "This site's private key (PEM).") var key: String
-    @Option(help: "The site CA certificate (PEM) that peers must chain to.") var ca: String
+    @Option(help: "This site's certificate (PEM).") var cert: String?
+    @Option(help: "This site's private key (PEM).") var key: String?
+    @Option(help: "The site CA certificate (PEM) that peers must chain to.") var ca: String?
 
-    func load() throws -> SiteIdentity { try SiteIdentity(certificatePath: cert, keyPath: key, caPath: ca) }
+    func load() throws -> SiteIdentity {
+        guard let cert, let key, let ca else {
+            throw VaultlineError(.invalidArgument, "--cert, --key and --ca are needed: the site's TLS identity (vaultline site issue makes them)")
+        }
+        return try SiteIdentity(certificatePath: cert, keyPath: key, caPath: ca)
+    }
 }
 
 /// HOST:PORT, with [v6]:PORT for IPv6 literals.
@@ -54,11 +60,14 @@ func makeLogger(_ label: String, level: Logger.Level) -> Logger {
 
 struct Replicate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Push the repository's new files to a replica receiver (one pass).",
+        abstract: "Push the repository's new files to a replica receiver or a site-B bucket (one pass).",
         discussion: """
             Sends config and keys, then packs, then index files, then snapshots, each only after \
             the previous kinds are durable at the receiver. Interrupted transfers resume from \
-            the receiver's partial copy; the pass retries a cut connection --retries times.
+            the receiver's partial copy; the pass retries a cut connection --retries times. \
+            With --to s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX] the target is a bucket with \
+            Object Lock (created so when missing): every object is put in COMPLIANCE mode for \
+            --lock-days; no TLS identity is needed, credentials come from the environment.
             """)
 
     @OptionGroup var repository: RepositoryOptions
@@ -68,8 +77,13 @@ struct Replicate: AsyncParsableCommand {
     @Option(help: "Cap on bytes per second: 20M, 512K, or 100mbit.") var limitRate: String?
     @Option(help: "Failed connection attempts in a row before giving up.") var retries = 8
     @Option(help: "Log level: debug, info, warning, error.") var logLevel = "warning"
+    @Option(help: "To a bucket: days each object is locked (COMPLIANCE) from its upload.") var lockDays = 30
 
     func run() async throws {
+        if S3Location.isS3(to) {
+            try reporting { try replicateToBucket() }
+            return
+        }
         try await reporting {
             let (host, port) = try parseHostPort(to, option: "--to")
             var options = ReplicationSender.Options(host: host, port: port, identity: try identity.load())
@@ -95,6 +109,32 @@ struct Replicate: AsyncParsableCommand {
                 print("\(summary.filesPresent + summary.filesAcknowledgedHave) files were already at the receiver; \(formatBytes(UInt64(summary.bytesResumed))) resumed from partial copies; \(summary.reconnects) reconnects")
                 if summary.hashMismatchesResent > 0 { print("\(summary.hashMismatchesResent) files failed the receiver's hash check and were sent again") }
             }
+        }
+    }
+}
+
+extension Replicate {
+    func replicateToBucket() throws {
+        guard transfers >= 1 && transfers <= 16 else { throw VaultlineError(.invalidArgument, "--transfers must be 1…16") }
+        guard lockDays >= 1 && lockDays <= 36_500 else { throw VaultlineError(.invalidArgument, "--lock-days must be 1…36500") }
+        let environment = ProcessInfo.processInfo.environment
+        let location = try S3Location(parsing: to, addressing: environment["VAULTLINE_S3_VIRTUAL_HOSTED"] == "1" ? .virtualHosted : .path)
+        let target = try S3Backend.open(location, environment: environment, home: environment["HOME"] ?? NSHomeDirectory(),
+                                        lock: ObjectLock(retainFor: TimeInterval(lockDays) * 86_400))
+        try target.prepareLockedBucket()
+        let source = try repository.backend()
+        let progress = ProgressLine()
+        let sent = ByteCounter()
+        let report = try BucketReplicator(source: source, target: target, transfers: transfers).run { bytes in
+            let total = sent.add(bytes)
+            progress.update("replicating: \(formatBytes(UInt64(total))) sent")
+        }
+        progress.done()
+        if repository.json {
+            try printJSON(report)
+        } else {
+            print("sent \(report.filesSent) files, \(formatBytes(UInt64(report.bytesSent))) in \(String(format: "%.2f", report.seconds)) s (\(String(format: "%.1f", report.mibPerSecond)) MiB/s) to \(location), locked for \(lockDays) days")
+            print("\(report.filesPresent) files were already in the bucket")
         }
     }
 }

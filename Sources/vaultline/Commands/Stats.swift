@@ -18,6 +18,8 @@ struct Stats: ParsableCommand {
         var deduplicationRatio: Double
         var compressionRatio: Double
         var indexBytesPerBlob: Double
+        /// Index files read at open: many writers each leave their own; prune merges them.
+        var indexFiles: Int
     }
 
     func run() throws {
@@ -26,9 +28,8 @@ struct Stats: ParsableCommand {
             try repo.loadIndex()
             let totals = repo.index.totals()
             let snaps = try repo.listSnapshots()
-            var packBytes: Int64 = 0
-            let packs = try repo.backend.list(.pack)
-            for p in packs { packBytes += try repo.backend.stat(.pack, p) ?? 0 }
+            let packs = try repo.backend.sizes(.pack)
+            let packBytes = packs.values.reduce(0, +)
             let data = totals[.data] ?? .init(), tree = totals[.tree] ?? .init()
             let logical = snaps.reduce(UInt64(0)) { $0 + $1.snapshot.stats.totalBytes }
             let mem = repo.index.memoryFootprint
@@ -37,7 +38,8 @@ struct Stats: ParsableCommand {
                 uniqueRawBytes: data.rawBytes, storedBytes: data.storedBytes + tree.storedBytes, snapshotBytesTotal: logical,
                 deduplicationRatio: data.rawBytes == 0 ? 1 : Double(logical) / Double(data.rawBytes),
                 compressionRatio: data.storedBytes == 0 ? 1 : Double(data.rawBytes) / Double(data.storedBytes),
-                indexBytesPerBlob: repo.index.count == 0 ? 0 : Double(mem.entries + mem.packs) / Double(repo.index.count))
+                indexBytesPerBlob: repo.index.count == 0 ? 0 : Double(mem.entries + mem.packs) / Double(repo.index.count),
+                indexFiles: repo.indexFiles.count)
             if repository.json { try printJSON(out); return }
             print("snapshots:            \(out.snapshots)")
             print("packs:                \(out.packs), \(formatBytes(UInt64(out.packBytes)))")
@@ -46,6 +48,7 @@ struct Stats: ParsableCommand {
             print("unique content:       \(formatBytes(data.rawBytes)) (dedup ratio \(String(format: "%.2f", out.deduplicationRatio)))")
             print("stored:               \(formatBytes(out.storedBytes)) (compression ratio \(String(format: "%.2f", out.compressionRatio)))")
             print("index memory:         \(String(format: "%.1f", out.indexBytesPerBlob)) bytes per blob")
+            print("index files:          \(out.indexFiles) loaded at open")
         }
     }
 }
