@@ -49,11 +49,17 @@ final class DownloadJournal: Sendable {
     }
 
     /// The default place: `$XDG_CACHE_HOME/vaultline/<repository id>/m365-journal` (or
-    /// `~/.cache/...`, or the temporary directory).
-    static func defaultPath(repositoryID: String) -> String {
+    /// `~/.cache/...`, or the temporary directory); a run for some users only has its own,
+    /// `m365-journal-<16 hex of their sorted UPNs' SHA-256>`, so that runs splitting a tenant on
+    /// one machine do not share (and remove) each other's.
+    static func defaultPath(repositoryID: String, users: [String]? = nil) -> String {
         let env = ProcessInfo.processInfo.environment
         let base = env["XDG_CACHE_HOME"] ?? env["HOME"].map { $0 + "/.cache" } ?? NSTemporaryDirectory()
-        return base + "/vaultline/" + repositoryID + "/m365-journal"
+        var name = "m365-journal"
+        if let users, !users.isEmpty {
+            name += "-" + SHA256.hash(Array(users.map { $0.lowercased() }.sorted().joined(separator: "\n").utf8)).hex.prefix(16)
+        }
+        return base + "/vaultline/" + repositoryID + "/" + name
     }
 
     var count: Int { (try? entries?.count) ?? 0 }

@@ -99,7 +99,7 @@ public final class M365Backup: Sendable {
         defer { lock.release() }
         try repository.loadIndex()
         let graphBase = client.credentials.graphBase
-        let parentID: String? = try options.noParent ? nil : (options.parent.map(repository.resolveSnapshot) ?? findParent(graphBase))
+        let parentID: String? = try options.noParent ? nil : (options.parent.map(repository.resolveSnapshot) ?? findParent(Self.snapshotPaths(graphBase, users: options.users), graphBase: graphBase))
         var parentRoot: Tree?
         var parentStats: Snapshot.Stats?
         var state = M365State(graphBase: graphBase)
@@ -120,7 +120,7 @@ public final class M365Backup: Sendable {
         // are for mailbox content, which is fetched before it takes one and passes through fast.
         let bulkThreads = max(4, 2 * ProcessInfo.processInfo.activeProcessorCount)
         let pool = ChunkerPool(session: session, threads: bulkThreads + 4, bulkThreads: bulkThreads)
-        let journal = DownloadJournal(path: options.journalPath ?? DownloadJournal.defaultPath(repositoryID: repository.config.id))
+        let journal = DownloadJournal(path: options.journalPath ?? DownloadJournal.defaultPath(repositoryID: repository.config.id, users: options.users))
         let ctx = RunContext(session: session, pool: pool, parentRoot: parentRoot, journal: journal)
         var root = DirBuilder()
         var newState = M365State(graphBase: graphBase)
@@ -177,7 +177,7 @@ public final class M365Backup: Sendable {
             stats.bytesRead = bytes
             stats.totalBytes = root.totalBytes
             stats.durationSeconds = Date().timeIntervalSince(started)
-            var snapshot = Snapshot(time: started, sourceKind: Self.sourceKind, paths: [graphBase], tags: options.tags,
+            var snapshot = Snapshot(time: started, sourceKind: Self.sourceKind, paths: Self.snapshotPaths(graphBase, users: options.users), tags: options.tags,
                                     parent: parentID, tree: rootID.hex, stats: stats)
             snapshot.sourceState = newState.encoded()
             snapshot.errors = errors.withLock { $0 }
@@ -196,8 +196,18 @@ public final class M365Backup: Sendable {
         }
     }
 
-    func findParent(_ graphBase: String) throws -> String? {
-        try repository.listSnapshots().last { $0.snapshot.sourceKind == Self.sourceKind && $0.snapshot.paths == [graphBase] }?.id
+    /// A snapshot's paths: the Graph base for the whole tenant, or `<base>/users/<upn>` for each
+    /// user of a run limited to some (machines splitting a tenant each have their own series).
+    static func snapshotPaths(_ graphBase: String, users: [String]?) -> [String] {
+        guard let users, !users.isEmpty else { return [graphBase] }
+        return Set(users.map { $0.lowercased() }).sorted().map { graphBase + "/users/" + $0 }
+    }
+
+    /// The latest snapshot of the same users; else the latest of the whole tenant (its state
+    /// holds every user's delta links).
+    func findParent(_ paths: [String], graphBase: String) throws -> String? {
+        let snapshots = try repository.listSnapshots().filter { $0.snapshot.sourceKind == Self.sourceKind }
+        return (snapshots.last { $0.snapshot.paths == paths } ?? snapshots.last { $0.snapshot.paths == [graphBase] })?.id
     }
 
     /// Stores a directory and everything below it; returns the tree id.

@@ -28,6 +28,7 @@ public final class S3Backend: Backend {
     public static let maximumObjectSize = (1 << 30) + (1 << 20)
     let versions = Mutex<[String: [ObjectVersion]]?>(nil)
     let resolvedVersions = Mutex<[String: ObjectVersion]>([:])
+    let packWindows = PackWindows()
 
     public init(client: S3Client, multipartThreshold: Int = 64 << 20, partSize: Int = 16 << 20, concurrentCommits: Int = 4,
                 lock: ObjectLock? = nil, pinsVersions: Bool = false) {
@@ -235,15 +236,6 @@ public final class S3Backend: Backend {
         return count
     }
 
-    public func read(_ kind: FileKind, _ name: String, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
-        let body = try get(kind, name, offset: offset, length: buffer.count)
-        guard body.readableBytes == buffer.count else {
-            throw VaultlineError(.corrupt, "object is truncated: wanted \(buffer.count) bytes at offset \(offset), got \(body.readableBytes)",
-                                 object: kind.relativePath(name))
-        }
-        body.withUnsafeReadableBytes { buffer.copyMemory(from: $0) }
-    }
-
     // MARK: Writing
 
     public func writeIfAbsent(_ kind: FileKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws -> Bool {
@@ -295,6 +287,7 @@ public final class S3Backend: Backend {
 
     public func delete(_ kind: FileKind, _ name: String) throws {
         try kind.validate(name)
+        if kind == .pack { packWindows.forget(name) }
         do {
             _ = try client.send(S3Request(.DELETE, key: key(kind, name)), accepting: [404])
         } catch {

@@ -81,6 +81,9 @@ struct M365: AsyncParsableCommand {
         @Option(help: "Only this user (UPN; repeatable).")
         var user: [String] = []
 
+        @Option(help: "Only the users in this file (one UPN per line; # starts a comment): a share of the tenant for this machine.")
+        var usersFile: String?
+
         @Option(help: "Services to skip: mail, calendar, contacts, onedrive, sites (repeatable).")
         var skip: [String] = []
 
@@ -95,12 +98,29 @@ struct M365: AsyncParsableCommand {
         @Option(help: "Make stored data durable and indexed at least this often, so a killed run is not downloaded again (seconds).")
         var checkpointSeconds = 30.0
 
+        /// The UPNs of a users file: one per line, blank lines and `#` comments skipped.
+        static func readUsers(_ path: String) throws -> [String] {
+            let text = String(decoding: try FileSystem.readFile(path), as: UTF8.self)
+            var users: [String] = []
+            for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+                if line.isEmpty { continue }
+                guard !line.contains(where: { $0 == " " || $0 == "\t" }), line.contains("@"), line.utf8.count <= 320 else {
+                    throw VaultlineError(.invalidArgument, "line \(number + 1) is not a UPN: \(UntrustedText.quoted(String(line.prefix(80))))", object: path)
+                }
+                users.append(line)
+            }
+            guard !users.isEmpty else { throw VaultlineError(.invalidArgument, "the users file names no user", object: path) }
+            return users
+        }
+
         func run() async throws {
             try await reporting {
                 let repo = try repository.open()
                 let client = GraphClient(credentials: try graph.credentials(), options: try graph.clientOptions())
                 var options = VaultlineGraph.M365Backup.Options()
-                options.users = user.isEmpty ? nil : user
+                let users = user + (try usersFile.map(Self.readUsers) ?? [])
+                options.users = users.isEmpty ? nil : users
                 options.tags = tag
                 options.noParent = noParent
                 options.checkpointSeconds = checkpointSeconds
