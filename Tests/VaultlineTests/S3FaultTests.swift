@@ -3,6 +3,9 @@ import Synchronization
 import Testing
 @testable import VaultlineCore
 @testable import VaultlineS3
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The S3 backend when the server misbehaves: storms of `503 SlowDown` (ridden out, restic's
 /// issue 4018), throttling past the retry budget (a clear error, nothing half-written), and a
@@ -93,5 +96,53 @@ struct S3FaultTests {
         // The probe's object is removed again, so the location is still empty.
         #expect(try await onOwnThread { try backend.list(.lock) }.isEmpty)
         await proxy.stop()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aMultipartUploadKilledPartWayResumesFromItsParts() async throws {
+        let dir = TemporaryDirectory()
+        var rng = SplitMix64(seed: 99)
+        let bytes = (0..<(40 << 20) + 1234).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        try Fixtures.writeFile(dir.path + "/big", bytes)
+        let name = VaultlineCore.SHA256.hash(bytes).hex
+        // A slow link: every part takes a quarter of a second to go through.
+        let proxy = try await S3FaultProxy.start(upstream: try S3TestServer.endpoint.url) { _, request in
+            request.query.contains("partNumber") ? .delay(0.25) : nil
+        }
+        let slow = try Self.location(through: proxy, "resume")
+        let direct = try S3Location(parsing: "s3:\(try S3TestServer.endpoint.url)/\(slow.bucket)/repo")
+        let watcher = S3Backend(client: try S3TestServer.client(direct))
+        let objectKey = watcher.key(.pack, name)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: FaultTests.cliPath)
+        process.arguments = ["debug", "s3-upload", "--repo", "\(slow)", "--transfers", "1", dir.path + "/big"]
+        var environment = try S3TestServer.environment
+        environment["VAULTLINE_S3_PART_MIB"] = "5"
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var partsThere = 0
+        for _ in 0..<400 where process.isRunning {
+            partsThere = try await onOwnThread { (try? watcher.unfinishedUpload(of: objectKey))??.parts.count ?? 0 }
+            if partsThere >= 3 { break }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        await proxy.stop()
+        #expect(process.terminationReason == .uncaughtSignal, "killed part way")
+        #expect(partsThere >= 3)
+        #expect(try await onOwnThread { try watcher.stat(.pack, name) } == nil, "no object yet")
+        // Run again, straight to the server: the parts that are there are kept.
+        let again = try await onOwnThread {
+            try S3CLITests.vaultline(["debug", "s3-upload", "--repo", "\(direct)", dir.path + "/big"], environment: ["VAULTLINE_S3_PART_MIB": "5"])
+        }
+        #expect(again.status == 0, "\(again.errors)")
+        let resumed = again.output.components(separatedBy: "requests (").last.flatMap { $0.split(separator: ",").last }
+            .flatMap { Int($0.trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "") }
+        #expect((resumed ?? 0) >= partsThere, "\(again.output)")
+        #expect(try await onOwnThread { try watcher.read(.pack, name) } == bytes)
+        #expect(try await onOwnThread { try watcher.unfinishedUpload(of: objectKey)?.id } == nil, "the upload was completed")
     }
 }

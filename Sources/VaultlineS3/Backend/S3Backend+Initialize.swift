@@ -7,18 +7,7 @@ extension S3Backend {
     /// (``probeConditionalWrites()``): the rule every content-addressed write relies on.
     public func prepareForInitialize() throws {
         let location = client.location
-        do {
-            let bucket = try client.send(S3Request(.HEAD, key: ""), accepting: [404])
-            if bucket.status == 404 {
-                var body: ByteBuffer?
-                if client.signer.region != "us-east-1" {
-                    body = ByteBuffer(string: "<CreateBucketConfiguration><LocationConstraint>\(Self.xmlEscaped(client.signer.region))</LocationConstraint></CreateBucketConfiguration>")
-                }
-                _ = try client.send(S3Request(.PUT, key: "", body: body), accepting: [409])  // 409: created meanwhile
-            }
-        } catch let failure as S3Error {
-            throw VaultlineError(failure.engineCode, "the bucket \(location.bucket) cannot be reached or created", object: "\(location)", cause: failure)
-        }
+        try ensureBucket()
         let prefix = location.prefix.isEmpty ? "" : location.prefix + "/"
         let first: S3ListPage
         do {
@@ -32,6 +21,22 @@ extension S3Backend {
             throw VaultlineError(.alreadyExists, what, object: "\(location)")
         }
         try probeConditionalWrites()
+    }
+
+    /// Creates the bucket when it is missing (in the client's region).
+    public func ensureBucket() throws {
+        do {
+            let bucket = try client.send(S3Request(.HEAD, key: ""), accepting: [404])
+            if bucket.status == 404 {
+                var body: ByteBuffer?
+                if client.signer.region != "us-east-1" {
+                    body = ByteBuffer(string: "<CreateBucketConfiguration><LocationConstraint>\(Self.xmlEscaped(client.signer.region))</LocationConstraint></CreateBucketConfiguration>")
+                }
+                _ = try client.send(S3Request(.PUT, key: "", body: body), accepting: [409])  // 409: created meanwhile
+            }
+        } catch let failure as S3Error {
+            throw VaultlineError(failure.engineCode, "the bucket \(client.location.bucket) cannot be reached or created", object: "\(client.location)", cause: failure)
+        }
     }
 
     /// Writes a scratch lock name twice with `If-None-Match: *`: the second must be refused

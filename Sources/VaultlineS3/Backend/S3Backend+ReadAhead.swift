@@ -19,7 +19,7 @@ final class PackWindows: Sendable {
     let capacity: Int
     private let windows = Mutex<(entries: [Window], clock: UInt64)>(([], 0))
 
-    init(size: Int = 8 << 20, capacity: Int = 8) {
+    init(size: Int = 16 << 20, capacity: Int = 6) {
         self.size = size
         self.capacity = capacity
     }

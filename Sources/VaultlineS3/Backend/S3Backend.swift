@@ -29,6 +29,8 @@ public final class S3Backend: Backend {
     let versions = Mutex<[String: [ObjectVersion]]?>(nil)
     let resolvedVersions = Mutex<[String: ObjectVersion]>([:])
     let packWindows = PackWindows()
+    /// Parts of multipart uploads left by a killed process that were kept, not sent again.
+    public let partsResumed = Mutex(0)
 
     public init(client: S3Client, multipartThreshold: Int = 64 << 20, partSize: Int = 16 << 20, concurrentCommits: Int = 4,
                 lock: ObjectLock? = nil, pinsVersions: Bool = false) {
@@ -49,7 +51,14 @@ public final class S3Backend: Backend {
                                   options: try S3Client.Options.from(environment: environment))
         let probe = S3Backend(client: client)
         let locked = try probe.bucketHasObjectLock()
-        return S3Backend(client: client, lock: lock, pinsVersions: locked)
+        var partSize = 16 << 20
+        if let text = environment["VAULTLINE_S3_PART_MIB"], !text.isEmpty {
+            guard let mib = Int(text), (5...5120).contains(mib) else {
+                throw VaultlineError(.invalidArgument, "VAULTLINE_S3_PART_MIB must be 5–5120 (S3's part sizes), not \(text.prefix(20))")
+            }
+            partSize = mib << 20
+        }
+        return S3Backend(client: client, multipartThreshold: 4 * partSize, partSize: partSize, lock: lock, pinsVersions: locked)
     }
 
     public var preferredConcurrentCommits: Int { concurrentCommits }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import NIOCore
 import Synchronization
@@ -40,11 +41,17 @@ extension S3Backend {
     /// A large object in parts: CreateMultipartUpload, `partSize` parts (each with its SHA-256
     /// signed and its `x-amz-checksum-sha256`), then CompleteMultipartUpload with
     /// `If-None-Match: *`; an upload that fails is aborted so that its parts are not kept.
+    /// An upload of the same name that a killed process left behind is resumed: its parts
+    /// whose size and SHA-256 match are kept (``unfinishedUpload(of:)``).
     func putInParts(_ kind: FileKind, _ name: String, _ body: ByteBuffer, digest: Data) throws -> Bool {
         let objectKey = key(kind, name)
         if try stat(kind, name) != nil { return try acceptExisting(kind, name, size: body.readableBytes) }
         let uploadID: String
-        do {
+        var uploaded: [Int: (etag: String, size: Int, checksum: String?)] = [:]
+        if let (id, parts) = try unfinishedUpload(of: objectKey) {
+            uploadID = id
+            uploaded = parts
+        } else { do {
             let created = try client.send(S3Request(.POST, key: objectKey, query: [("uploads", "")],
                                                     headers: [("x-amz-checksum-algorithm", "SHA256")] + (lock.map { lockHeaders($0, body: nil) } ?? [])))
             let elements = try S3XML.parse(Array(created.body.readableBytesView), object: objectKey)
@@ -54,7 +61,7 @@ extension S3Backend {
             uploadID = id
         } catch {
             throw engineError(error, kind, name, "CreateMultipartUpload")
-        }
+        } }
         do {
             var parts: [(number: Int, etag: String, checksum: String)] = []
             var offset = body.readerIndex
@@ -64,6 +71,16 @@ extension S3Backend {
                 guard let slice = body.getSlice(at: offset, length: length) else { break }
                 let partHash = Self.sha256(slice)
                 let checksum = Data(partHash.bytes).base64EncodedString()
+                // A part is kept when its SHA-256 (or, from a server that does not keep part
+                // checksums, its ETag: the MD5 of its bytes) is this part's.
+                if let done = uploaded[number], done.size == length,
+                   done.checksum.map({ $0 == checksum }) ?? (done.etag.trimmingCharacters(in: ["\""]) == Self.md5Hex(slice)) {
+                    parts.append((number, done.etag, checksum))
+                    partsResumed.withLock { $0 += 1 }
+                    offset += length
+                    number += 1
+                    continue
+                }
                 let response = try client.send(S3Request(
                     .PUT, key: objectKey, query: [("partNumber", String(number)), ("uploadId", uploadID)],
                     headers: [("x-amz-checksum-sha256", checksum)] + (lock == nil ? [] : [("Content-MD5", Self.md5Base64(slice))]), body: slice,
@@ -101,8 +118,37 @@ extension S3Backend {
         }
     }
 
+    /// The newest unfinished multipart upload of `objectKey` and its parts by number (size,
+    /// ETag, SHA-256), or nil when there is none (or its parts cannot be listed in one page).
+    func unfinishedUpload(of objectKey: String) throws -> (id: String, parts: [Int: (etag: String, size: Int, checksum: String?)])? {
+        do {
+            let listing = try client.send(S3Request(.GET, key: "", query: [("uploads", ""), ("prefix", objectKey)]))
+            let uploads = try S3XML.parse(Array(listing.body.readableBytesView), object: "uploads \(objectKey)")
+            guard uploads.root == "ListMultipartUploadsResult" else { return nil }
+            let mine = (uploads.records["Upload"] ?? []).filter { $0["Key"] == objectKey && !($0["UploadId"] ?? "").isEmpty }
+            guard let newest = mine.max(by: { ($0["Initiated"] ?? "") < ($1["Initiated"] ?? "") }), let id = newest["UploadId"] else { return nil }
+            let answer = try client.send(S3Request(.GET, key: objectKey, query: [("uploadId", id)]), accepting: [404])
+            guard answer.status == 200 else { return nil }
+            let listed = try S3XML.parse(Array(answer.body.readableBytesView), object: "parts \(objectKey)")
+            guard listed.root == "ListPartsResult", listed.values["ListPartsResult/IsTruncated"]?.first != "true" else { return nil }
+            var parts: [Int: (etag: String, size: Int, checksum: String?)] = [:]
+            for part in listed.records["Part"] ?? [] {
+                guard let number = part["PartNumber"].flatMap(Int.init), (1...10_000).contains(number), let etag = part["ETag"],
+                      let size = part["Size"].flatMap(Int.init), size >= 0 else { continue }
+                parts[number] = (etag, size, part["ChecksumSHA256"].flatMap { $0.isEmpty ? nil : $0 })
+            }
+            return (id, parts)
+        } catch let failure as S3Error {
+            throw VaultlineError(failure.engineCode, "listing unfinished uploads failed", object: objectKey, cause: failure)
+        }
+    }
+
     private func abort(_ objectKey: String, _ uploadID: String) {
         _ = try? client.send(S3Request(.DELETE, key: objectKey, query: [("uploadId", uploadID)]), accepting: [404])
+    }
+
+    static func md5Hex(_ buffer: ByteBuffer) -> String {
+        buffer.withUnsafeReadableBytes { Insecure.MD5.hash(data: $0).map { String(format: "%02x", $0) }.joined() }
     }
 
     static func xmlEscaped(_ text: String) -> String {

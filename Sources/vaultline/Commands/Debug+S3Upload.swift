@@ -22,7 +22,8 @@ extension Debug {
                 guard let backend = try repository.s3Backend() else {
                     throw VaultlineError(.invalidArgument, "s3-upload needs an s3: repository")
                 }
-                try backend.prepareForInitialize()
+                try backend.ensureBucket()
+                try backend.probeConditionalWrites()
                 let next = Atomic<Int>(0)
                 let failure = Mutex<(any Error)?>(nil)
                 let bytes = Atomic<Int>(0)
@@ -45,8 +46,9 @@ extension Debug {
                 let seconds = Date().timeIntervalSince(started)
                 let total = bytes.load(ordering: .relaxed)
                 let stats = backend.client.stats
-                print(String(format: "uploaded %d files, %.1f MiB in %.2f s: %.1f MiB/s, %d requests (%d retried)",
-                             files.count, Double(total) / 1_048_576, seconds, Double(total) / 1_048_576 / seconds, stats.requests, stats.retries))
+                print(String(format: "uploaded %d files, %.1f MiB in %.2f s: %.1f MiB/s, %d requests (%d retried), %d parts resumed",
+                             files.count, Double(total) / 1_048_576, seconds, Double(total) / 1_048_576 / seconds, stats.requests, stats.retries,
+                             backend.partsResumed.withLock { $0 }))
             }
         }
     }

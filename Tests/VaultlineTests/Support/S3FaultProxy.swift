@@ -17,6 +17,8 @@ final class S3FaultProxy: Sendable {
         case refuse(status: Int, code: String)
         /// Answer 200 to a PUT without forwarding it.
         case pretendStored
+        /// Forward it after this many seconds (a slow link).
+        case delay(Double)
     }
 
     struct Seen: Sendable {
@@ -61,6 +63,9 @@ final class S3FaultProxy: Sendable {
                         var drained = request
                         _ = try? await drained.collectBody(upTo: 256 << 20)
                         return Response(status: .ok, headers: [HTTPField.Name("ETag")!: "\"0\""], body: ResponseBody())
+                    case .delay(let seconds):
+                        try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+                        return await forward(request, upstream: upstream, http: http)
                     }
                 }
                 return await forward(request, upstream: upstream, http: http)
