@@ -14,12 +14,13 @@ final class PackWindows: Sendable {
         var used: UInt64
     }
 
-    /// Bytes fetched per window; larger reads go straight through.
+    /// Bytes fetched per window (a default pack of 16 MiB and a bit is one window); reads of
+    /// more than a quarter of it go straight through.
     let size: Int
     let capacity: Int
     private let windows = Mutex<(entries: [Window], clock: UInt64)>(([], 0))
 
-    init(size: Int = 16 << 20, capacity: Int = 6) {
+    init(size: Int = 32 << 20, capacity: Int = 6) {
         self.size = size
         self.capacity = capacity
     }
@@ -64,9 +65,13 @@ extension S3Backend {
     public func read(_ kind: FileKind, _ name: String, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
         if kind == .pack, buffer.count < packWindows.size / 4 {
             if packWindows.copy(name, offset: offset, into: buffer) { return }
-            // A range past the end of the object comes back short: the window holds what there is.
-            let window = try get(kind, name, offset: offset, length: packWindows.size)
-            packWindows.insert(name, start: offset, bytes: window)
+            // Windows are aligned, so that no byte is fetched twice while its window is kept (a
+            // default pack is one window); one past the end of the object comes back short.
+            let size = Int64(packWindows.size)
+            var start = offset / size * size
+            if offset + Int64(buffer.count) > start + size { start = offset }  // a blob across the boundary
+            let window = try get(kind, name, offset: start, length: packWindows.size)
+            packWindows.insert(name, start: start, bytes: window)
             if packWindows.copy(name, offset: offset, into: buffer) { return }
             throw VaultlineError(.corrupt, "object is truncated: wanted \(buffer.count) bytes at offset \(offset), got \(window.readableBytes)",
                                  object: kind.relativePath(name))

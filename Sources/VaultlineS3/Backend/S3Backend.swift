@@ -232,7 +232,13 @@ public final class S3Backend: Backend {
     }
 
     public func read(_ kind: FileKind, _ name: String, offset: Int64, length: Int?) throws -> [UInt8] {
-        Array(try get(kind, name, offset: offset, length: length).readableBytesView)
+        // A tree blob read alone goes through the pack windows as a data blob does.
+        if kind == .pack, let length, length > 0, length < packWindows.size / 4 {
+            var bytes = [UInt8](repeating: 0, count: length)
+            try bytes.withUnsafeMutableBytes { try read(kind, name, offset: offset, into: $0) }
+            return bytes
+        }
+        return Array(try get(kind, name, offset: offset, length: length).readableBytesView)
     }
 
     public func read(_ kind: FileKind, _ name: String, into buffer: inout [UInt8]) throws -> Int {
