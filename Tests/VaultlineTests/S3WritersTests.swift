@@ -50,18 +50,38 @@ struct S3WritersTests {
     func onlyOnePruneRunsAtATime() throws {
         let backend = try S3TestServer.freshBackend("prunes")
         _ = try Repository.initialize(backend: backend, name: "prunes", password: Fixtures.password, options: Fixtures.options)
+        // Six processes' maintenance locks taken at the same instant, each held for a while:
+        // the intervals in which a lock was held never overlap.
+        var heldAtAll = 0
         for round in 0..<3 {
-            let repos = try (0..<4).map { _ in try Repository.open(backend: backend, password: Fixtures.password, name: "prunes") }
-            let outcomes = ConcurrentMap.run(repos, width: 4) { try Self.prune($0) }
-            var succeeded = 0
-            for outcome in outcomes {
+            let start = Date(timeIntervalSinceNow: 0.2)
+            let held = ConcurrentMap.run(Array(0..<6), width: 6) { _ -> (Date, Date) in
+                Thread.sleep(until: start)
+                let lock = try RepositoryLock.acquire(backend, mode: .maintenance, command: "prune")
+                let acquired = Date()
+                Thread.sleep(forTimeInterval: 0.3)
+                let released = Date()
+                lock.release()
+                return (acquired, released)
+            }
+            var intervals: [(Date, Date)] = []
+            for outcome in held {
                 switch outcome {
-                case .success: succeeded += 1
-                case .failure(let error):
-                    #expect((error as? VaultlineError)?.code == .locked, "round \(round): \(error)")
+                case .success(let interval): intervals.append(interval)
+                case .failure(let error): #expect((error as? VaultlineError)?.code == .locked, "round \(round): \(error)")
                 }
             }
-            #expect(succeeded <= 1, "round \(round): \(succeeded) prunes ran at once")
+            heldAtAll += intervals.count
+            intervals.sort { $0.0 < $1.0 }
+            for (earlier, later) in zip(intervals, intervals.dropFirst()) {
+                #expect(earlier.1 <= later.0, "round \(round): two maintenance locks held at once")
+            }
+        }
+        #expect(heldAtAll > 0, "some lock was held, or nothing was tested")
+        // Prunes themselves, four at once: each either ran or was refused as locked.
+        let repos = try (0..<4).map { _ in try Repository.open(backend: backend, password: Fixtures.password, name: "prunes") }
+        for outcome in ConcurrentMap.run(repos, width: 4, { try Self.prune($0) }) {
+            if case .failure(let error) = outcome { #expect((error as? VaultlineError)?.code == .locked, "\(error)") }
         }
         // None left a lock behind.
         #expect(try backend.list(.lock).isEmpty)
