@@ -46,10 +46,7 @@ struct RepositoryOptions: ParsableArguments {
     func s3Backend() throws -> S3Backend? {
         let location = try repositoryPath
         guard S3Location.isS3(location) else { return nil }
-        let environment = ProcessInfo.processInfo.environment
-        let addressing: S3Location.Addressing = environment["VAULTLINE_S3_VIRTUAL_HOSTED"] == "1" ? .virtualHosted : .path
-        return try S3Backend.open(try S3Location(parsing: location, addressing: addressing), environment: environment,
-                                  home: environment["HOME"] ?? NSHomeDirectory())
+        return try openS3Backend(location)
     }
 
     /// The repository's files, wherever they are.
@@ -65,6 +62,15 @@ struct RepositoryOptions: ParsableArguments {
         }
         return try Repository.open(path: location, password: try password())
     }
+}
+
+/// An S3 backend for an `s3:` location, configured from the environment (credentials, region,
+/// `VAULTLINE_S3_*`); `lock` for a site-B bucket.
+func openS3Backend(_ text: String, lock: ObjectLock? = nil) throws -> S3Backend {
+    let environment = ProcessInfo.processInfo.environment
+    let addressing: S3Location.Addressing = environment["VAULTLINE_S3_VIRTUAL_HOSTED"] == "1" ? .virtualHosted : .path
+    return try S3Backend.open(try S3Location(parsing: text, addressing: addressing), environment: environment,
+                              home: environment["HOME"] ?? NSHomeDirectory(), lock: lock)
 }
 
 enum Secrets {

@@ -73,14 +73,14 @@ extension S3Backend {
             let window = try get(kind, name, offset: start, length: packWindows.size)
             packWindows.insert(name, start: start, bytes: window)
             if packWindows.copy(name, offset: offset, into: buffer) { return }
-            throw VaultlineError(.corrupt, "object is truncated: wanted \(buffer.count) bytes at offset \(offset), got \(window.readableBytes)",
-                                 object: kind.relativePath(name))
+            throw truncated(kind, name, wanted: buffer.count, at: offset, got: window.readableBytes)
         }
         let body = try get(kind, name, offset: offset, length: buffer.count)
-        guard body.readableBytes == buffer.count else {
-            throw VaultlineError(.corrupt, "object is truncated: wanted \(buffer.count) bytes at offset \(offset), got \(body.readableBytes)",
-                                 object: kind.relativePath(name))
-        }
+        guard body.readableBytes == buffer.count else { throw truncated(kind, name, wanted: buffer.count, at: offset, got: body.readableBytes) }
         body.withUnsafeReadableBytes { buffer.copyMemory(from: $0) }
+    }
+
+    private func truncated(_ kind: FileKind, _ name: String, wanted: Int, at offset: Int64, got: Int) -> VaultlineError {
+        VaultlineError(.corrupt, "object is truncated: wanted \(wanted) bytes at offset \(offset), got \(got)", object: kind.relativePath(name))
     }
 }

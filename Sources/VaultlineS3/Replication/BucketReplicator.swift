@@ -41,10 +41,13 @@ public struct BucketReplicator: Sendable {
             let sent = Atomic<Int64>(0)
             let results = ConcurrentMap.run(missing, width: kind == .pack ? max(1, transfers) : 1) { name in
                 let bytes = try source.read(kind, name)
-                if kind.isContentAddressed, VaultlineCore.SHA256.hash(bytes).hex != name {
-                    throw VaultlineError(.corrupt, "the source file does not hash to its name; not shipped (run scrub and repair)", object: kind.relativePath(name))
+                do {
+                    // The backend hashes what it sends and refuses bytes that are not their name.
+                    try target.writeIfAbsent(kind, name, bytes)
+                } catch let error as VaultlineError where error.code == .corrupt && kind.isContentAddressed {
+                    throw VaultlineError(.corrupt, "the source file does not hash to its name; not shipped (run scrub and repair)",
+                                         object: kind.relativePath(name), cause: error)
                 }
-                try target.writeIfAbsent(kind, name, bytes)
                 sent.wrappingAdd(Int64(bytes.count), ordering: .relaxed)
                 progress?(bytes.count)
             }

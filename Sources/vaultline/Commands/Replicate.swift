@@ -117,10 +117,8 @@ extension Replicate {
     func replicateToBucket() throws {
         guard transfers >= 1 && transfers <= 16 else { throw VaultlineError(.invalidArgument, "--transfers must be 1…16") }
         guard lockDays >= 1 && lockDays <= 36_500 else { throw VaultlineError(.invalidArgument, "--lock-days must be 1…36500") }
-        let environment = ProcessInfo.processInfo.environment
-        let location = try S3Location(parsing: to, addressing: environment["VAULTLINE_S3_VIRTUAL_HOSTED"] == "1" ? .virtualHosted : .path)
-        let target = try S3Backend.open(location, environment: environment, home: environment["HOME"] ?? NSHomeDirectory(),
-                                        lock: ObjectLock(retainFor: TimeInterval(lockDays) * 86_400))
+        let target = try openS3Backend(to, lock: ObjectLock(retainFor: TimeInterval(lockDays) * 86_400))
+        let location = target.client.location
         try target.prepareLockedBucket()
         let source = try repository.backend()
         let progress = ProgressLine()
