@@ -259,6 +259,15 @@ public final class Pruner {
         for p in all { fresh.add(pack: p.id, salt: p.salt, entries: p.entries) }
         fresh.compact()
         var dropped = Set(drop)
+        // Their trees may be in packs indexed since this prune loaded the index (a backup that
+        // finished meanwhile): those index files are read in first, or the walk would not
+        // find the trees.
+        for name in try backend.list(.index) where !oldIndexFiles.contains(name) && !written.contains(name) {
+            for p in try repository.readIndexFile(name) where !dropped.contains(p.id.hex) {
+                index.add(pack: p.id, salt: p.salt, entries: p.entries)
+            }
+        }
+        index.compact()
         for (name, snapshot) in try repository.listSnapshots() where !walked.contains(name) {
             var blobs = Set<Bytes32>()
             try repository.reachableBlobs(from: snapshot.tree, into: &blobs)
