@@ -113,4 +113,24 @@ struct S3BackendTests {
         expectError(VaultlineError.self, .alreadyExists) { try backend.prepareForInitialize() }
         expectError(VaultlineError.self, .wrongPassword) { _ = try Repository.open(backend: backend, password: Array("nope".utf8), name: "s3") }
     }
+
+    @Test func aRestoreReadsEachPackItNeedsOnce() throws {
+        let backend = try S3TestServer.freshBackend("restore-requests")
+        let repo = try Repository.initialize(backend: backend, name: "s3", password: Fixtures.password, options: Fixtures.options)
+        let dir = TemporaryDirectory()
+        try Fixtures.makeTree(at: dir.path + "/src", seed: 32, scale: 2)
+        var rng = SplitMix64(seed: 33)
+        for file in 0..<6 { try Fixtures.writeFile(dir.path + "/src/random\(file)", rng.bytes(700_000)) }
+        let backup = try Fixtures.backup(repo, [dir.path + "/src"])
+        let packs = try backend.list(.pack).count
+        let reopened = try Repository.open(backend: backend, password: Fixtures.password, name: "s3")
+        let before = backend.client.stats.requests
+        try Restorer(repository: reopened, threads: 4).restore(snapshotID: backup.snapshotID, path: "/", target: dir.path + "/out")
+        let requests = backend.client.stats.requests - before
+        try DirectoryComparison.compare(dir.path + "/src", dir.path + "/out/src")
+        // Listing and reading the index, the snapshot, then one GET per pack (trees included).
+        let indexFiles = try backend.list(.index).count
+        #expect(packs > 4)
+        #expect(requests <= packs + indexFiles + 3, "\(requests) requests for \(packs) packs and \(indexFiles) index files")
+    }
 }

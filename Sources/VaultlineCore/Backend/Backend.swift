@@ -64,6 +64,16 @@ public protocol Backend: Sendable {
     /// Reads exactly `buffer.count` bytes at `offset` into memory the caller reuses (restore
     /// reads every blob this way); a file too short for them is `corrupt`.
     func read(_ kind: FileKind, _ name: String, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws
+    /// Reads `length` bytes at `offset` and hands them to `body` (valid only there): restore
+    /// reads what it needs of a pack as a few large ranges this way. `buffer` is memory the
+    /// caller reuses where the backend needs some (a disk reads into it; object storage hands
+    /// over the answer's own bytes). A file too short for the range is `corrupt`.
+    func withBytes<R>(_ kind: FileKind, _ name: String, offset: Int64, length: Int, reusing buffer: inout [UInt8],
+                      _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R
+    /// The largest gap between two wanted ranges of one file that is cheaper to read through
+    /// than to skip with a second read: small for a disk, a round trip's worth of bytes for
+    /// object storage.
+    var readThroughGap: Int { get }
     /// Writes a new file durably; returns false (and writes nothing) when the name exists.
     @discardableResult
     func writeIfAbsent(_ kind: FileKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws -> Bool
@@ -91,6 +101,19 @@ public protocol BackendPendingFile: AnyObject, Sendable {
 
 extension Backend {
     public var preferredConcurrentCommits: Int { 1 }
+
+    public var readThroughGap: Int { 64 << 10 }
+
+    public func withBytes<R>(_ kind: FileKind, _ name: String, offset: Int64, length: Int, reusing buffer: inout [UInt8],
+                             _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        guard length >= 0 else { throw VaultlineError(.invalidArgument, "a negative length", object: kind.relativePath(name)) }
+        if buffer.count < length { buffer = [UInt8](repeating: 0, count: length) }
+        return try buffer.withUnsafeMutableBytes { whole in
+            let range = UnsafeMutableRawBufferPointer(rebasing: whole[0..<length])
+            try read(kind, name, offset: offset, into: range)
+            return try body(UnsafeRawBufferPointer(range))
+        }
+    }
 
     public func sizes(_ kind: FileKind) throws -> [String: Int64] {
         var out: [String: Int64] = [:]

@@ -13,8 +13,8 @@ import Glibc
 private let utimeOmit = (1 << 30) - 2
 
 // @unchecked Sendable: shared only with the writer threads of one restore() at a time (a second
-// at once is refused), which read `files` (set before they start) and `shared` (a lock);
-// `directories` is touched by the calling thread alone.
+// at once is refused), which read `jobs` (set before they start) and `shared` (a lock);
+// `directories`, `planner` and `inFlight` are touched by the calling thread alone.
 public final class Restorer: @unchecked Sendable {
     public struct Stats: Codable, Sendable {
         public var files: UInt64 = 0
@@ -26,26 +26,30 @@ public final class Restorer: @unchecked Sendable {
         public var damaged: [String] = []
     }
 
-    struct FileJob: Sendable {
-        var node: TreeNode
-        var path: String
-    }
-
     let repository: Repository
     let isRoot = geteuid() == 0
     let threads: Int
-    private let shared = Locked((stats: Stats(), error: (any Error)?.none))
+    let shared = Locked((stats: Stats(), error: (any Error)?.none))
     private let running = Locked(false)
     public var stats: Stats { shared.withLock { $0.stats } }
     let progress: (@Sendable (Stats) -> Void)?
-    private var files = BoundedQueue<FileJob>(capacity: 256)
+    var jobs = BoundedQueue<PackJob>(capacity: 64)
+    var planner: RestorePlanner
+    /// The batch the restore threads are working on, waited for before the next is handed over.
+    var inFlight: DispatchGroup?
     /// Directories whose metadata is applied last, deepest first (writing files changes mtimes).
     private var directories: [(node: TreeNode, path: String)] = []
 
-    public init(repository: Repository, threads: Int = ProcessInfo.processInfo.activeProcessorCount, progress: (@Sendable (Stats) -> Void)? = nil) {
+    /// Files gathered per batch at most (see ``RestorePlanner``).
+    let filesPerBatch: Int
+
+    public init(repository: Repository, threads: Int = ProcessInfo.processInfo.activeProcessorCount, filesPerBatch: Int? = nil,
+                progress: (@Sendable (Stats) -> Void)? = nil) {
         self.repository = repository
         self.threads = max(1, threads)
+        self.filesPerBatch = max(1, filesPerBatch ?? 1 << 15)
         self.progress = progress
+        planner = RestorePlanner(index: repository.index, maxFiles: 1, maxReferences: 1)
     }
 
     /// Finds the node at `path` ("/" or "" for the root) in a snapshot's tree.
@@ -92,13 +96,15 @@ public final class Restorer: @unchecked Sendable {
         let snapshot = try repository.loadSnapshot(snapshotID)
         let (treeID, node) = try locate(snapshot: snapshot, path: path)
         try FileSystem.makeDirectories(target, mode: 0o755)
-        files = BoundedQueue(capacity: 256)
+        jobs = BoundedQueue(capacity: 64)
+        planner = RestorePlanner(index: repository.index, maxFiles: filesPerBatch, maxReferences: 1 << 16)
+        inFlight = nil
         directories = []
         let group = DispatchGroup()
         for i in 0..<threads {
             group.enter()
             let t = Thread { [self] in
-                writeLoop()
+                packLoop()
                 group.leave()
             }
             t.name = "vaultline-restore-\(i)"
@@ -111,32 +117,16 @@ public final class Restorer: @unchecked Sendable {
             } else if let node {
                 try restoreNode(node, into: target)
             }
+            handOver()
         } catch {
-            shared.withLock { if $0.error == nil { $0.error = error } }
+            fail(error)
+            planner.seal().forEach { $0.done.leave() }
         }
-        files.close()
+        jobs.close()
         group.wait()
         if let error = shared.withLock({ $0.error }) { throw error }
         for (node, path) in directories.reversed() { try applyMetadata(node, path: path, isLink: false) }
         shared.withLock { $0.stats.durationSeconds = Date().timeIntervalSince(started) }
-    }
-
-    private func writeLoop() {
-        let opener = BlobOpener(key: repository.key)
-        while let job = files.pop() {
-            if shared.withLock({ $0.error != nil }) { continue }
-            do {
-                let written = try restoreFile(job.node, path: job.path, opener: opener)
-                let s = shared.withLock { s -> Stats in
-                    s.stats.files += 1
-                    s.stats.bytes += written
-                    return s.stats
-                }
-                progress?(s)
-            } catch {
-                shared.withLock { if $0.error == nil { $0.error = error } }
-            }
-        }
     }
 
     func restoreTree(_ tree: Tree, into dir: String) throws {
@@ -166,32 +156,18 @@ public final class Restorer: @unchecked Sendable {
             directories.append((node, path))
             shared.withLock { $0.stats.dirs += 1 }
         case .file:
-            files.push(FileJob(node: node, path: path))
+            if let empty = try planner.add(node, path: path) {
+                let fd = try empty.open()
+                defer { _ = close(fd) }
+                try finish(empty, descriptor: fd)
+            }
+            if planner.isFull { handOver() }
         case .symlink:
             unlink(path)
             guard symlink(node.linkTarget ?? "", path) == 0 else { throw VaultlineError.system("symlink", object: path) }
             try applyMetadata(node, path: path, isLink: true)
             shared.withLock { $0.stats.symlinks += 1 }
         }
-    }
-
-    func restoreFile(_ node: TreeNode, path: String, opener: BlobOpener) throws -> UInt64 {
-        // Replace, never write through: an existing symlink at `path` must not redirect the data.
-        unlink(path)
-        let fd = try FileDescriptor(open: path, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600)
-        var written: UInt64 = 0
-        for hex in node.content ?? [] {
-            guard let id = Bytes32(hex: hex) else { throw VaultlineError(.corrupt, "malformed blob id in tree", object: path) }
-            written += try repository.withBlob(id, using: opener) { bytes in
-                try fd.write(bytes)
-                return UInt64(bytes.count)
-            }
-        }
-        if let size = node.size, size != written {
-            throw VaultlineError(.corrupt, "restored \(written) bytes where the snapshot records \(size)", object: path)
-        }
-        try applyMetadata(node, fd: fd.raw, path: path)
-        return written
     }
 
     func applyMetadata(_ node: TreeNode, fd: Int32, path: String) throws {
