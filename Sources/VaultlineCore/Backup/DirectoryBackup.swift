@@ -81,11 +81,14 @@ public final class DirectoryBackup: @unchecked Sendable {
         defer { lock.release() }
         try repository.loadIndex()
 
-        let parentID = try options.noParent ? nil : (options.parent.map(repository.resolveSnapshot) ?? findParent(absolute))
+        let found = options.noParent ? nil : try options.parent.map { given in
+            let id = try repository.resolveSnapshot(given)
+            return (id: id, snapshot: try repository.loadSnapshot(id))
+        } ?? findParent(absolute)
+        let parentID = found?.id
         var parentRoot: [String: TreeNode] = [:]
         var parentStats: Snapshot.Stats?
-        if let parentID {
-            let parent = try repository.loadSnapshot(parentID)
+        if let parent = found?.snapshot {
             parentStats = parent.stats
             parentRoot = Dictionary(try repository.loadTree(parent.tree).nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         }
@@ -150,11 +153,11 @@ public final class DirectoryBackup: @unchecked Sendable {
         return String(cString: real)
     }
 
-    func findParent(_ paths: [String]) throws -> String? {
+    func findParent(_ paths: [String]) throws -> (id: String, snapshot: Snapshot)? {
         let host = FileSystem.hostName()
         return try repository.listSnapshots().last {
             $0.snapshot.sourceKind == "local" && $0.snapshot.host == host && $0.snapshot.paths == paths
-        }?.id
+        }.map { ($0.id, $0.snapshot) }
     }
 
     func fail(_ error: any Error) {

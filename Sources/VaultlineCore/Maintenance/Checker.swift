@@ -72,7 +72,9 @@ public final class Checker {
         index.compact()
 
         // Packs named by the index exist.
-        let onDisk = Set(try backend.list(.pack))
+        // With their sizes: object storage lists them together (one request, not one per pack).
+        let packSizes = try backend.sizes(.pack)
+        let onDisk = Set(packSizes.keys)
         var indexed = Set<String>()
         var lostPacks = Set<Bytes32>()
         let pruned = (backend as? LocalBackend).map { PrunedNames.load(repository: $0.root)[.pack] ?? [] } ?? []
@@ -101,8 +103,7 @@ public final class Checker {
             // Largest first: the last packs to finish are small, so no worker idles long at the end.
             var sized: [(name: String, size: Int64)] = []
             for name in onDisk.sorted() where options.subset.contains(name) {
-                let size: Int64? = try? backend.stat(.pack, name) ?? 0
-                sized.append((name, size ?? 0))
+                sized.append((name, packSizes[name] ?? 0))
             }
             sized.sort { $0.size != $1.size ? $0.size > $1.size : $0.name < $1.name }
             let chosen = sized.map(\.name)

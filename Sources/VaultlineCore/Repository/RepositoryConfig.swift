@@ -51,10 +51,13 @@ public struct RepositoryConfig: Codable, Sendable, Equatable {
 
     /// Reads the config without any key (keyless scrub, replica prune's checks).
     public static func load(from backend: any Backend, path: String) throws -> RepositoryConfig {
-        guard try backend.stat(.config, "config") != nil else {
+        let bytes: [UInt8]
+        do {
+            bytes = try backend.read(.config, "config")
+        } catch let error as VaultlineError where error.code == .notFound {
             throw VaultlineError(.notFound, "no Vaultline repository here (no config file)", object: path)
         }
-        return try StoredJSON.decode(RepositoryConfig.self, from: try backend.read(.config, "config"), object: path + "/config")
+        return try StoredJSON.decode(RepositoryConfig.self, from: bytes, object: path + "/config")
     }
 }
 

@@ -136,7 +136,7 @@ public final class RepositoryLock: @unchecked Sendable {
     }
 
     static func checkConflicts(_ backend: any Backend, mode: Mode, ignoring: String?) throws {
-        for (other, rec) in try liveLocks(backend) where other != ignoring {
+        for (other, rec) in try liveLocks(backend, ignoring: ignoring) {
             let conflict = switch (mode, rec.mode) {
             case (.exclusive, _), (_, .exclusive), (.maintenance, .maintenance): true
             default: false
@@ -150,10 +150,10 @@ public final class RepositoryLock: @unchecked Sendable {
         }
     }
 
-    /// Every lock that is not stale, by file name.
-    public static func liveLocks(_ backend: any Backend) throws -> [(name: String, record: Record)] {
+    /// Every lock that is not stale, by file name (`ignoring`: one not read, one's own).
+    public static func liveLocks(_ backend: any Backend, ignoring: String? = nil) throws -> [(name: String, record: Record)] {
         try backend.list(.lock).compactMap { name in
-            guard let bytes = try? backend.read(.lock, name),
+            guard name != ignoring, let bytes = try? backend.read(.lock, name),
                   let rec = try? StoredJSON.decode(Record.self, from: bytes, object: "locks/\(name)"),
                   !isStale(rec)
             else { return nil }
