@@ -76,8 +76,11 @@ public final class BackupSession: @unchecked Sendable {
         writeQueue = BoundedQueue(capacity: 6 * n + 2)
         workersLeft = Locked(n)
         // A disk commits one pack at a time best; object storage wants several PUTs in flight.
+        // Every pack queued or in flight on object storage is in memory (16 MiB each): one
+        // waits, so that a flusher that finishes finds the next (usr/lib to SeaweedFS: 140 MiB
+        // peak instead of 147–156 with four waiting; 7.8–9.5 s against 8.2–8.7 s, noise).
         let flushers = max(1, min(repository.backend.preferredConcurrentCommits, 16))
-        flushQueue = BoundedQueue(capacity: max(2, flushers))
+        flushQueue = BoundedQueue(capacity: flushers > 1 ? 1 : 2)
         for i in 0..<n {
             startThread("vaultline-compress-\(i)") { [self] in
                 do {
