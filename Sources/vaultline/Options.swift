@@ -19,6 +19,9 @@ struct RepositoryOptions: ParsableArguments {
     @Flag(help: "Machine-readable JSON output.")
     var json = false
 
+    @Flag(help: "On S3, keep no local copy of index files, snapshots and key slots (see VAULTLINE_CACHE_DIR).")
+    var noCache = false
+
     var repositoryPath: String {
         get throws {
             if let repo { return repo }
@@ -46,7 +49,7 @@ struct RepositoryOptions: ParsableArguments {
     func s3Backend() throws -> S3Backend? {
         let location = try repositoryPath
         guard S3Location.isS3(location) else { return nil }
-        return try openS3Backend(location)
+        return try openS3Backend(location, cache: !noCache)
     }
 
     /// The repository's files, wherever they are.
@@ -66,11 +69,11 @@ struct RepositoryOptions: ParsableArguments {
 
 /// An S3 backend for an `s3:` location, configured from the environment (credentials, region,
 /// `VAULTLINE_S3_*`); `lock` for a site-B bucket.
-func openS3Backend(_ text: String, lock: ObjectLock? = nil) throws -> S3Backend {
+func openS3Backend(_ text: String, lock: ObjectLock? = nil, cache: Bool = true) throws -> S3Backend {
     let environment = ProcessInfo.processInfo.environment
     let addressing: S3Location.Addressing = environment["VAULTLINE_S3_VIRTUAL_HOSTED"] == "1" ? .virtualHosted : .path
     return try S3Backend.open(try S3Location(parsing: text, addressing: addressing), environment: environment,
-                              home: environment["HOME"] ?? NSHomeDirectory(), lock: lock)
+                              home: environment["HOME"] ?? NSHomeDirectory(), lock: lock, cache: cache)
 }
 
 enum Secrets {

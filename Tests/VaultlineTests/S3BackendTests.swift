@@ -133,4 +133,36 @@ struct S3BackendTests {
         #expect(packs > 4)
         #expect(requests <= packs + indexFiles + 3, "\(requests) requests for \(packs) packs and \(indexFiles) index files")
     }
+
+    @Test func indexFilesSnapshotsAndKeysAreReadFromTheLocalCacheAndCheckedEachTime() throws {
+        let location = try S3TestServer.freshLocation("cache")
+        let dir = TemporaryDirectory()
+        let cache = try #require(ContentCache(root: dir.path + "/cache"))
+        let backend = S3Backend(client: try S3TestServer.client(location), cache: cache)
+        try backend.prepareForInitialize()
+        let bytes = (0..<3000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        let name = Self.name(bytes)
+        #expect(try backend.writeIfAbsent(.index, name, bytes))
+        #expect(try FileSystem.readFile(cache.path(.index, name)) == bytes)
+        // Read from the cache: no request.
+        var requests = backend.client.stats.requests
+        #expect(try backend.read(.index, name) == bytes)
+        #expect(backend.client.stats.requests == requests)
+        // A damaged entry is never used: fetched again, and the entry mended.
+        try Fixtures.writeFile(cache.path(.index, name), Array(bytes.dropLast()) + [0])
+        #expect(try backend.read(.index, name) == bytes)
+        #expect(backend.client.stats.requests == requests + 1)
+        #expect(try FileSystem.readFile(cache.path(.index, name)) == bytes)
+        // Ranged reads and packs go to the bucket.
+        requests = backend.client.stats.requests
+        #expect(try backend.read(.index, name, offset: 10, length: 5) == Array(bytes[10..<15]))
+        #expect(backend.client.stats.requests == requests + 1)
+        // Deleted elsewhere (another machine's prune): the next listing drops the entry.
+        let other = S3Backend(client: try S3TestServer.client(location))
+        try other.delete(.index, name)
+        #expect(try backend.list(.index).isEmpty)
+        #expect(!FileSystem.exists(cache.path(.index, name)))
+        // A folder that cannot be made is no cache, not an error.
+        #expect(ContentCache(root: "/proc/vaultline-cache") == nil)
+    }
 }

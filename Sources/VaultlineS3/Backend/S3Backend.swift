@@ -29,23 +29,27 @@ public final class S3Backend: Backend {
     let versions = Mutex<[String: [ObjectVersion]]?>(nil)
     let resolvedVersions = Mutex<[String: ObjectVersion]>([:])
     let packWindows = PackWindows()
+    /// Index files, snapshots and key slots kept on the local disk (``ContentCache``); nil: none.
+    public let cache: ContentCache?
     /// Parts of multipart uploads left by a killed process that were kept, not sent again.
     public let partsResumed = Mutex(0)
 
     public init(client: S3Client, multipartThreshold: Int = 64 << 20, partSize: Int = 16 << 20, concurrentCommits: Int = 4,
-                lock: ObjectLock? = nil, pinsVersions: Bool = false) {
+                lock: ObjectLock? = nil, pinsVersions: Bool = false, cache: ContentCache? = nil) {
         self.client = client
         self.multipartThreshold = multipartThreshold
         self.partSize = partSize
         self.concurrentCommits = concurrentCommits
         self.lock = lock
         self.pinsVersions = pinsVersions
+        self.cache = cache
     }
 
     /// A backend for `location` with credentials, region and client options from `environment`.
     /// On a bucket with Object Lock it pins versions (``pinsVersions``); with `lock` it writes
-    /// locked objects.
-    public static func open(_ location: S3Location, environment: [String: String], home: String, lock: ObjectLock? = nil) throws -> S3Backend {
+    /// locked objects; with `cache`, the local cache ``ContentCache/forLocation(_:environment:home:)`` names.
+    public static func open(_ location: S3Location, environment: [String: String], home: String, lock: ObjectLock? = nil,
+                            cache: Bool = true) throws -> S3Backend {
         let resolved = try AWSCredentials.resolve(environment: environment, home: home)
         let client = try S3Client(location: location, credentials: resolved.credentials, region: resolved.region,
                                   options: try S3Client.Options.from(environment: environment))
@@ -58,7 +62,8 @@ public final class S3Backend: Backend {
             }
             partSize = mib << 20
         }
-        return S3Backend(client: client, multipartThreshold: 4 * partSize, partSize: partSize, lock: lock, pinsVersions: locked)
+        return S3Backend(client: client, multipartThreshold: 4 * partSize, partSize: partSize, lock: lock, pinsVersions: locked,
+                         cache: cache ? ContentCache.forLocation(location, environment: environment, home: home) : nil)
     }
 
     public var preferredConcurrentCommits: Int { concurrentCommits }
@@ -78,6 +83,12 @@ public final class S3Backend: Backend {
     }
 
     public func sizes(_ kind: FileKind) throws -> [String: Int64] {
+        let listed = try listedSizes(kind)
+        cache?.retain(kind, Set(listed.keys))
+        return listed
+    }
+
+    func listedSizes(_ kind: FileKind) throws -> [String: Int64] {
         if pinsVersions, kind.isContentAddressed { return try listPinned(kind) }
         switch kind {
         case .config:
@@ -190,6 +201,8 @@ public final class S3Backend: Backend {
     /// GETs `length` bytes at `offset` (the rest of the object when nil) into a buffer.
     func get(_ kind: FileKind, _ name: String, offset: Int64, length: Int?, version explicit: String? = nil) throws -> ByteBuffer {
         try kind.validate(name)
+        let whole = offset == 0 && length == nil && explicit == nil
+        if whole, let cached = cache?.read(kind, name) { return ByteBuffer(bytes: cached) }
         let version = try explicit ?? pinnedVersion(kind, name)?.id
         guard offset >= 0, (length ?? 0) >= 0 else {
             throw VaultlineError(.invalidArgument, "a negative offset or length", object: kind.relativePath(name))
@@ -225,6 +238,7 @@ public final class S3Backend: Backend {
             if pinsVersions, explicit == nil, kind.isContentAddressed, offset == 0, length == nil, Self.sha256(body).hex != name {
                 throw VaultlineError(.corrupt, "the object's bytes do not hash to its name", object: kind.relativePath(name))
             }
+            if whole, let cache, cache.holds(kind) { body.withUnsafeReadableBytes { cache.store(kind, name, $0) } }
             return body
         } catch {
             throw engineError(error, kind, name, "GET")
@@ -276,6 +290,7 @@ public final class S3Backend: Backend {
         do {
             let response = try client.send(request, accepting: [412])
             if response.status == 412 { return try acceptExisting(kind, name, size: body.readableBytes) }
+            if let cache, cache.holds(kind) { body.withUnsafeReadableBytes { cache.store(kind, name, $0) } }
             return true
         } catch {
             throw engineError(error, kind, name, "PUT")
@@ -303,6 +318,7 @@ public final class S3Backend: Backend {
     public func delete(_ kind: FileKind, _ name: String) throws {
         try kind.validate(name)
         if kind == .pack { packWindows.forget(name) }
+        cache?.remove(kind, name)
         do {
             _ = try client.send(S3Request(.DELETE, key: key(kind, name)), accepting: [404])
         } catch {

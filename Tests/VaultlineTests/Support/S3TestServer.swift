@@ -19,6 +19,8 @@ enum S3TestServer {
         var accessKey: String
         var secret: String
         var pid: Int32?
+        /// The server's folder, removed by its watchdog (nil for a server given by the environment).
+        var directory: String? = nil
     }
 
     static let accessKey = "vltestkey"
@@ -67,8 +69,10 @@ enum S3TestServer {
     static var environment: [String: String] {
         get throws {
             let server = try endpoint
+            // The CLI's local cache in the server's folder, which goes with it (none for a server
+            // given from outside: nothing is left behind).
             return ["AWS_ACCESS_KEY_ID": server.accessKey, "AWS_SECRET_ACCESS_KEY": server.secret, "AWS_REGION": "us-east-1",
-                    "VAULTLINE_S3_RETRY_SECONDS": "20"]
+                    "VAULTLINE_S3_RETRY_SECONDS": "20", "VAULTLINE_CACHE_DIR": server.directory.map { $0 + "/cache" } ?? "off"]
         }
     }
 
@@ -119,7 +123,7 @@ enum S3TestServer {
         while Date() < deadline {
             if canConnect(port: s3Port) {
                 let pid = (try? String(contentsOfFile: directory + "/pid", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-                return .success(Endpoint(url: url, accessKey: accessKey, secret: secret, pid: pid))
+                return .success(Endpoint(url: url, accessKey: accessKey, secret: secret, pid: pid, directory: directory))
             }
             usleep(100_000)
         }
