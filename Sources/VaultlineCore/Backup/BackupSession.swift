@@ -57,11 +57,15 @@ public final class BackupSession: @unchecked Sendable {
     private let workersLeft: Locked<Int>
     /// Index entries flushed every this many packs (and at the end).
     let packsPerIndexFile: Int
+    /// Committed packs not yet in an index file, shared by the flushers so that several of them
+    /// still write one index file per `packsPerIndexFile` packs (on object storage every index
+    /// file is a PUT, and a GET for every later command); the last flusher out writes the rest.
+    private let unindexed: Locked<(packs: [IndexFile.Pack], lastWritten: Date, flushersLeft: Int)>
     /// When set, a pack open this long is sealed even if not full, and its index written, so
     /// that a slow source (Graph) makes what it stored durable and indexed at this interval.
     let checkpointInterval: TimeInterval?
 
-    public init(repository: Repository, workers: Int = ProcessInfo.processInfo.activeProcessorCount, packsPerIndexFile: Int = 8,
+    public init(repository: Repository, workers: Int = ProcessInfo.processInfo.activeProcessorCount, packsPerIndexFile: Int = 16,
                 checkpointInterval: TimeInterval? = nil) throws {
         self.repository = repository
         self.packsPerIndexFile = packsPerIndexFile
@@ -81,6 +85,7 @@ public final class BackupSession: @unchecked Sendable {
         // peak instead of 147–156 with four waiting; 7.8–9.5 s against 8.2–8.7 s, noise).
         let flushers = max(1, min(repository.backend.preferredConcurrentCommits, 16))
         flushQueue = BoundedQueue(capacity: flushers > 1 ? 1 : 2)
+        unindexed = Locked(([], Date(), flushers))
         for i in 0..<n {
             startThread("vaultline-compress-\(i)") { [self] in
                 do {
@@ -303,36 +308,45 @@ public final class BackupSession: @unchecked Sendable {
     }
 
     /// Makes sealed packs durable, then writes an index file for every few of them (and for the
-    /// rest at the end): an index entry never names a pack that is not durable. Each flusher
-    /// thread indexes the packs it committed itself.
+    /// rest at the end): an index entry never names a pack that is not durable, since a pack
+    /// joins ``unindexed`` only once committed.
     private func flushLoop() {
-        var unindexed: [IndexFile.Pack] = []
-        var lastIndex = Date()
-        func flushIndex() throws {
-            guard !unindexed.isEmpty else { return }
-            let name = try repository.writeIndexFile(unindexed)
-            writerStats.withLock { $0.indexFiles.append(name) }
-            unindexed.removeAll()
+        func write(_ packs: [IndexFile.Pack]) {
+            guard !packs.isEmpty, !failed else { return }
+            do {
+                let name = try repository.writeIndexFile(packs)
+                writerStats.withLock { $0.indexFiles.append(name) }
+            } catch {
+                fail(error)
+            }
         }
         while let sealed = flushQueue.pop() {
             if failed { sealed.abandon(); continue }
             do {
                 try sealed.commit()
-                let p = sealed.pack
-                unindexed.append(IndexFile.Pack(id: p.id, salt: p.salt, entries: p.entries))
-                writerStats.withLock { $0.packs += 1 }
-                let checkpointDue = checkpointInterval.map { Date().timeIntervalSince(lastIndex) >= $0 } ?? false
-                if unindexed.count >= packsPerIndexFile || checkpointDue {
-                    try flushIndex()
-                    lastIndex = Date()
-                }
             } catch {
                 sealed.abandon()
                 fail(error)
+                continue
             }
+            let pack = sealed.pack
+            writerStats.withLock { $0.packs += 1 }
+            let due: [IndexFile.Pack]? = unindexed.withLock { state in
+                state.packs.append(IndexFile.Pack(id: pack.id, salt: pack.salt, entries: pack.entries))
+                let checkpointDue = checkpointInterval.map { Date().timeIntervalSince(state.lastWritten) >= $0 } ?? false
+                guard state.packs.count >= packsPerIndexFile || checkpointDue else { return nil }
+                defer { state = ([], Date(), state.flushersLeft) }
+                return state.packs
+            }
+            if let due { write(due) }
         }
-        guard !failed else { return }
-        do { try flushIndex() } catch { fail(error) }
+        let rest: [IndexFile.Pack] = unindexed.withLock { state in
+            state.flushersLeft -= 1
+            guard state.flushersLeft == 0 else { return [] }
+            defer { state.packs = [] }
+            return state.packs
+        }
+        write(rest)
     }
 }
 
