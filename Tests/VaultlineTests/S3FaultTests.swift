@@ -29,7 +29,8 @@ struct S3FaultTests {
         options.retryFor = 60
         let client = try S3TestServer.client(location, options: options)
         let outcome = try await onOwnThread {
-            let backend = S3Backend(client: client)
+            // Packs streamed from spool files: each refused PUT is streamed again.
+            let backend = S3Backend(client: client, spoolFolder: NSTemporaryDirectory())
             try backend.prepareForInitialize()
             let repo = try Repository.initialize(backend: backend, name: "storm", password: Fixtures.password, options: Fixtures.options)
             let dir = TemporaryDirectory()

@@ -31,11 +31,13 @@ public final class S3Backend: Backend {
     let packWindows = PackWindows()
     /// Index files, snapshots and key slots kept on the local disk (``ContentCache``); nil: none.
     public let cache: ContentCache?
+    /// Where pending files (packs being written) are spooled; nil: in memory.
+    public let spoolFolder: String?
     /// Parts of multipart uploads left by a killed process that were kept, not sent again.
     public let partsResumed = Mutex(0)
 
     public init(client: S3Client, multipartThreshold: Int = 64 << 20, partSize: Int = 16 << 20, concurrentCommits: Int = 4,
-                lock: ObjectLock? = nil, pinsVersions: Bool = false, cache: ContentCache? = nil) {
+                lock: ObjectLock? = nil, pinsVersions: Bool = false, cache: ContentCache? = nil, spoolFolder: String? = nil) {
         self.client = client
         self.multipartThreshold = multipartThreshold
         self.partSize = partSize
@@ -43,6 +45,7 @@ public final class S3Backend: Backend {
         self.lock = lock
         self.pinsVersions = pinsVersions
         self.cache = cache
+        self.spoolFolder = spoolFolder
     }
 
     /// A backend for `location` with credentials, region and client options from `environment`.
@@ -63,7 +66,8 @@ public final class S3Backend: Backend {
             partSize = mib << 20
         }
         return S3Backend(client: client, multipartThreshold: 4 * partSize, partSize: partSize, lock: lock, pinsVersions: locked,
-                         cache: cache ? ContentCache.forLocation(location, environment: environment, home: home) : nil)
+                         cache: cache ? ContentCache.forLocation(location, environment: environment, home: home) : nil,
+                         spoolFolder: SpoolFile.folder(environment: environment))
     }
 
     public var preferredConcurrentCommits: Int { concurrentCommits }
@@ -297,6 +301,21 @@ public final class S3Backend: Backend {
         }
     }
 
+    /// ``put(_:_:_:)`` of a spooled file whose SHA-256 is `digest` (its name, checked by the caller).
+    func putSpooled(_ kind: FileKind, _ name: String, _ spool: SpoolFile, length: Int, digest: Bytes32) throws -> Bool {
+        var headers: [(name: String, value: String)] = [("If-None-Match", "*"), ("x-amz-checksum-sha256", Data(digest.bytes).base64EncodedString())]
+        if let lock { headers += lockHeaders(lock, body: try spool.read(offset: 0, length: length)) }
+        var request = S3Request(.PUT, key: key(kind, name), headers: headers, payloadHash: digest.hex)
+        request.spooled = (spool, 0, length)
+        do {
+            let response = try client.send(request, accepting: [412])
+            if response.status == 412 { return try acceptExisting(kind, name, size: length) }
+            return true
+        } catch {
+            throw engineError(error, kind, name, "PUT")
+        }
+    }
+
     /// After a 412: the name is there. A content-addressed object of another size is damage.
     func acceptExisting(_ kind: FileKind, _ name: String, size: Int) throws -> Bool {
         if kind.isContentAddressed, let existing = try stat(kind, name), existing != Int64(size) {
@@ -327,6 +346,6 @@ public final class S3Backend: Backend {
     }
 
     public func beginWrite(_ kind: FileKind) throws -> any BackendPendingFile {
-        S3PendingFile(backend: self, kind: kind)
+        try S3PendingFile(backend: self, kind: kind)
     }
 }

@@ -4,36 +4,56 @@ import NIOCore
 import Synchronization
 import VaultlineCore
 
-/// A file whose name is known only once it is complete (a pack): held in memory, then PUT
-/// under its name at ``commit(name:)``, which is durable when the server's 200 arrives.
+/// A file whose name is known only once it is complete (a pack): spooled to an unlinked file
+/// on the local disk (``SpoolFile``; in memory when the backend has no spool folder), hashed as
+/// it is appended, then PUT under its name at ``commit(name:)``, which is durable when the
+/// server's 200 arrives.
 final class S3PendingFile: BackendPendingFile {
     let backend: S3Backend
     let kind: FileKind
-    private let bytes = Mutex(ByteBuffer())
+    private let state: Mutex<(spool: SpoolFile?, memory: ByteBuffer, length: Int, hasher: VaultlineCore.SHA256.Hasher?)>
 
-    init(backend: S3Backend, kind: FileKind) {
+    init(backend: S3Backend, kind: FileKind) throws {
         self.backend = backend
         self.kind = kind
+        // A folder that takes no spool file (missing, read-only) leaves the bytes in memory.
+        let spool = backend.spoolFolder.flatMap { try? SpoolFile(folder: $0) }
+        state = Mutex((spool, ByteBuffer(), 0, try VaultlineCore.SHA256.Hasher()))
     }
 
     func append(_ chunk: UnsafeRawBufferPointer) throws {
-        bytes.withLock { buffer in
-            if buffer.capacity == 0 { buffer.reserveCapacity(backend.partSize) }
-            buffer.writeBytes(chunk)
+        try state.withLock { state in
+            if let spool = state.spool {
+                try spool.append(chunk, at: state.length)
+            } else {
+                if state.memory.capacity == 0 { state.memory.reserveCapacity(backend.partSize) }
+                state.memory.writeBytes(chunk)
+            }
+            state.hasher?.update(chunk)
+            state.length += chunk.count
         }
     }
 
     func commit(name: String) throws -> Bool {
         try kind.validate(name)
-        let body = bytes.withLock { buffer in
-            defer { buffer = ByteBuffer() }
-            return buffer
+        let (spool, memory, length, digest) = state.withLock { state in
+            defer { state = (nil, ByteBuffer(), 0, nil) }
+            return (state.spool, state.memory, state.length, state.hasher?.finalize())
         }
-        return try backend.put(kind, name, body)
+        guard let digest else {
+            throw VaultlineError(.invalidArgument, "this pending file was committed or abandoned already", object: kind.relativePath(name))
+        }
+        guard let spool else { return try backend.put(kind, name, memory) }
+        if digest.hex != name {
+            throw VaultlineError(.corrupt, "the bytes to write do not hash to their name", object: kind.relativePath(name))
+        }
+        // Large objects go up in parts from memory (one object at a time per writer thread).
+        if length > backend.multipartThreshold { return try backend.put(kind, name, try spool.read(offset: 0, length: length)) }
+        return try backend.putSpooled(kind, name, spool, length: length, digest: digest)
     }
 
     func abandon() {
-        bytes.withLock { $0 = ByteBuffer() }
+        state.withLock { $0 = (nil, ByteBuffer(), 0, nil) }
     }
 }
 

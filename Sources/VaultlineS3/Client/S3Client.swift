@@ -20,6 +20,8 @@ public struct S3Request: Sendable {
     /// The largest answer body accepted (at least 64 KiB, so that an error body always fits);
     /// a server that sends more is cut off (`malformed`).
     public var maximumResponseBody: Int
+    /// A body streamed from a spool file instead of `body` (``payloadHash`` must then be set).
+    var spooled: (file: SpoolFile, offset: Int, length: Int)?
 
     public init(
         _ method: HTTPMethod, key: String, query: [(name: String, value: String)] = [],
@@ -183,13 +185,19 @@ public final class S3Client: Sendable {
         let query = request.query.map { "\(SigV4Signer.encode($0.name, keepSlash: false))=\(SigV4Signer.encode($0.value, keepSlash: false))" }
             .joined(separator: "&")
         let url = "\(location.secure ? "https" : "http")://\(target.host)\(encodedPath)\(query.isEmpty ? "" : "?" + query)"
+        guard request.spooled == nil || request.payloadHash != nil else {
+            throw S3Error(.malformed, "a streamed body needs its SHA-256 given", object: request.object)
+        }
         let payloadHash = request.payloadHash ?? (request.body.map { body in body.withUnsafeReadableBytes { VaultlineCore.SHA256.hash($0).hex } } ?? SigV4Signer.emptyPayloadHash)
         var headers = [(name: "Host", value: target.host)] + request.headers
         let signing = SigningRequest(method: request.method.rawValue, path: target.path, query: request.query, headers: headers)
         headers += signer.signingHeaders(for: signing, date: Date(), payloadHash: payloadHash, addsContentHash: true)
         var httpRequest = try HTTPClient.Request(url: url, method: request.method, headers: HTTPHeaders(headers))
         if let body = request.body { httpRequest.body = .byteBuffer(body) }
-        let bodyBytes = Int64(request.body?.readableBytes ?? 0)
+        if let spooled = request.spooled {
+            httpRequest.body = spooled.file.body(offset: spooled.offset, length: spooled.length, loop: http.eventLoopGroup.next())
+        }
+        let bodyBytes = Int64(request.body?.readableBytes ?? request.spooled?.length ?? 0)
         // A generous deadline for the whole exchange: a minute plus one second per MiB.
         let deadline = NIODeadline.now() + .seconds(60 + bodyBytes / (1 << 20) + Int64(request.maximumResponseBody >> 20))
         let delegate = ResponseAccumulator(request: httpRequest, maxBodySize: request.maximumResponseBody)

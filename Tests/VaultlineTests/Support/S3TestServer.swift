@@ -60,7 +60,9 @@ enum S3TestServer {
 
     /// A backend on a fresh bucket, ready for `init`.
     static func freshBackend(_ label: String = "t", options: S3Client.Options = quickOptions) throws -> S3Backend {
-        let backend = S3Backend(client: try client(try freshLocation(label), options: options))
+        // Pending files spooled to the disk, as the CLI does (tests that build their own backend
+        // keep them in memory).
+        let backend = S3Backend(client: try client(try freshLocation(label), options: options), spoolFolder: NSTemporaryDirectory())
         try backend.prepareForInitialize()
         return backend
     }
