@@ -78,6 +78,22 @@ public struct FileDescriptor: ~Copyable {
         }
     }
 
+    /// Writes all of `bytes` at `offset` of the open file `fd` (`pwrite`, retried on EINTR and
+    /// short writes), for callers that share a descriptor between threads; `object` names the
+    /// file in an error.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, object: String) throws {
+        guard let base = bytes.baseAddress else { return }
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, base + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw VaultlineError.system("pwrite", object: object)
+            }
+            done += n
+        }
+    }
+
     public func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try write($0) }
     }

@@ -51,15 +51,7 @@ final class RestoringFile: Sendable {
     func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64, to fd: Int32) throws {
         let (end, overflow) = offset.addingReportingOverflow(UInt64(bytes.count))
         guard !overflow, end <= UInt64(Int64.max) else { throw VaultlineError(.corrupt, "a blob past 2^63 bytes into the file", object: path) }
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw VaultlineError.system("pwrite", object: path)
-            }
-            done += n
-        }
+        try FileDescriptor.writeAll(fd, bytes, at: Int64(offset), object: path)
         written.add(UInt64(bytes.count), ordering: .relaxed)
     }
 

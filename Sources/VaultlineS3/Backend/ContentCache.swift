@@ -74,15 +74,9 @@ public final class ContentCache: Sendable {
         let temporary = file + ".tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }
-        var done = 0
-        while done < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            done += n
-        }
+        let written = (try? FileDescriptor.writeAll(fd, bytes, at: 0, object: temporary)) != nil
         _ = close(fd)
-        if done != bytes.count || rename(temporary, file) != 0 { unlink(temporary) }
+        if !written || rename(temporary, file) != 0 { unlink(temporary) }
     }
 
     func remove(_ kind: FileKind, _ name: String) {

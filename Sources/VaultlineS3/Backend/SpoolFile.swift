@@ -35,15 +35,7 @@ final class SpoolFile: Sendable {
     }
 
     func append(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw VaultlineError.system("pwrite", object: folder + " (spool file)")
-            }
-            done += n
-        }
+        try FileDescriptor.writeAll(descriptor, bytes, at: Int64(offset), object: folder + " (spool file)")
     }
 
     /// `length` bytes at `offset`, read into a new buffer.
