@@ -122,6 +122,10 @@ public final class S3Client: Sendable {
             timeout: .init(connect: .milliseconds(Int64(options.connectTimeout * 1000)), read: .milliseconds(Int64(options.readTimeout * 1000))))
         config.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = options.maximumRequests
         config.httpVersion = .http1Only
+        // A connection that cannot be made fails its request at once: `send` decides what is
+        // retried and for how long (the pool would otherwise try again until the connect timeout,
+        // even for a handshake that fails the same way every time).
+        config.connectionPool.retryConnectionEstablishment = false
         if location.secure {
             var tls = TLSConfiguration.makeClientConfiguration()
             if let bundle = options.caBundle {
@@ -169,7 +173,7 @@ public final class S3Client: Sendable {
                 let failure = Self.error(for: response, object: request.object)
                 guard Self.isRetryable(failure), elapsed < options.retryFor else { throw failure }
             case .failure(let error):
-                let failure = error as? S3Error ?? S3Error(.transport, "no answer from \(location.host):\(location.port)", object: request.object, cause: error)
+                let failure = error as? S3Error ?? Self.transportError(error, location: location, object: request.object)
                 guard failure.code == .transport, elapsed < options.transportRetryFor else { throw failure }
             }
             attempt += 1
@@ -229,6 +233,19 @@ public final class S3Client: Sendable {
         let said = parsed.map { "\($0.code): \($0.message)" } ?? "no error body"
         return S3Error(code, status: response.status, s3Code: parsed?.code,
                        "the server answered \(response.status) (\(UntrustedText.escaped(said, maxLength: 300)))", object: object, requestID: requestID)
+    }
+
+    /// A failure without an answer: `tls` for a handshake that failed (with what to do about an
+    /// untrusted certificate), else `transport`.
+    static func transportError(_ error: any Error, location: S3Location, object: String) -> S3Error {
+        let server = "\(location.host):\(location.port)"
+        switch error as? NIOSSLError {
+        case .handshakeFailed?:
+            return S3Error(.tls, "the TLS handshake with \(server) failed: its certificate is not trusted or not for this host "
+                + "(AWS_CA_BUNDLE names a PEM file of the CAs to trust)", object: object, cause: error)
+        default:
+            return S3Error(.transport, "no answer from \(server)", object: object, cause: error)
+        }
     }
 
     static func isRetryable(_ error: S3Error) -> Bool {

@@ -10,7 +10,7 @@ public struct S3Error: ContextualError, Sendable {
     /// What kind of failure it was. New codes may be added: switch over them with a `default`.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Backing: String, Hashable, Sendable {
-            case notFound, accessDenied, preconditionFailed, throttled, server, http, transport, malformed, unsupportedServer
+            case notFound, accessDenied, preconditionFailed, throttled, server, http, transport, tls, malformed, unsupportedServer
         }
 
         private let backing: Backing
@@ -30,6 +30,9 @@ public struct S3Error: ContextualError, Sendable {
         public static let http = Code(.http)
         /// No answer: connection refused, reset, timed out or cut short.
         public static let transport = Code(.transport)
+        /// The TLS handshake failed: the server's certificate is not trusted or not for this
+        /// host (never retried: it fails the same way again).
+        public static let tls = Code(.tls)
         /// The answer was not what S3 sends (a body too large, a listing that does not parse).
         public static let malformed = Code(.malformed)
         /// The server does not do something Vaultline relies on (it ignores `If-None-Match`).

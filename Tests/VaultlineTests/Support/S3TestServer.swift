@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import VaultlineCore
 @testable import VaultlineS3
+import VaultlineReplication
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,6 +22,10 @@ enum S3TestServer {
         var pid: Int32?
         /// The server's folder, removed by its watchdog (nil for a server given by the environment).
         var directory: String? = nil
+        /// The same server over https, and the PEM file of the CA that issued its certificate
+        /// (nil when the certificate could not be made, or for a server given by the environment).
+        var httpsURL: String? = nil
+        var caBundle: String? = nil
     }
 
     static let accessKey = "vltestkey"
@@ -93,12 +98,15 @@ enum S3TestServer {
         let base = Int.random(in: 10_000..<16_000) & ~7
         let directory = "/tmp/vaultline-s3-\(getpid())-\(base)"  // the watchdog removes it
         let s3Port = base + 3
+        // https on base+5 with a certificate for 127.0.0.1 from a CA made here (AWS_CA_BUNDLE's
+        // test); without one the server runs http only.
+        let tls = try? Self.makeCertificates(in: directory)
         let arguments = [
             "mini", "-dir=\(directory)/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
             "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-master.port=\(base)", "-volume.port=\(base + 1)", "-filer.port=\(base + 2)", "-s3.port=\(s3Port)",
             "-admin.port=\(base + 4)",
-        ]
+        ] + (tls.map { ["-s3.port.https=\(base + 5)", "-s3.cert.file=\($0.certificate)", "-s3.key.file=\($0.key)"] } ?? [])
         let quoted = ([weed] + arguments).map { "'\($0)'" }.joined(separator: " ")
         let script = """
             mkdir -p '\(directory)/data'
@@ -125,12 +133,26 @@ enum S3TestServer {
         while Date() < deadline {
             if canConnect(port: s3Port) {
                 let pid = (try? String(contentsOfFile: directory + "/pid", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-                return .success(Endpoint(url: url, accessKey: accessKey, secret: secret, pid: pid, directory: directory))
+                return .success(Endpoint(url: url, accessKey: accessKey, secret: secret, pid: pid, directory: directory,
+                                         httpsURL: tls.map { _ in "https://127.0.0.1:\(base + 5)" }, caBundle: tls?.ca))
             }
             usleep(100_000)
         }
         let log = (try? String(contentsOfFile: directory + "/weed.log", encoding: .utf8))?.suffix(600) ?? ""
         return .failure(SkipReason(description: "SeaweedFS did not answer on port \(s3Port) within 30 s: \(log)"))
+    }
+
+    /// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files in `directory`.
+    static func makeCertificates(in directory: String) throws -> (ca: String, certificate: String, key: String) {
+        try FileSystem.makeDirectories(directory + "/tls", mode: 0o700)
+        let ca = try SiteCertificates.makeCA(name: "vaultline test S3 CA", validDays: 2)
+        let server = try SiteCertificates.issue(caCertificatePEM: ca.certificatePEM, caKeyPEM: ca.privateKeyPEM, name: "127.0.0.1",
+                                                role: .replica, hosts: ["127.0.0.1", "localhost"], validDays: 2)
+        let paths = (ca: directory + "/tls/ca.pem", certificate: directory + "/tls/server.pem", key: directory + "/tls/server.key")
+        try Fixtures.writeFile(paths.ca, Array(ca.certificatePEM.utf8))
+        try Fixtures.writeFile(paths.certificate, Array(server.certificatePEM.utf8))
+        try Fixtures.writeFile(paths.key, Array(server.privateKeyPEM.utf8), mode: 0o600)
+        return paths
     }
 
     static func canConnect(port: Int) -> Bool {
