@@ -157,7 +157,10 @@ func exitStatus(for code: VaultlineError.Code) -> Int32 {
 func printJSON<T: Encodable>(_ value: T) throws {
     let e = JSONEncoder()
     e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    e.dateEncodingStrategy = .iso8601
+    e.dateEncodingStrategy = .custom { date, encoder in
+        var container = encoder.singleValueContainer()
+        try container.encode(UTCTimestamp.rfc3339(date, milliseconds: false))
+    }
     print(String(decoding: try e.encode(value), as: UTF8.self))
 }
 

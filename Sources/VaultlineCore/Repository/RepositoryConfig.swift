@@ -97,17 +97,7 @@ enum StoredJSON {
         }
     }
 
-    static func iso8601(_ date: Date) -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.string(from: date)
-    }
+    static func iso8601(_ date: Date) -> String { UTCTimestamp.rfc3339(date) }
 
-    static func parseISO8601(_ s: String) -> Date? {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = f.date(from: s) { return d }
-        f.formatOptions = [.withInternetDateTime]
-        return f.date(from: s)
-    }
+    static func parseISO8601(_ s: String) -> Date? { UTCTimestamp.parseRFC3339(s) }
 }

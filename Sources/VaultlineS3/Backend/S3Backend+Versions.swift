@@ -96,19 +96,10 @@ extension S3Backend {
         return headers
     }
 
-    static func iso8601(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
-    }
+    /// RFC 3339 to the second, as Object Lock dates are sent.
+    static func iso8601(_ date: Date) -> String { UTCTimestamp.rfc3339(date, milliseconds: false) }
 
-    static func parseISO8601(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)
-    }
+    static func parseISO8601(_ text: String) -> Date? { UTCTimestamp.parseRFC3339(text) }
 
     // MARK: Pinned versions
 

@@ -194,13 +194,7 @@ public final class S3Backend: Backend {
         }
     }
 
-    static func httpDate(_ text: String) -> Date? {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        return formatter.date(from: text)
-    }
+    static func httpDate(_ text: String) -> Date? { UTCTimestamp.parseHTTPDate(text) }
 
     /// GETs `length` bytes at `offset` (the rest of the object when nil) into a buffer.
     func get(_ kind: FileKind, _ name: String, offset: Int64, length: Int?, version explicit: String? = nil) throws -> ByteBuffer {

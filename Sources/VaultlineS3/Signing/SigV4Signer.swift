@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import VaultlineCore
 
 /// AWS credentials: an access key, its secret, and the session token of temporary ones.
 public struct AWSCredentials: Sendable, Equatable {
@@ -144,12 +145,7 @@ public struct SigV4Signer: Sendable {
     }
 
     /// `YYYYMMDDTHHMMSSZ` in UTC.
-    public static func timestamp(_ date: Date) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC") ?? .current
-        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
-        return String(format: "%04d%02d%02dT%02d%02d%02dZ", c.year ?? 0, c.month ?? 0, c.day ?? 0, c.hour ?? 0, c.minute ?? 0, c.second ?? 0)
-    }
+    public static func timestamp(_ date: Date) -> String { UTCTimestamp.basic(date) }
 
     /// Lowercased names, values trimmed and inner runs of white space made one space, repeated
     /// names joined with commas in the order given, sorted by name.
