@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
-swift build -c release --product vaultline
-exec .build/release/vaultline demo "$@"
+VL=$(tools/release-binary)
+exec "$VL" demo "$@"

@@ -87,7 +87,10 @@ final class DiskFullBackend: Backend, @unchecked Sendable {
     }
 
     /// The CLI binary built beside the test binary.
+    /// The `vaultline` binary the CLI tests run: `VAULTLINE_CLI` when set (CI points it at the
+    /// shipped build, tools/release-binary), else the one built beside this test binary.
     static var cliPath: String {
+        if let given = ProcessInfo.processInfo.environment["VAULTLINE_CLI"], !given.isEmpty { return given }
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("vaultline").path
     }
