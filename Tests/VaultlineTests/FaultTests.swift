@@ -86,7 +86,6 @@ final class DiskFullBackend: Backend, @unchecked Sendable {
         return p.terminationStatus
     }
 
-    /// The CLI binary built beside the test binary.
     /// The `vaultline` binary the CLI tests run: `VAULTLINE_CLI` when set (CI points it at the
     /// shipped build, tools/release-binary), else the one built beside this test binary.
     static var cliPath: String {
