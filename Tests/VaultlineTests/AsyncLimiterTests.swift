@@ -6,7 +6,7 @@ import Testing
 /// The limiter behind the per-mailbox request budget and the chunker pool's two lanes.
 @Suite("Async limiter")
 struct AsyncLimiterTests {
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func urgentWaitersAreServedBeforeEarlierOrdinaryOnes() async throws {
         let limiter = AsyncLimiter(1)
         try await limiter.acquire()
@@ -50,7 +50,7 @@ struct AsyncLimiterTests {
         #expect(abs(after[0] - 2.025) < 1e-6 && abs(after[18] - 2.475) < 1e-6)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func aRatedLimiterNeverRunsAheadOfItsBudget() async throws {
         let limiter = AsyncLimiter(100, ratePerSecond: 40)
         let start = ContinuousClock.now
@@ -62,7 +62,7 @@ struct AsyncLimiterTests {
 
     /// A waiter whose task is cancelled leaves the queue at once, with CancellationError and no
     /// slot; before, it waited for a slot it no longer wanted, and kept one.
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func aCancelledWaiterLeavesTheQueueHoldingNothing() async throws {
         let limiter = AsyncLimiter(1)
         try await limiter.acquire()

@@ -302,7 +302,7 @@ struct GraphTests {
     /// A client dropped without `shutdown()` on an event loop (where NIO runs the completions a
     /// task resumes from) did `syncShutdown()` in its deinit, which AsyncHTTPClient refuses
     /// there by stopping the process.
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func aClientDroppedOnAnEventLoopDoesNotStopTheProcess() async throws {
         let f = try await GraphFixture()
         let credentials = GraphFixture.credentials(f.sim)
@@ -315,7 +315,7 @@ struct GraphTests {
         await f.close()
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func aWrongClientSecretIsRefusedClearly() async throws {
         let f = try await GraphFixture()
         let wrong = GraphClient(credentials: GraphFixture.credentials(f.sim, secret: "nope"))

@@ -38,7 +38,7 @@ import Glibc
         try DirectoryComparison.compare(dir.path + "/src", dir.path + "/out/src")
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func peersFromAnotherCAAreRefusedBeforeAnyFrame() async throws {
         let dir = TemporaryDirectory()
         _ = try ReplicationFixtures.siteA(in: dir)
@@ -53,7 +53,7 @@ import Glibc
         #expect(try FileSystem.list(dir.path + "/site-b").isEmpty)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func rolesLimitWhatAPeerMayDo() async throws {
         let dir = TemporaryDirectory()
         let repo = try ReplicationFixtures.siteA(in: dir)
@@ -217,7 +217,7 @@ import Glibc
         try DirectoryComparison.compare(dir.path + "/src", dir.path + "/out/src")
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func limitRateKeepsTheSenderUnderItsRate() async throws {
         let dir = TemporaryDirectory()
         let repo = try ReplicationFixtures.siteA(in: dir, seed: 6, scale: 3)

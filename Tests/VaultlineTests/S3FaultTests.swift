@@ -47,7 +47,7 @@ struct S3FaultTests {
         await proxy.stop()
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func throttlingPastTheRetryBudgetFailsWithTheServersWord() async throws {
         let proxy = try await S3FaultProxy.start(upstream: try S3TestServer.endpoint.url) { _, request in
             request.method == "PUT" && request.path.contains("/keys/") ? .refuse(status: 503, code: "SlowDown") : nil
@@ -77,7 +77,7 @@ struct S3FaultTests {
         await proxy.stop()
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func initRefusesAServerThatReplacesAName() async throws {
         let probes = Mutex<[String: Int]>([:])
         let proxy = try await S3FaultProxy.start(upstream: try S3TestServer.endpoint.url) { _, request in

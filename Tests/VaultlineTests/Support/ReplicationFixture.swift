@@ -35,6 +35,19 @@ struct TestSites: Sendable {
     }
 }
 
+extension ReceiverLimits {
+    /// The default limits with the handshake and progress timeouts of a test that runs beside
+    /// the whole suite: there the test's own side can wait tens of seconds for a thread of the
+    /// two-thread cooperative pool (a hostile-peer test's connection was closed by the 10 s
+    /// handshake timeout so, 2026-12-02). The tests of the timeouts set their own.
+    static var besideTheSuite: ReceiverLimits {
+        var limits = ReceiverLimits()
+        limits.handshakeTimeout = .seconds(300)
+        limits.progressWindow = .seconds(300)
+        return limits
+    }
+}
+
 /// A receiver on a loopback port, stopped by ``stop()``.
 final class RunningReceiver: @unchecked Sendable {
     let server: ReplicaServer
@@ -44,7 +57,7 @@ final class RunningReceiver: @unchecked Sendable {
 
     /// `logs`: every record the receiver logs goes there (at debug level) instead of nowhere.
     init(root: String, identity: SiteIdentity = TestSites.shared.replica, serving repository: String? = nil,
-         limits: ReceiverLimits = ReceiverLimits(), logs: LogCapture? = nil,
+         limits: ReceiverLimits = .besideTheSuite, logs: LogCapture? = nil,
          receivedFileFault: (@Sendable (String) -> Void)? = nil) async throws {
         var logger = logs.map { capture in Logger(label: "test.receiver") { capture.handler(label: $0) } } ?? Logger(label: "test.receiver")
         logger.logLevel = logs != nil || ProcessInfo.processInfo.environment["VAULTLINE_TEST_LOG"] != nil ? .debug : .critical
