@@ -40,6 +40,12 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.10.0"),
         // Hummingbird's request and response types, which the simulator names (HTTPFields).
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        // The continuous service: its Prometheus text format (counters, gauges, histograms with
+        // the format's escaping) and its SIGTERM-driven shutdown of several loops in order.
+        // Both small, maintained by the Swift Server Workgroup; lifecycle already comes with
+        // Hummingbird.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // C libraries, wrapped only by VaultlineCore (nothing else sees a C type).
@@ -133,10 +139,26 @@ let package = Package(
             ],
             exclude: ["README.md"]
         ),
+        // `vaultline m365 serve`: the pass loop, replication to site B, metrics and health.
+        .target(
+            name: "VaultlineService",
+            dependencies: [
+                "VaultlineCore", "VaultlineGraph", "VaultlineReplication",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"]
+        ),
         .executableTarget(
             name: "vaultline",
             dependencies: [
-                "VaultlineCore", "VaultlineReplication", "VaultlineGraph", "GraphSimulator", "VaultlineS3",
+                "VaultlineCore", "VaultlineReplication", "VaultlineGraph", "GraphSimulator", "VaultlineS3", "VaultlineService",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -148,6 +170,8 @@ let package = Package(
             // The CLI is a dependency so that it is built: crash tests run it as a subprocess.
             dependencies: [
                 "VaultlineCore", "VaultlineReplication", "VaultlineGraph", "GraphSimulator", "vaultline", "QuickXorHash", "VaultlineS3",
+                "VaultlineService",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

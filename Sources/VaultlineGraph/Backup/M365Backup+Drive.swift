@@ -32,11 +32,17 @@ extension M365Backup {
             for (driveId, name) in drives {
                 let path = ["sites", safeName(site.name), safeName(name)]
                 let outcome = try await turn(path, ctx) {
-                    try await backupDrive(driveId: driveId, link: state.libraries[driveId], retry: state.libraryRetries?[driveId] ?? [], path: path, ctx)
+                    try await scheduled(CollectionKey(.library, user: nil, id: driveId)) {
+                        try await backupDrive(driveId: driveId, link: state.libraries[driveId], retry: state.libraryRetries?[driveId] ?? [], path: path, ctx)
+                    }
                 }
                 let drive: DriveRound
                 switch outcome {
-                case .done(let round): drive = round
+                case .done(let round?): drive = round
+                case .done(nil):
+                    // Not due: as the parent snapshot had it, with its link and retries.
+                    guard let carried = try carried(path, ctx) else { continue }
+                    drive = DriveRound(dir: carried, link: state.libraries[driveId], failed: state.libraryRetries?[driveId] ?? [])
                 case .absent: continue
                 case .failed(let carried):
                     // As the parent snapshot had it, with its link and retries.

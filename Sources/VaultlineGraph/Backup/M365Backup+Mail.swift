@@ -42,7 +42,7 @@ extension M365Backup {
         // Each service on its own: one that fails for good is recorded and carried forward as the
         // parent snapshot had it (with its links), one the user does not have is left out.
         if options.mail {
-            try await service("mail", base: base, previous: previous, into: &dir, state: &state, ctx, copy: {
+            try await service("mail", key: nil, base: base, previous: previous, into: &dir, state: &state, ctx, copy: {
                 $0.mailFoldersDelta = $1.mailFoldersDelta
                 $0.folderDeltas = $1.folderDeltas
                 $0.retryMessages = $1.retryMessages
@@ -50,19 +50,19 @@ extension M365Backup {
         }
         if options.calendar {
             let initial = client.url("users", id, "calendarView", "delta") + "?" + Self.calendarWindow
-            try await service("calendar", base: base, previous: previous, into: &dir, state: &state, ctx, copy: { $0.eventsDelta = $1.eventsDelta }) {
+            try await service("calendar", key: CollectionKey(.calendar, user: id), base: base, previous: previous, into: &dir, state: &state, ctx, copy: { $0.eventsDelta = $1.eventsDelta }) {
                 let (d, link) = try await self.backupJSONItems(initial: initial, link: previous.eventsDelta, mailbox: id, path: base + ["calendar"], kind: "event",
                                                                itemURL: { self.client.url("users", id, "events", $0) }, ctx)
                 var s = M365State.UserState(upn: upn)
                 s.eventsDelta = link
                 return (d, s)
             }
-            try await service("calendars", base: base, previous: previous, into: &dir, state: &state, ctx, copy: { _, _ in }) {
+            try await service("calendars", key: CollectionKey(.calendar, user: id), base: base, previous: previous, into: &dir, state: &state, ctx, copy: { _, _ in }) {
                 (try await self.backupOtherCalendars(user: id, path: base + ["calendars"], ctx), M365State.UserState(upn: upn))
             }
         }
         if options.contacts {
-            try await service("contacts", base: base, previous: previous, into: &dir, state: &state, ctx, copy: { $0.contactDeltas = $1.contactDeltas }) {
+            try await service("contacts", key: CollectionKey(.contacts, user: id), base: base, previous: previous, into: &dir, state: &state, ctx, copy: { $0.contactDeltas = $1.contactDeltas }) {
                 let (d, links) = try await self.backupContacts(user: id, previous: previous, path: base + ["contacts"], ctx)
                 var s = M365State.UserState(upn: upn)
                 s.contactDeltas = links
@@ -80,14 +80,22 @@ extension M365Backup {
 
     /// One of a user's Exchange services (``turn(_:_:_:)``): `body` returns its directory and
     /// a state whose part for the service `copy` takes; when the service fails for good its
-    /// directory is carried forward and `copy` takes the previous state's part instead.
-    private func service(_ name: String, base: [String], previous: M365State.UserState, into dir: inout DirBuilder,
+    /// directory is carried forward and `copy` takes the previous state's part instead, as it is
+    /// when `key` (the service's collection, nil: one of its own inside) is not due.
+    private func service(_ name: String, key: CollectionKey?, base: [String], previous: M365State.UserState, into dir: inout DirBuilder,
                          state: inout M365State.UserState, _ ctx: RunContext, copy: (inout M365State.UserState, M365State.UserState) -> Void,
                          _ body: () async throws -> (DirBuilder, M365State.UserState)) async throws {
-        switch try await turn(base + [name], ctx, body) {
-        case .done(let (d, s)):
+        let outcome = try await turn(base + [name], ctx) { () async throws -> (DirBuilder, M365State.UserState)? in
+            guard let key else { return try await body() }
+            return try await scheduled(key, body)
+        }
+        switch outcome {
+        case .done(let (d, s)?):
             if d.stored != nil || !d.files.isEmpty || !d.dirs.isEmpty { dir.dirs[name] = d }  // a user with no other calendar has no calendars/
             copy(&state, s)
+        case .done(nil):
+            if let carried = try carried(base + [name], ctx) { dir.dirs[name] = carried }
+            copy(&state, previous)
         case .failed(let carried):
             dir.dirs[name] = carried
             copy(&state, previous)
@@ -99,13 +107,19 @@ extension M365Backup {
     /// The user's OneDrive, nil when the user has none (never provisioned, no licence). One that
     /// fails for good is carried forward as the parent snapshot had it, with its link and retries.
     private func backupUserDrive(id: String, previous: M365State.UserState, path: [String], _ ctx: RunContext) async throws -> DriveRound? {
-        let outcome = try await turn(path, ctx) { () async throws -> DriveRound? in
-            let drive = try await self.client.json(self.client.url("users", id, "drive"), mailbox: id)
-            guard let driveId = drive["id"]?.string else { return nil }
-            return try await self.backupDrive(driveId: driveId, link: previous.driveDelta, retry: previous.retryFiles ?? [], path: path, ctx)
+        let outcome = try await turn(path, ctx) { () async throws -> DriveRound?? in
+            try await self.scheduled(CollectionKey(.onedrive, user: id)) { () async throws -> DriveRound? in
+                let drive = try await self.client.json(self.client.url("users", id, "drive"), mailbox: id)
+                guard let driveId = drive["id"]?.string else { return nil }
+                return try await self.backupDrive(driveId: driveId, link: previous.driveDelta, retry: previous.retryFiles ?? [], path: path, ctx)
+            }
         }
         switch outcome {
-        case .done(let round): return round
+        case .done(let round?): return round
+        case .done(nil):
+            // Not due: as the parent snapshot had it (none if it had none).
+            guard let carried = try carried(path, ctx) else { return nil }
+            return DriveRound(dir: carried, link: previous.driveDelta, failed: previous.retryFiles ?? [])
         case .absent: return nil
         case .failed(let carried):
             guard let carried else { return nil }
@@ -133,10 +147,12 @@ extension M365Backup {
         }
         let initialFolders = client.url("users", user, "mailFolders", "delta")
         var listed: Set<String> = []
-        let hierarchy = try await deltaRound(link: previous.mailFoldersDelta, initial: initialFolders, mailbox: user, what: path, collection: false) { page, full in
-            applyFolders(page)
-            if full { for f in page where f["@removed"] == nil { if let fid = f["id"]?.string { listed.insert(fid) } } }
-        }
+        let hierarchy = try await scheduled(CollectionKey(.mailFolders, user: user)) {
+            try await deltaRound(link: previous.mailFoldersDelta, initial: initialFolders, mailbox: user, what: path, collection: false) { page, full in
+                applyFolders(page)
+                if full { for f in page where f["@removed"] == nil { if let fid = f["id"]?.string { listed.insert(fid) } } }
+            }
+        } ?? (link: previous.mailFoldersDelta, full: false)
         state.mailFoldersDelta = hierarchy.link
         if hierarchy.full { folders = folders.filter { listed.contains($0.key) } }
 
@@ -218,10 +234,13 @@ extension M365Backup {
         }
         let initial = client.url("users", user, "mailFolders", fid, "messages", "delta") + "?$select=" + Self.messageProperties
         var failed: [String] = []
-        let round = try await deltaRound(link: link, initial: initial, mailbox: user, what: folderPath) { page, full in
-            if full || !page.isEmpty { try load() }
-            try await applyMessages(page, user: user, messages: messages, full: full, path: folderPath, failed: &failed, ctx)
-        }
+        // Not due: no round, as if it had listed nothing (the parent's messages and link stay).
+        let round = try await scheduled(CollectionKey(.mailFolder, user: user, id: fid)) {
+            try await deltaRound(link: link, initial: initial, mailbox: user, what: folderPath) { page, full in
+                if full || !page.isEmpty { try load() }
+                try await applyMessages(page, user: user, messages: messages, full: full, path: folderPath, failed: &failed, ctx)
+            }
+        } ?? (link: link, full: false)
         let metadata = Self.folderMetadata(fid, folder)
         if !loaded, again?.isEmpty ?? true, let id = folder.parentTree,
            let same = try unchangedParent(tree: id, extra: subfolders, metadata: metadata) {

@@ -39,11 +39,20 @@ public final class M365Backup: Sendable {
         public var journalPath: String?
         /// Stored data is made durable and indexed at least this often (seconds).
         public var checkpointSeconds = 30.0
+        /// Decides which collections this run polls (nil: all of them); the others are carried
+        /// forward from the parent snapshot with their delta links (``CollectionSchedule``).
+        public var planner: (any CollectionPlanner)?
+        /// Stores no snapshot when the run found nothing new: the same tree as the parent's,
+        /// no delta link reset, the same items to try again (the continuous service's passes).
+        public var commitOnlyWhenAdvanced = false
         public init() {}
     }
 
     public struct Result: Sendable {
+        /// The snapshot stored; when nothing advanced and none was (``Options/commitOnlyWhenAdvanced``),
+        /// the parent's.
         public var snapshotID: String
+        public var committed = true
         public var snapshot: Snapshot
         public var graph: GraphStats
         public var itemsDownloaded: Int
@@ -53,6 +62,8 @@ public final class M365Backup: Sendable {
         /// kept as it was (no spill, no tree written again).
         public var collections: Int
         public var collectionsKept: Int
+        /// Collections listed in full because their delta link had expired.
+        public var deltaResets = 0
     }
 
     public static let sourceKind = "m365"
@@ -66,7 +77,7 @@ public final class M365Backup: Sendable {
     /// one opener (its decompressor and scratch buffers) serves one reader at a time.
     private let openers = Mutex<[OpenerBox]>([])
     let counts = Mutex((downloaded: 0, bytes: UInt64(0)))
-    let collectionCounts = Mutex((rounds: 0, kept: 0))
+    let collectionCounts = Mutex((rounds: 0, kept: 0, resets: 0))
     let progress: (@Sendable (Int, UInt64) -> Void)?
 
     public init(repository: Repository, client: GraphClient, options: Options = Options(), logger: Logger = Logger(label: "vaultline.m365"),
@@ -89,6 +100,7 @@ public final class M365Backup: Sendable {
             c.bytes += bytes
             return (c.downloaded, c.bytes)
         }
+        CollectionActivity.noteDownload()
         progress?(n, b)
     }
 
@@ -101,10 +113,12 @@ public final class M365Backup: Sendable {
         let graphBase = client.credentials.graphBase
         let parentID: String? = try options.noParent ? nil : (options.parent.map(repository.resolveSnapshot) ?? findParent(Self.snapshotPaths(graphBase, users: options.users), graphBase: graphBase))
         var parentRoot: Tree?
+        var parentSnapshot: Snapshot?
         var parentStats: Snapshot.Stats?
         var state = M365State(graphBase: graphBase)
         if let parentID {
             let parent = try repository.loadSnapshot(parentID)
+            parentSnapshot = parent
             parentStats = parent.stats
             parentRoot = try repository.loadTree(parent.tree)
             if let s = M365State.decode(parent.sourceState), s.graphBase == graphBase { state = s }
@@ -143,6 +157,12 @@ public final class M365Backup: Sendable {
                 func startNext() {
                     guard let u = pending.popFirst() else { return }
                     let previous = state.users[u.id] ?? .init(upn: u.upn)
+                    // Nothing of the user due: the parent snapshot's directory and links as they were.
+                    if let planner = options.planner, state.users[u.id] != nil, !planner.anyDue(user: u.id),
+                       let carried = try? carried(["users", safeName(u.upn)], ctx) {
+                        group.addTask { (u.id, carried, previous) }
+                        return
+                    }
                     group.addTask { try await self.backupUser(id: u.id, upn: u.upn, state: previous, ctx) }
                 }
                 for _ in 0..<max(1, options.concurrentUsers) { startNext() }
@@ -183,17 +203,35 @@ public final class M365Backup: Sendable {
             snapshot.errors = errors.withLock { $0 }
             snapshot.partial = !snapshot.errors.isEmpty
             snapshot.signal = options.signal.evaluate(stats, parent: parentStats)
-            try lock.ensureHeld()
-            let id = try session.commit(snapshot)
-            journal.remove()
             let collections = collectionCounts.withLock { $0 }
-            return Result(snapshotID: id, snapshot: snapshot, graph: client.stats.since(graphBefore), itemsDownloaded: downloaded,
-                          itemsTotal: root.itemCount, collections: collections.rounds, collectionsKept: collections.kept)
+            var result = Result(snapshotID: parentID ?? "", snapshot: snapshot, graph: client.stats.since(graphBefore), itemsDownloaded: downloaded,
+                                itemsTotal: root.itemCount, collections: collections.rounds, collectionsKept: collections.kept,
+                                deltaResets: collections.resets)
+            if options.commitOnlyWhenAdvanced, let parentID, let parentSnapshot,
+               !Self.advanced(snapshot, newState, resets: collections.resets, over: parentSnapshot, state) {
+                result.snapshotID = parentID
+                result.committed = false
+                return result
+            }
+            try lock.ensureHeld()
+            result.snapshotID = try session.commit(snapshot)
+            journal.remove()
+            return result
         } catch {
             session.abort()
             await pool.shutdown()
             throw error
         }
+    }
+
+    /// Whether a run found anything its parent does not hold: another tree, a delta link reset
+    /// (its new link must be kept, or the next run lists everything again), other items to try
+    /// again or other errors. Delta links that moved on without listing anything do not count:
+    /// the parent's still work.
+    static func advanced(_ snapshot: Snapshot, _ state: M365State, resets: Int, over parent: Snapshot, _ parentState: M365State) -> Bool {
+        if snapshot.tree != parent.tree || resets > 0 || snapshot.paths != parent.paths { return true }
+        if Set(snapshot.errors.map(\.path)) != Set(parent.errors.map(\.path)) { return true }
+        return state.retries != parentState.retries
     }
 
     /// A snapshot's paths: the Graph base for the whole tenant, or `<base>/users/<upn>` for each
@@ -254,6 +292,23 @@ public final class M365Backup: Sendable {
         return node
     }
 
+    /// Runs one collection's round under the planner, which is told how it went; nil when the
+    /// planner says the collection is not due (the caller carries it forward). Without a
+    /// planner every collection is due.
+    func scheduled<T>(_ key: CollectionKey, _ body: () async throws -> T) async throws -> T? {
+        guard let planner = options.planner else { return try await body() }
+        guard planner.isDue(key) else { return nil }
+        let activity = CollectionActivity()
+        do {
+            let out = try await CollectionActivity.$current.withValue(activity) { try await body() }
+            planner.polled(key, activity.outcome)
+            return out
+        } catch {
+            planner.polled(key, .failed)
+            throw error
+        }
+    }
+
     /// How one service's (or library's) turn ended.
     enum Turn<T> {
         case done(T)
@@ -297,10 +352,17 @@ public final class M365Backup: Sendable {
                     apply: ([JSONValue], _ full: Bool) async throws -> Void) async throws -> (link: String?, full: Bool) {
         if collection { collectionCounts.withLock { $0.rounds += 1 } }
         do {
-            return (try await client.pages(link ?? initial, mailbox: mailbox) { try await apply($0, false) }, false)
+            return (try await client.pages(link ?? initial, mailbox: mailbox) { page in
+                CollectionActivity.noteListed(items: page.count, full: false)
+                try await apply(page, false)
+            }, false)
         } catch let e as GraphError where e.code == .syncStateExpired {
             logger.info("delta token expired; enumerating again", metadata: ["path": "\(path.joined(separator: "/"))"])
-            return (try await client.pages(initial, mailbox: mailbox) { try await apply($0, true) }, true)
+            collectionCounts.withLock { $0.resets += 1 }
+            return (try await client.pages(initial, mailbox: mailbox) { page in
+                CollectionActivity.noteListed(items: page.count, full: true)
+                try await apply(page, true)
+            }, true)
         }
     }
 

@@ -30,6 +30,17 @@ public struct M365State: Codable, Sendable, Equatable {
 
     public init(graphBase: String) { self.graphBase = graphBase }
 
+    /// The items to try again, by user and library, without the delta links.
+    var retries: [String: [String]] {
+        var out: [String: [String]] = [:]
+        for (id, user) in users {
+            let items = user.retryMessages.sorted() + (user.retryFiles ?? []).sorted()
+            if !items.isEmpty { out["user:" + id] = items }
+        }
+        for (drive, items) in libraryRetries ?? [:] where !items.isEmpty { out["library:" + drive] = items.sorted() }
+        return out
+    }
+
     public static func decode(_ text: String?) -> M365State? {
         guard let text, let data = text.data(using: .utf8) else { return nil }
         return try? JSONDecoder().decode(M365State.self, from: data)

@@ -68,7 +68,7 @@ struct GraphOptions: ParsableArguments {
 struct M365: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "m365", abstract: "Back up Microsoft 365 through Microsoft Graph, and restore into it.",
-        subcommands: [M365Backup.self, M365Restore.self])
+        subcommands: [M365Backup.self, M365Restore.self, M365Serve.self, M365Status.self])
 
     struct M365Backup: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -77,26 +77,10 @@ struct M365: AsyncParsableCommand {
 
         @OptionGroup var repository: RepositoryOptions
         @OptionGroup var graph: GraphOptions
-
-        @Option(help: "Only this user (UPN; repeatable).")
-        var user: [String] = []
-
-        @Option(help: "Only the users in this file (one UPN per line; # starts a comment): a share of the tenant for this machine.")
-        var usersFile: String?
-
-        @Option(help: "Services to skip: mail, calendar, contacts, onedrive, sites (repeatable).")
-        var skip: [String] = []
-
-        @Option(help: "Tag the snapshot (repeatable).")
-        var tag: [String] = []
+        @OptionGroup var scope: M365ScopeOptions
 
         @Flag(help: "Do not use a parent snapshot (enumerate everything).")
         var noParent = false
-
-        @OptionGroup var signal: SignalOptions
-
-        @Option(help: "Make stored data durable and indexed at least this often, so a killed run is not downloaded again (seconds).")
-        var checkpointSeconds = 30.0
 
         /// The UPNs of a users file: one per line, blank lines and `#` comments skipped.
         static func readUsers(_ path: String) throws -> [String] {
@@ -118,23 +102,8 @@ struct M365: AsyncParsableCommand {
             try await reporting {
                 let repo = try repository.open()
                 let client = GraphClient(credentials: try graph.credentials(), options: try graph.clientOptions())
-                var options = VaultlineGraph.M365Backup.Options()
-                let users = user + (try usersFile.map(Self.readUsers) ?? [])
-                options.users = users.isEmpty ? nil : users
-                options.tags = tag
+                var options = try scope.options()
                 options.noParent = noParent
-                options.checkpointSeconds = checkpointSeconds
-                options.signal = try signal.policy()
-                for s in skip {
-                    switch s {
-                    case "mail": options.mail = false
-                    case "calendar": options.calendar = false
-                    case "contacts": options.contacts = false
-                    case "onedrive": options.onedrive = false
-                    case "sites": options.sites = false
-                    default: throw VaultlineError(.invalidArgument, "unknown service \"\(s)\" (mail, calendar, contacts, onedrive, sites)")
-                    }
-                }
                 let line = ProgressLine()
                 let job = VaultlineGraph.M365Backup(repository: repo, client: client, options: options) { items, bytes in
                     line.update("\(items) items downloaded, \(formatBytes(bytes))")
@@ -154,6 +123,47 @@ struct M365: AsyncParsableCommand {
                 try exitForOutcome(result.snapshot)
             }
         }
+    }
+}
+
+/// What a Microsoft 365 backup covers and how its snapshots are marked: `m365 backup` and
+/// `m365 serve` take the same.
+struct M365ScopeOptions: ParsableArguments {
+    @Option(help: "Only this user (UPN; repeatable).")
+    var user: [String] = []
+
+    @Option(help: "Only the users in this file (one UPN per line; # starts a comment): a share of the tenant for this machine.")
+    var usersFile: String?
+
+    @Option(help: "Services to skip: mail, calendar, contacts, onedrive, sites (repeatable).")
+    var skip: [String] = []
+
+    @Option(help: "Tag the snapshot (repeatable).")
+    var tag: [String] = []
+
+    @OptionGroup var signal: SignalOptions
+
+    @Option(help: "Make stored data durable and indexed at least this often, so a killed run is not downloaded again (seconds).")
+    var checkpointSeconds = 30.0
+
+    func options() throws -> VaultlineGraph.M365Backup.Options {
+        var options = VaultlineGraph.M365Backup.Options()
+        let users = user + (try usersFile.map(M365.M365Backup.readUsers) ?? [])
+        options.users = users.isEmpty ? nil : users
+        options.tags = tag
+        options.checkpointSeconds = checkpointSeconds
+        options.signal = try signal.policy()
+        for s in skip {
+            switch s {
+            case "mail": options.mail = false
+            case "calendar": options.calendar = false
+            case "contacts": options.contacts = false
+            case "onedrive": options.onedrive = false
+            case "sites": options.sites = false
+            default: throw VaultlineError(.invalidArgument, "unknown service \"\(s)\" (mail, calendar, contacts, onedrive, sites)")
+            }
+        }
+        return options
     }
 }
 

@@ -1,0 +1,104 @@
+import Foundation
+import Synchronization
+import VaultlineCore
+import VaultlineGraph
+
+/// What `/status` answers (JSON) and `vaultline m365 status` prints: the service's last pass,
+/// its next one, its newest snapshot at each site and each kind of collection's oldest sync.
+/// Times are RFC 3339 UTC strings, as in every stored JSON file.
+public struct ServiceStatus: Codable, Sendable, Equatable {
+    /// Starting (no pass finished yet), Running, Success, Warning (the last snapshot is
+    /// partial) or Failed (the last pass failed).
+    public var lastStatus = "Starting"
+    public var lastRun: String?
+    public var nextRun: String?
+    public var lastError: String?
+    public var rpoSeconds: Double
+    /// The longest poll interval in force: the RPO less the 99th percentile pass time.
+    public var pollCapSeconds: Double
+    public var passSecondsP99: Double
+    public var passes = 0
+    public var snapshotsCommitted = 0
+    public var siteA = Site()
+    /// Absent when the service does not replicate.
+    public var siteB: Site?
+    public var collections: [String: Kind] = [:]
+    /// True when some collection's newest copy is older than the RPO allows.
+    public var rpoAtRisk = false
+
+    public struct Site: Codable, Sendable, Equatable {
+        public var lastSnapshotID: String?
+        /// The newest snapshot's time (its pass's start: the data is at least this fresh).
+        public var lastSnapshotTime: String?
+        public var lastError: String?
+        public init() {}
+    }
+
+    public struct Kind: Codable, Sendable, Equatable {
+        public var count = 0
+        /// The oldest last sync of any collection of the kind (`time − this` is the live RPO).
+        public var oldestSync: String?
+        /// Collections whose last round listed changes (polled again after the debounce).
+        public var dirty = 0
+    }
+
+    public init(rpoSeconds: Double) {
+        self.rpoSeconds = rpoSeconds
+        pollCapSeconds = rpoSeconds
+        passSecondsP99 = 0
+    }
+}
+
+/// The kinds reported, by their metric label (a mailbox's folder hierarchy counts as mail).
+enum ReportedKind: String, CaseIterable {
+    case mail, calendar, contacts, onedrive, library
+
+    init(_ kind: CollectionKey.Kind) {
+        switch kind {
+        case .mailFolder, .mailFolders: self = .mail
+        case .calendar: self = .calendar
+        case .contacts: self = .contacts
+        case .onedrive: self = .onedrive
+        case .library: self = .library
+        }
+    }
+}
+
+/// Per kind: collections, the oldest sync and the dirty ones, from the schedule's entries.
+struct KindSummary {
+    var count = 0
+    var oldestSync: Date?
+    var dirty = 0
+
+    static func of(_ entries: [CollectionKey: CollectionSchedule.Entry]) -> [ReportedKind: KindSummary] {
+        var out: [ReportedKind: KindSummary] = [:]
+        for (key, entry) in entries {
+            var summary = out[ReportedKind(key.kind)] ?? KindSummary()
+            summary.count += 1
+            let synced = entry.lastSynced ?? entry.since
+            summary.oldestSync = min(summary.oldestSync ?? synced, synced)
+            if entry.lastOutcome == .changed || entry.lastOutcome == .reset { summary.dirty += 1 }
+            out[ReportedKind(key.kind)] = summary
+        }
+        return out
+    }
+}
+
+/// The service's shared view of itself, written by its loops and read by the HTTP routes.
+public final class ServiceState: Sendable {
+    private let status: Mutex<ServiceStatus>
+    /// Whether a pass succeeded last (readiness), and why not.
+    private let readiness = Mutex<(ready: Bool, reason: String)>((false, "no pass has finished yet"))
+
+    public init(rpoSeconds: Double, replicates: Bool) {
+        var s = ServiceStatus(rpoSeconds: rpoSeconds)
+        if replicates { s.siteB = .init() }
+        status = Mutex(s)
+    }
+
+    public var current: ServiceStatus { status.withLock { $0 } }
+    public var ready: (ready: Bool, reason: String) { readiness.withLock { $0 } }
+
+    func update(_ body: (inout ServiceStatus) -> Void) { status.withLock { body(&$0) } }
+    func setReady(_ ready: Bool, _ reason: String) { readiness.withLock { $0 = (ready, reason) } }
+}

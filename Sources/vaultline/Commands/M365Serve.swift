@@ -1,0 +1,126 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import VaultlineCore
+import VaultlineGraph
+import VaultlineReplication
+import VaultlineService
+
+extension M365 {
+    struct M365Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "serve",
+            abstract: "Back up Microsoft 365 continuously: poll what is due, store a snapshot when anything advanced, replicate it at once.",
+            discussion: """
+                Each collection (mail folder, calendar, contact folders, OneDrive, library) is \
+                polled by its delta link: again soon after it changed, less often while it does \
+                not, never less often than the RPO allows. A snapshot is stored at most every \
+                --commit-interval seconds, only when something advanced; with --replicate-to it \
+                is sent to site B at once. HTTP on --listen: /metrics (Prometheus), /livez, \
+                /readyz, /status (JSON; `vaultline m365 status` reads it). SIGTERM or SIGINT \
+                lets the pass in flight store its snapshot, then exits; a restart carries on \
+                from that snapshot's delta links.
+                """)
+
+        @OptionGroup var repository: RepositoryOptions
+        @OptionGroup var graph: GraphOptions
+        @OptionGroup var scope: M365ScopeOptions
+        @OptionGroup var identity: SiteIdentityOptions
+
+        @Option(help: "Replicate each snapshot to this receiver (HOST:PORT), with --cert, --key and --ca.")
+        var replicateTo: String?
+        @Option(help: "HTTP address for /metrics, /livez, /readyz and /status (HOST:PORT; port 0 picks one).")
+        var listen = "127.0.0.1:9464"
+        @Option(help: "Recovery point objective: the oldest any collection's newest copy may be (seconds).")
+        var rpo = 300.0
+        @Option(help: "Store a snapshot at most this often (seconds).")
+        var commitInterval = 60.0
+        @Option(help: "A quiet mail, calendar or contacts collection is first polled again after this (seconds; doubling while quiet).")
+        var mailInterval = 60.0
+        @Option(help: "A quiet OneDrive or library is first polled again after this (seconds; doubling while quiet).")
+        var driveInterval = 120.0
+        @Option(help: "A collection that changed is polled again this long after its pass (seconds).")
+        var debounce = 5.0
+        @Option(help: "Log level: debug, info, warning, error.")
+        var logLevel = "info"
+
+        func validate() throws {
+            for (name, value) in [("--rpo", rpo), ("--commit-interval", commitInterval), ("--mail-interval", mailInterval),
+                                  ("--drive-interval", driveInterval)] where !(value >= 1 && value <= 86_400) {
+                throw ValidationError("\(name) must be 1…86400 seconds")
+            }
+            guard debounce >= 0 && debounce <= 3_600 else { throw ValidationError("--debounce must be 0…3600 seconds") }
+        }
+
+        func run() async throws {
+            try await reporting {
+                let logger = makeLogger("vaultline.serve", level: Logger.Level(rawValue: logLevel) ?? .info)
+                let repo = try repository.open()
+                let client = GraphClient(credentials: try graph.credentials(), options: try graph.clientOptions())
+                var configuration = M365Service.Configuration()
+                configuration.backup = try scope.options()
+                configuration.commitIntervalSeconds = commitInterval
+                configuration.policy.rpoSeconds = rpo
+                configuration.policy.mailBaseSeconds = mailInterval
+                configuration.policy.driveBaseSeconds = driveInterval
+                configuration.policy.debounceSeconds = debounce
+                let metrics = ServiceMetrics(version: Vaultline.configuration.version, replicates: replicateTo != nil)
+                let state = ServiceState(rpoSeconds: rpo, replicates: replicateTo != nil)
+                var replicator: SiteBReplicator?
+                if let replicateTo {
+                    let (host, port) = try parseHostPort(replicateTo, option: "--replicate-to")
+                    var options = ReplicationSender.Options(host: host, port: port, identity: try identity.load())
+                    options.retries = 3
+                    replicator = SiteBReplicator(repositoryPath: try repository.localRepositoryPath, options: options, metrics: metrics,
+                                                 state: state, logger: logger)
+                }
+                let service = M365Service(repository: repo, client: client, configuration: configuration, replicator: replicator,
+                                          metrics: metrics, state: state, logger: logger)
+                let (host, port) = try parseHostPort(listen, option: "--listen")
+                let http = StatusServer.application(host: host, port: port, metrics: metrics, state: state, logger: logger) { bound in
+                    logger.info("serving metrics and health", metadata: ["address": "http://\(host):\(bound)"])
+                }
+                // Shut down in reverse: the pass loop first (its pass in flight stores its
+                // snapshot), then replication, then HTTP, which answers until the end.
+                var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: http)]
+                if let replicator { services.append(.init(service: replicator)) }
+                services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup))
+                let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                do { try await group.run() } catch {
+                    try? await client.shutdown()
+                    throw error
+                }
+                try await client.shutdown()
+            }
+        }
+    }
+
+    struct M365Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "status",
+            abstract: "Ask a running `m365 serve` how it is: its last pass, its newest snapshot at each site, its oldest collection.",
+            discussion: "Exits 0 when healthy, 1 when the last pass failed or the RPO is at risk, 2 when the service does not answer.")
+
+        @Option(help: "The service's HTTP address (its --listen).")
+        var url = "http://127.0.0.1:9464"
+        @Flag(help: "Print the status as JSON.")
+        var json = false
+
+        func run() async throws {
+            let status: ServiceStatus
+            do {
+                status = try await ServiceStatus.fetch(from: url)
+            } catch {
+                FileHandle.standardError.write(Data("vaultline: error: no status from \(url): \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+            if json {
+                try printJSON(status)
+            } else {
+                print(status.summary(now: Date()))
+            }
+            if status.lastStatus == "Failed" || status.rpoAtRisk { throw ExitCode(1) }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import GraphSimulator
+import Logging
+import ServiceLifecycle
+import Testing
+@testable import VaultlineCore
+@testable import VaultlineGraph
+@testable import VaultlineService
+
+/// `m365 serve`: the schedule's arithmetic, passes that poll only what is due and carry the rest
+/// exactly, and the service's HTTP face.
+@Suite("Continuous protection")
+struct ContinuousTests {
+    static let mail = CollectionKey(.mailFolder, user: "u1", id: "inbox")
+    static let drive = CollectionKey(.onedrive, user: "u1")
+
+    /// Runs one pass of `schedule` in which `outcomes` are what the rounds found.
+    static func pass(_ schedule: CollectionSchedule, at start: Date, seconds: Double = 1, _ outcomes: [CollectionKey: CollectionOutcome],
+                     committed: Bool = true) -> [CollectionKey: Bool] {
+        let plan = schedule.beginPass(at: start)
+        var due: [CollectionKey: Bool] = [:]
+        for key in [mail, drive] { due[key] = plan.isDue(key) }
+        for (key, outcome) in outcomes where due[key] == true { plan.polled(key, outcome) }
+        schedule.finish(plan, at: start.addingTimeInterval(seconds), committed: committed)
+        return due
+    }
+
+    @Test func quietCollectionsBackOffToTheCapAndChangedOnesComeBackSoon() throws {
+        var policy = CollectionSchedule.Policy()
+        policy.rpoSeconds = 100
+        policy.mailBaseSeconds = 10
+        policy.driveBaseSeconds = 20
+        policy.debounceSeconds = 2
+        policy.retrySeconds = 7
+        let schedule = CollectionSchedule(policy: policy)
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        func due(_ key: CollectionKey) throws -> Double { try #require(schedule.entries[key]).nextDue.timeIntervalSince(t0) }
+
+        // Unknown collections are due; a change brings it back after the debounce, a quiet one
+        // after its base interval.
+        #expect(Self.pass(schedule, at: t0, [Self.mail: .changed, Self.drive: .unchanged]) == [Self.mail: true, Self.drive: true])
+        #expect(try due(Self.mail) == 3)
+        #expect(try due(Self.drive) == 21)
+        // Quiet from then on: the base, then doubling, then the cap (RPO less the p99 pass, 1 s).
+        var start = t0.addingTimeInterval(3)
+        var intervals: [Double] = []
+        for _ in 0..<5 {
+            let asked = Self.pass(schedule, at: start, [Self.mail: .unchanged])
+            #expect(asked[Self.mail] == true)
+            let next = try #require(schedule.entries[Self.mail]).nextDue
+            intervals.append(next.timeIntervalSince(start.addingTimeInterval(1)))
+            start = next
+        }
+        #expect(intervals == [10, 20, 40, 80, 99])
+        #expect(schedule.capSeconds == 99)
+        // Not due before its time.
+        #expect(Self.pass(schedule, at: start.addingTimeInterval(-1), [:])[Self.mail] == false)
+        // A failed pass changes nothing but the retry time.
+        let synced = schedule.entries[Self.mail]?.lastSynced
+        _ = Self.pass(schedule, at: start, [Self.mail: .changed], committed: false)
+        #expect(schedule.entries[Self.mail]?.lastSynced == synced)
+        #expect(try due(Self.mail) == start.addingTimeInterval(1 + 7).timeIntervalSince(t0))
+        // A failed round: retried after the retry time, its last sync kept.
+        _ = Self.pass(schedule, at: start.addingTimeInterval(8), [Self.mail: .failed])
+        #expect(schedule.entries[Self.mail]?.lastSynced == synced)
+        #expect(schedule.entries[Self.mail]?.lastOutcome == .failed)
+    }
+
+    @Test func collectionsThatVanishAreForgottenAndCarriedUsersAreNot() {
+        let schedule = CollectionSchedule()
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        _ = Self.pass(schedule, at: t0, [Self.mail: .unchanged, Self.drive: .unchanged])
+        // The user carried whole (nothing of it due): its collections stay.
+        let carried = schedule.beginPass(at: t0.addingTimeInterval(2))
+        #expect(!carried.anyDue(user: "u1"))
+        schedule.finish(carried, at: t0.addingTimeInterval(3), committed: true)
+        #expect(schedule.entries.count == 2)
+        // A pass that no longer meets the drive (the user lost the licence) forgets it.
+        let later = schedule.beginPass(at: t0.addingTimeInterval(500))
+        #expect(later.anyDue(user: "u1"))
+        #expect(later.isDue(Self.mail))
+        later.polled(Self.mail, .unchanged)
+        schedule.finish(later, at: t0.addingTimeInterval(501), committed: true)
+        #expect(Set(schedule.entries.keys) == [Self.mail])
+        // A user never seen is due; a reset counts as a change and is counted.
+        let third = schedule.beginPass(at: t0.addingTimeInterval(1000))
+        #expect(third.anyDue(user: "someone else"))
+        third.polled(Self.mail, .unchanged)
+        third.polled(Self.mail, .reset)  // a user's two calendars: the weightier outcome stays
+        third.polled(Self.mail, .unchanged)
+        schedule.finish(third, at: t0.addingTimeInterval(1001), committed: true)
+        #expect(schedule.entries[Self.mail]?.resets == 1)
+        #expect(schedule.entries[Self.mail]?.lastOutcome == .reset)
+    }
+}
