@@ -16,9 +16,8 @@ import VaultlineGraph
 public final class M365Service: Service {
     public struct Configuration: Sendable {
         public var backup = M365Backup.Options()
+        /// When collections are polled, and how often a snapshot may be stored.
         public var policy = CollectionSchedule.Policy()
-        /// A snapshot at most this often (seconds).
-        public var commitIntervalSeconds = 60.0
         /// After a failed pass, the next starts this long after (seconds), doubling up to the cap.
         public var failureBackoffSeconds = 5.0
         public init() {}
@@ -91,7 +90,7 @@ public final class M365Service: Service {
     /// before the commit interval since the last stored snapshot nor before a failure's retry.
     func nextStart(lastCommit: Date?, retryAt: Date?) -> Date {
         var start = schedule.nextDue ?? .distantPast
-        if let lastCommit { start = max(start, lastCommit.addingTimeInterval(configuration.commitIntervalSeconds)) }
+        if let lastCommit { start = max(start, lastCommit.addingTimeInterval(configuration.policy.commitIntervalSeconds)) }
         if let retryAt { start = max(start, retryAt) }
         return start
     }

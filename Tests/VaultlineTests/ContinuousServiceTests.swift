@@ -64,7 +64,7 @@ struct ContinuousServiceTests {
     func theServiceKeepsUpAnswersOverHTTPAndStopsGracefully() async throws {
         let f = try await GraphFixture()
         let service = Self.service(f) {
-            $0.commitIntervalSeconds = 1
+            $0.policy.commitIntervalSeconds = 1
             $0.policy.mailBaseSeconds = 1
             $0.policy.driveBaseSeconds = 1
             $0.policy.debounceSeconds = 0.5

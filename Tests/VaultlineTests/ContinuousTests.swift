@@ -32,6 +32,8 @@ struct ContinuousTests {
         policy.driveBaseSeconds = 20
         policy.debounceSeconds = 2
         policy.retrySeconds = 7
+        policy.commitIntervalSeconds = 10
+        policy.quietMailDoubles = true
         let schedule = CollectionSchedule(policy: policy)
         let t0 = Date(timeIntervalSince1970: 1_800_000_000)
         func due(_ key: CollectionKey) throws -> Double { try #require(schedule.entries[key]).nextDue.timeIntervalSince(t0) }
@@ -41,7 +43,8 @@ struct ContinuousTests {
         #expect(Self.pass(schedule, at: t0, [Self.mail: .changed, Self.drive: .unchanged]) == [Self.mail: true, Self.drive: true])
         #expect(try due(Self.mail) == 3)
         #expect(try due(Self.drive) == 21)
-        // Quiet from then on: the base, then doubling, then the cap (RPO less the p99 pass, 1 s).
+        // Quiet from then on: the base, then doubling, then the cap (RPO less the commit interval
+        // and the p99 pass, 1 s).
         var start = t0.addingTimeInterval(3)
         var intervals: [Double] = []
         for _ in 0..<5 {
@@ -51,8 +54,8 @@ struct ContinuousTests {
             intervals.append(next.timeIntervalSince(start.addingTimeInterval(1)))
             start = next
         }
-        #expect(intervals == [10, 20, 40, 80, 99])
-        #expect(schedule.capSeconds == 99)
+        #expect(intervals == [10, 20, 40, 80, 89])
+        #expect(schedule.capSeconds == 89)
         // Not due before its time.
         #expect(Self.pass(schedule, at: start.addingTimeInterval(-1), [:])[Self.mail] == false)
         // A failed pass changes nothing but the retry time.
@@ -64,6 +67,21 @@ struct ContinuousTests {
         _ = Self.pass(schedule, at: start.addingTimeInterval(8), [Self.mail: .failed])
         #expect(schedule.entries[Self.mail]?.lastSynced == synced)
         #expect(schedule.entries[Self.mail]?.lastOutcome == .failed)
+    }
+
+    @Test func quietMailKeepsItsIntervalAndQuietDrivesDouble() {
+        let schedule = CollectionSchedule()  // the defaults: mail 30 s, drives 120 s doubling
+        var start = Date(timeIntervalSince1970: 1_800_000_000)
+        var mail: [Double] = [], drive: [Double] = []
+        for _ in 0..<4 {
+            _ = Self.pass(schedule, at: start, seconds: 0, [Self.mail: .unchanged, Self.drive: .unchanged])
+            mail.append(schedule.entries[Self.mail]?.intervalSeconds ?? 0)
+            drive.append(schedule.entries[Self.drive]?.intervalSeconds ?? 0)
+            start = start.addingTimeInterval(10_000)
+        }
+        #expect(mail == [30, 30, 30, 30])
+        // Capped at 300 - 60 - 0 (the passes took no time).
+        #expect(drive == [120, 240, 240, 240])
     }
 
     @Test func collectionsThatVanishAreForgottenAndCarriedUsersAreNot() {

@@ -36,9 +36,9 @@ extension M365 {
         var rpo = 300.0
         @Option(help: "Store a snapshot at most this often (seconds).")
         var commitInterval = 60.0
-        @Option(help: "A quiet mail, calendar or contacts collection is first polled again after this (seconds; doubling while quiet).")
-        var mailInterval = 60.0
-        @Option(help: "A quiet OneDrive or library is first polled again after this (seconds; doubling while quiet).")
+        @Option(help: "A quiet mail folder, calendar or contacts collection is polled again after this (seconds).")
+        var mailInterval = 30.0
+        @Option(help: "A quiet OneDrive or library is first polled again after this (seconds; doubling while quiet, up to what the RPO allows).")
         var driveInterval = 120.0
         @Option(help: "A collection that changed is polled again this long after its pass (seconds).")
         var debounce = 5.0
@@ -60,7 +60,7 @@ extension M365 {
                 let client = GraphClient(credentials: try graph.credentials(), options: try graph.clientOptions())
                 var configuration = M365Service.Configuration()
                 configuration.backup = try scope.options()
-                configuration.commitIntervalSeconds = commitInterval
+                configuration.policy.commitIntervalSeconds = commitInterval
                 configuration.policy.rpoSeconds = rpo
                 configuration.policy.mailBaseSeconds = mailInterval
                 configuration.policy.driveBaseSeconds = driveInterval
