@@ -204,3 +204,9 @@ final class ProgressLine: @unchecked Sendable {
 
     var elapsed: Double { Date().timeIntervalSince(started) }
 }
+
+/// Writes a small file whole (a password, a certificate), created with `mode` or truncated.
+func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
+    let fd = try FileDescriptor(open: path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
+    try fd.write(bytes)
+}

@@ -33,7 +33,7 @@ struct ContinuousTests {
         policy.debounceSeconds = 2
         policy.retrySeconds = 7
         policy.commitIntervalSeconds = 10
-        policy.quietMailDoubles = true
+        policy.quietDoubles = true
         let schedule = CollectionSchedule(policy: policy)
         let t0 = Date(timeIntervalSince1970: 1_800_000_000)
         func due(_ key: CollectionKey) throws -> Double { try #require(schedule.entries[key]).nextDue.timeIntervalSince(t0) }
@@ -69,19 +69,30 @@ struct ContinuousTests {
         #expect(schedule.entries[Self.mail]?.lastOutcome == .failed)
     }
 
-    @Test func quietMailKeepsItsIntervalAndQuietDrivesDouble() {
-        let schedule = CollectionSchedule()  // the defaults: mail 30 s, drives 120 s doubling
+    @Test func quietCollectionsKeepTheirIntervalAndManyDrivesShareTheirBudget() {
+        let schedule = CollectionSchedule()  // the defaults: mail 30 s, drives 45 s, 600 drive polls a minute
         var start = Date(timeIntervalSince1970: 1_800_000_000)
         var mail: [Double] = [], drive: [Double] = []
-        for _ in 0..<4 {
+        for _ in 0..<3 {
             _ = Self.pass(schedule, at: start, seconds: 0, [Self.mail: .unchanged, Self.drive: .unchanged])
             mail.append(schedule.entries[Self.mail]?.intervalSeconds ?? 0)
             drive.append(schedule.entries[Self.drive]?.intervalSeconds ?? 0)
             start = start.addingTimeInterval(10_000)
         }
-        #expect(mail == [30, 30, 30, 30])
-        // Capped at 300 - 60 - 0 (the passes took no time).
-        #expect(drive == [120, 240, 240, 240])
+        #expect(mail == [30, 30, 30])
+        #expect(drive == [45, 45, 45])
+        // 1,000 drives: 600 polls a minute reach each every 100 s; 3,000 would need 300 s, past
+        // the cap (300 - 60 - 0): the cap wins, and the RPO holds at the budget's expense.
+        for (count, expected) in [(1_000, 100.0), (3_000, 240.0)] {
+            let many = CollectionSchedule()
+            let plan = many.beginPass(at: start)
+            for i in 0..<count { plan.polled(CollectionKey(.library, user: nil, id: "d\(i)"), .unchanged) }
+            many.finish(plan, at: start, committed: true)
+            let again = many.beginPass(at: start.addingTimeInterval(1))
+            for i in 0..<count { again.polled(CollectionKey(.library, user: nil, id: "d\(i)"), .unchanged) }
+            many.finish(again, at: start.addingTimeInterval(1), committed: true)
+            #expect(many.entries[CollectionKey(.library, user: nil, id: "d0")]?.intervalSeconds == expected, "\(count) drives")
+        }
     }
 
     @Test func collectionsThatVanishAreForgottenAndCarriedUsersAreNot() {

@@ -4,8 +4,10 @@ import Synchronization
 /// When each collection of a tenant is next polled (docs/OPERATIONS.md, "Continuous
 /// protection"). A collection that changed is polled again after a short debounce. A quiet
 /// mailbox collection is polled at its interval (30 s: a 20-folder mailbox then costs 4 % of
-/// Exchange's 10,000 requests per 10 minutes); a quiet drive, whose polls cost resource units
-/// from the tenant's budget, doubles its interval from 120 s. No interval exceeds the cap that
+/// Exchange's 10,000 requests per 10 minutes). A quiet drive is polled every 45 s or, when the
+/// tenant has more drives than that fits in the drive poll budget (each delta poll costs one
+/// resource unit of the tenant's 1,200 to 6,000 a minute), as often as the budget allows: every
+/// drive once per `drives / budget` minutes. No interval exceeds the cap that
 /// keeps the worst-case age under the RPO target: a change made just after a poll waits one
 /// interval for the next poll, up to one commit interval for a pass to start, and one pass to be
 /// stored, so the cap is the target less the commit interval and the 99th percentile of the
@@ -21,9 +23,13 @@ public final class CollectionSchedule: Sendable {
         /// A snapshot at most this often; a pass waits this long after the last stored one.
         public var commitIntervalSeconds = 60.0
         public var mailBaseSeconds = 30.0
-        public var driveBaseSeconds = 120.0
-        /// Whether quiet mail, calendar and contacts collections double their interval too.
-        public var quietMailDoubles = false
+        public var driveBaseSeconds = 45.0
+        /// Delta polls of quiet drives a minute, in all (half the smallest tenant's 1,200
+        /// resource units a minute): quiet drives are spread so as to stay under it.
+        public var drivePollsPerMinute = 600.0
+        /// Whether a quiet collection doubles its interval after each quiet poll (up to the cap)
+        /// instead of keeping it.
+        public var quietDoubles = false
         /// A collection that changed is polled again this long after its pass ends.
         public var debounceSeconds = 5.0
         /// A collection whose round failed is tried again this long after.
@@ -69,6 +75,8 @@ public final class CollectionSchedule: Sendable {
             s.passSeconds.append(max(0, end.timeIntervalSince(pass.started)))
             if s.passSeconds.count > 100 { s.passSeconds.removeFirst(s.passSeconds.count - 100) }
             let cap = Self.cap(policy, s.passSeconds)
+            let drives = s.entries.keys.lazy.filter(\.kind.isDrive).count
+            let driveBase = max(policy.driveBaseSeconds, Double(drives) * 60 / max(1, policy.drivePollsPerMinute))
             guard committed else {
                 for key in record.outcomes.keys { s.entries[key]?.nextDue = end.addingTimeInterval(policy.retrySeconds) }
                 return
@@ -78,7 +86,7 @@ public final class CollectionSchedule: Sendable {
                 Self.remove(key, &s)
             }
             for (key, outcome) in record.outcomes {
-                let base = key.kind.isDrive ? policy.driveBaseSeconds : policy.mailBaseSeconds
+                let base = key.kind.isDrive ? driveBase : policy.mailBaseSeconds
                 var entry = s.entries[key] ?? Entry(since: pass.started, intervalSeconds: base, nextDue: end)
                 entry.lastOutcome = outcome
                 switch outcome {
@@ -90,9 +98,8 @@ public final class CollectionSchedule: Sendable {
                     if outcome == .reset { entry.resets += 1 }
                 case .unchanged:
                     let first = entry.lastSynced == nil || entry.lastChanged == entry.lastSynced
-                    let doubles = key.kind.isDrive || policy.quietMailDoubles
                     entry.lastSynced = pass.started
-                    entry.intervalSeconds = max(policy.minimumSeconds, min(cap, first || !doubles ? base : entry.intervalSeconds * 2))
+                    entry.intervalSeconds = max(policy.minimumSeconds, min(cap, first || !policy.quietDoubles ? base : entry.intervalSeconds * 2))
                     entry.nextDue = end.addingTimeInterval(entry.intervalSeconds)
                 case .failed:
                     entry.nextDue = end.addingTimeInterval(policy.retrySeconds)

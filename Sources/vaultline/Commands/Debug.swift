@@ -3,7 +3,7 @@ import Foundation
 import VaultlineCore
 
 struct Debug: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Tools for debugging.", subcommands: [Chunk.self, IndexMemory.self, S3Upload.self])
+    static let configuration = CommandConfiguration(abstract: "Tools for debugging.", subcommands: [Chunk.self, IndexMemory.self, S3Upload.self, RPO.self])
 
     struct Chunk: ParsableCommand {
         static let configuration = CommandConfiguration(

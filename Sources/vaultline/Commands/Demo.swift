@@ -30,9 +30,9 @@ struct Demo: AsyncParsableCommand {
         try await reporting {
             let base = try prepare()
             let password = Array(encodeHex(try SecureRandom.bytes(16)).utf8)
-            try write(base + "/password", password, mode: 0o600)
+            try writeFile(base + "/password", password, mode: 0o600)
             let secret = encodeHex(try SecureRandom.bytes(16))
-            try write(base + "/graph-secret", Array(secret.utf8), mode: 0o600)
+            try writeFile(base + "/graph-secret", Array(secret.utf8), mode: 0o600)
 
             var spec = TenantSpec.demo
             spec.users = users
@@ -78,13 +78,13 @@ struct Demo: AsyncParsableCommand {
         let certs = base + "/certs"
         try FileSystem.makeDirectories(certs, mode: 0o700)
         let ca = try SiteCertificates.makeCA(name: "vaultline demo CA")
-        try write(certs + "/ca.pem", Array(ca.certificatePEM.utf8))
-        try write(certs + "/ca-key.pem", Array(ca.privateKeyPEM.utf8), mode: 0o600)
+        try writeFile(certs + "/ca.pem", Array(ca.certificatePEM.utf8))
+        try writeFile(certs + "/ca-key.pem", Array(ca.privateKeyPEM.utf8), mode: 0o600)
         var identities: [SiteRole: SiteIdentity] = [:]
         for (role, name) in [(SiteRole.primary, "site-a"), (.replica, "site-b")] {
             let c = try SiteCertificates.issue(caCertificatePEM: ca.certificatePEM, caKeyPEM: ca.privateKeyPEM, name: name, role: role, hosts: ["127.0.0.1"])
-            try write(certs + "/\(name).pem", Array(c.certificatePEM.utf8))
-            try write(certs + "/\(name)-key.pem", Array(c.privateKeyPEM.utf8), mode: 0o600)
+            try writeFile(certs + "/\(name).pem", Array(c.certificatePEM.utf8))
+            try writeFile(certs + "/\(name)-key.pem", Array(c.privateKeyPEM.utf8), mode: 0o600)
             identities[role] = try SiteIdentity(certificatePEM: c.certificatePEM, keyPEM: c.privateKeyPEM, caPEM: ca.certificatePEM)
         }
         var quiet = Logger(label: "vaultline.demo")
@@ -220,13 +220,8 @@ struct Demo: AsyncParsableCommand {
             try removeTree(dir)
         }
         try FileSystem.makeDirectories(dir, mode: 0o755)
-        try write(dir + "/.vaultline-demo", Array("made by vaultline demo\n".utf8))
+        try writeFile(dir + "/.vaultline-demo", Array("made by vaultline demo\n".utf8))
         return dir
-    }
-
-    private func write(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
-        let fd = try FileDescriptor(open: path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
-        try fd.write(bytes)
     }
 
     private func removeTree(_ path: String) throws {

@@ -38,8 +38,10 @@ extension M365 {
         var commitInterval = 60.0
         @Option(help: "A quiet mail folder, calendar or contacts collection is polled again after this (seconds).")
         var mailInterval = 30.0
-        @Option(help: "A quiet OneDrive or library is first polled again after this (seconds; doubling while quiet, up to what the RPO allows).")
-        var driveInterval = 120.0
+        @Option(help: "A quiet OneDrive or library is polled again after this (seconds), or as often as --drive-polls-per-minute allows.")
+        var driveInterval = 45.0
+        @Option(help: "Delta polls of quiet drives a minute in all (each costs one of the tenant's 1,200 to 6,000 resource units a minute).")
+        var drivePollsPerMinute = 600.0
         @Option(help: "A collection that changed is polled again this long after its pass (seconds).")
         var debounce = 5.0
         @Option(help: "Log level: debug, info, warning, error.")
@@ -51,6 +53,7 @@ extension M365 {
                 throw ValidationError("\(name) must be 1…86400 seconds")
             }
             guard debounce >= 0 && debounce <= 3_600 else { throw ValidationError("--debounce must be 0…3600 seconds") }
+            guard drivePollsPerMinute >= 1 && drivePollsPerMinute <= 100_000 else { throw ValidationError("--drive-polls-per-minute must be 1…100000") }
         }
 
         func run() async throws {
@@ -65,6 +68,7 @@ extension M365 {
                 configuration.policy.mailBaseSeconds = mailInterval
                 configuration.policy.driveBaseSeconds = driveInterval
                 configuration.policy.debounceSeconds = debounce
+                configuration.policy.drivePollsPerMinute = drivePollsPerMinute
                 let metrics = ServiceMetrics(version: Vaultline.configuration.version, replicates: replicateTo != nil)
                 let state = ServiceState(rpoSeconds: rpo, replicates: replicateTo != nil)
                 var replicator: SiteBReplicator?
