@@ -179,6 +179,8 @@ struct Demo: AsyncParsableCommand {
         print("   \(calendar.created) events posted (the series once, its occurrences reconciled: the moved one moved again, the cancelled one cancelled), \(calendar.unchanged) untouched, \(sim.stats.invitationsSent) invitations sent; the simulator created \(sim.stats.eventsCreated - eventsCreated)")
         let third = try await M365Backup(repository: repo, client: client).run()
         print("11. backup again: \(third.itemsDownloaded) items downloaded; the OneDrive is byte for byte what it was before the attack, the Inbox and the calendar hold what they held")
+        print("12. continuous protection: m365 serve while the tenant keeps changing (new, read and deleted mail, edited files)")
+        try await continuousPhase(repository: repo, client: client, sim: sim)
 
         let check = try Checker(repository: replica).run(readData: true)
         guard check.ok else { throw VaultlineError(.corrupt, "check at site B found damage: \(check.errors.first ?? "")") }
@@ -209,6 +211,11 @@ struct Demo: AsyncParsableCommand {
               vaultline m365 restore latest:/users/\(upn)/onedrive --only-changed --repo \(siteB) --password-file \(base)/password \\
                   --graph-url http://127.0.0.1:8365/v1.0 --authority http://127.0.0.1:8365 \\
                   --tenant \(sim.tenantId) --client-id \(sim.clientId) --client-secret-file \(base)/graph-secret
+              vaultline m365 serve --repo \(base)/site-a --password-file \(base)/password --listen 127.0.0.1:9464 \\
+                  --graph-url http://127.0.0.1:8365/v1.0 --authority http://127.0.0.1:8365 \\
+                  --tenant \(sim.tenantId) --client-id \(sim.clientId) --client-secret-file \(base)/graph-secret \\
+                  --replicate-to 127.0.0.1:7365 --cert \(certs)/site-a.pem --key \(certs)/site-a-key.pem --ca \(certs)/ca.pem &
+              vaultline m365 status --url http://127.0.0.1:9464
             """)
     }
 
