@@ -106,19 +106,23 @@ extension RPOBench {
         var siteA: Spread
         var siteB: Spread
         var siteBBehindA: Spread
+        /// The same for the changes stored at site A outside the cut to site B (from the kill
+        /// of its receiver to one commit interval after its restart, when the backlog is sent).
+        var siteBBehindAOutsideTheCut: Spread?
         var lost: Int
         var snapshots: Int
         var faults: [String]
         var passes: Int?
 
-        init(settings s: Debug.RPO, changes: [(time: Date, change: Tenant.Change)], captures: Captures, faults: [String], status: ServiceStatus?) {
+        init(settings s: Debug.RPO, changes: [(time: Date, change: Tenant.Change)], captures: Captures, faults: [String], status: ServiceStatus?,
+             cut: (Date, Date)?) {
             seconds = s.seconds
             rate = s.rate
             users = s.users
             settings = ["rpo": s.rpo, "commitInterval": s.commitInterval, "mailInterval": s.mailInterval, "driveInterval": s.driveInterval,
                         "debounce": s.debounce]
             self.changes = changes.count
-            var a: [Double] = [], b: [Double] = [], lag: [Double] = []
+            var a: [Double] = [], b: [Double] = [], lag: [Double] = [], lagOutside: [Double] = []
             var lost = 0
             for (time, change) in changes {
                 let c = captures.captured(change)
@@ -126,7 +130,10 @@ extension RPOBench {
                 a.append(atA.timeIntervalSince(time))
                 b.append(atB.timeIntervalSince(time))
                 lag.append(atB.timeIntervalSince(atA))
+                if let (from, to) = cut, atA >= from, atA <= to.addingTimeInterval(s.commitInterval) { continue }
+                lagOutside.append(atB.timeIntervalSince(atA))
             }
+            siteBBehindAOutsideTheCut = cut == nil ? nil : Spread(lagOutside)
             siteA = Spread(a)
             siteB = Spread(b)
             siteBBehindA = Spread(lag)
@@ -143,6 +150,7 @@ extension RPOBench {
             lines.append("in a snapshot at site A: " + siteA.text)
             lines.append("in a snapshot at site B: " + siteB.text)
             lines.append("site B behind site A:    " + siteBBehindA.text)
+            if let outside = siteBBehindAOutsideTheCut { lines.append("  outside the cut to B:  " + outside.text) }
             lines.append(lost == 0 ? "no change lost" : "\(lost) changes NOT at both sites by the deadline")
             return lines.joined(separator: "\n")
         }

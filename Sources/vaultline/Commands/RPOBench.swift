@@ -22,6 +22,9 @@ final class RPOBench {
     var receiver: Process?
     var changes: [(time: Date, change: Tenant.Change)] = []
     var faultsApplied: [String] = []
+    /// When site B was cut off (from its kill to the first snapshot at B after its restart).
+    var cutStarted: Date?
+    var cutEnded: Date?
     var lastCaptures: Captures?
     var openRepository: Repository?
 
@@ -126,7 +129,8 @@ final class RPOBench {
             captures = try Captures.read(self)
         }
         let status = try? await ServiceStatus.fetch(from: "http://127.0.0.1:\(httpPort)", timeout: 5)
-        return Report(settings: settings, changes: changes, captures: captures, faults: faultsApplied, status: status)
+        let cut = cutStarted.map { ($0, cutEnded ?? Date()) }
+        return Report(settings: settings, changes: changes, captures: captures, faults: faultsApplied, status: status, cut: cut)
     }
 
     /// Changes at `rate` a second (exponential gaps) for `seconds`, with the faults on schedule.
@@ -167,9 +171,11 @@ final class RPOBench {
             faultsApplied.append("kill -9 of the service, restarted 2 s later")
         case 0.7:
             Self.kill9(receiver)
+            cutStarted = Date()
             faultsApplied.append("site B's receiver killed for \(Int(settings.seconds / 10)) s")
         case 0.8:
             try startReceiver()
+            cutEnded = Date()
         default:
             break
         }
