@@ -63,8 +63,8 @@ public final class M365Service: Service {
             publishSchedule(now)
             if start > now {
                 // Woken at least every second: the watchdog ping, and a pass marked due early.
-                let wait = min(1.0, start.timeIntervalSince(now))
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(Int64(wait * 1000))) }
+                let wait = min(1.0, max(0.001, start.timeIntervalSince(now)))
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(Int64((wait * 1000).rounded(.up)))) }
                 continue
             }
             let outcome = await pass()

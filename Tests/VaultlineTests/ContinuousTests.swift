@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import GraphSimulator
 import Logging
 import ServiceLifecycle
@@ -120,5 +123,39 @@ struct ContinuousTests {
         schedule.finish(third, at: t0.addingTimeInterval(1001), committed: true)
         #expect(schedule.entries[Self.mail]?.resets == 1)
         #expect(schedule.entries[Self.mail]?.lastOutcome == .reset)
+    }
+}
+
+/// sd_notify's wire form: one datagram per message to the socket `$NOTIFY_SOCKET` names.
+@Suite("Continuous protection: systemd notifications")
+struct SystemdNotifierTests {
+    @Test func messagesArriveAsDatagramsOnAPathAndAnAbstractSocket() throws {
+        let dir = TemporaryDirectory()
+        for address in [dir.path + "/notify", "@vaultline-test-\(getpid())"] {
+            let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+            #expect(fd >= 0)
+            defer { close(fd) }
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            var path = Array(address.utf8)
+            if path.first == UInt8(ascii: "@") { path[0] = 0 }
+            withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: path) }
+            let length = socklen_t(MemoryLayout<sa_family_t>.size + path.count)
+            let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+            #expect(bound == 0, "bind \(address)")
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+
+            let notifier = SystemdNotifier(address: address)
+            #expect(notifier.send("READY=1"))
+            #expect(notifier.send("WATCHDOG=1"))
+            var buffer = [UInt8](repeating: 0, count: 64)
+            for expected in ["READY=1", "WATCHDOG=1"] {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                #expect(n > 0 && String(decoding: buffer[0..<max(0, n)], as: UTF8.self) == expected)
+            }
+        }
+        // Nobody listening: the send fails, and nothing else happens.
+        #expect(!SystemdNotifier(address: dir.path + "/nobody").send("READY=1"))
     }
 }
