@@ -12,7 +12,7 @@ struct ContinuousCLITests {
     /// The RPO bench (tools/bench/rpo) at test scale: 1 to 2 s intervals, a 20 s RPO, and in
     /// one 20 s run a throttling storm, expired delta tokens, a kill -9 of the service and a cut
     /// to site B. No change may be lost, and each must reach both sites within the RPO.
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func everyChangeReachesBothSitesThroughFaultsWithinTheRPO() throws {
         let dir = TemporaryDirectory()
         let run = try Fixtures.cli(["debug", "rpo", "--seconds", "20", "--rate", "5", "--users", "4", "--messages", "12", "--files", "4",
@@ -30,7 +30,7 @@ struct ContinuousCLITests {
         #expect(report.siteB.max <= 20 + 10, "the slowest change took \(report.siteB.max) s to site B (it was stopped for 2 s)")
     }
 
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func sigtermStoresThePassInFlightAndARestartDownloadsNothingAgain() async throws {
         let f = try await GraphFixture()
         let port = try freeLoopbackPort()
@@ -50,14 +50,14 @@ struct ContinuousCLITests {
         let base = "http://127.0.0.1:\(port)"
         var service = try start()
         defer { if service.isRunning { service.terminate() } }
-        #expect(try await ContinuousServiceTests.poll(seconds: 120) { (try? await ServiceStatus.fetch(from: base, timeout: 2))?.snapshotsCommitted ?? 0 >= 1 })
+        #expect(try await ContinuousServiceTests.poll(seconds: 180) { (try? await ServiceStatus.fetch(from: base, timeout: 2))?.snapshotsCommitted ?? 0 >= 1 })
         // A change, then SIGTERM while the service is at work: it ends the pass and exits 0.
         let upn = f.sim.tenant.users[0].upn
         let message = try #require(f.sim.tenant.mailbox(upn: upn).first)
         f.sim.tenant.deleteMessage(upn: upn, id: message.id)
         try await Task.sleep(for: .seconds(3))
         service.terminate()
-        let stopped = try await ContinuousServiceTests.poll(seconds: 60) { !service.isRunning }
+        let stopped = try await ContinuousServiceTests.poll(seconds: 180) { !service.isRunning }
         #expect(stopped)
         #expect(service.terminationStatus == 0 && service.terminationReason == .exit)
         let snapshots = try f.repo.listSnapshots()
@@ -66,7 +66,7 @@ struct ContinuousCLITests {
 
         // Restarted: every collection is polled once, nothing is downloaded or stored again.
         service = try start()
-        #expect(try await ContinuousServiceTests.poll(seconds: 120) { (try? await ServiceStatus.fetch(from: base, timeout: 2))?.passes ?? 0 >= 2 })
+        #expect(try await ContinuousServiceTests.poll(seconds: 180) { (try? await ServiceStatus.fetch(from: base, timeout: 2))?.passes ?? 0 >= 2 })
         let metrics = PrometheusText.values(try await ContinuousServiceTests.get(base + "/metrics").body)
         #expect(metrics["vaultline_m365_items_total"] == 0)
         #expect(metrics["vaultline_m365_snapshots_total{result=\"committed\"}"] == 0)
