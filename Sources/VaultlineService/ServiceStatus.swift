@@ -77,7 +77,7 @@ struct KindSummary {
             summary.count += 1
             let synced = entry.lastSynced ?? entry.since
             summary.oldestSync = min(summary.oldestSync ?? synced, synced)
-            if entry.lastOutcome == .changed || entry.lastOutcome == .reset { summary.dirty += 1 }
+            if [.changed, .reset, .deferred].contains(entry.lastOutcome) { summary.dirty += 1 }
             out[ReportedKind(key.kind)] = summary
         }
         return out

@@ -166,7 +166,7 @@ extension M365Backup {
             if let node = entry.node, node.metadata?["graph.cTag"] == cTag, !cTag.isEmpty {
                 // Renamed or moved, content unchanged: keep the blobs, refresh the metadata.
                 entry.node?.metadata?["graph.parentId"] = entry.parent
-                entry.node?.metadata?["graph.item"] = String(decoding: item.encoded(), as: UTF8.self)
+                entry.node?.metadata?["graph.item"] = Self.storedDriveItem(item)
             } else if !isFolder {
                 toFetch.append((id, item))
             }
@@ -200,6 +200,14 @@ extension M365Backup {
         return failed
     }
 
+    /// A drive item's Graph JSON as the snapshot keeps it: without its download URL, a
+    /// pre-authenticated credential valid for about an hour (and different at every listing).
+    static func storedDriveItem(_ item: JSONValue) -> String {
+        var json = item.object ?? [:]
+        json["@microsoft.graph.downloadUrl"] = nil
+        return String(decoding: JSONValue.object(json).encoded(), as: UTF8.self)
+    }
+
     private func fetchFile(id: String, item: JSONValue, driveId: String, _ ctx: RunContext) async throws -> TreeNode {
         guard let url = item["@microsoft.graph.downloadUrl"]?.string else {
             throw GraphError(.malformed, "file without a download URL", url: id)
@@ -209,9 +217,7 @@ extension M365Backup {
             "graph.parentId": item["parentReference"]?["id"]?.string ?? "",
             "graph.cTag": item["cTag"]?.string ?? item["eTag"]?.string ?? "",
         ]
-        var json = item.object ?? [:]
-        json["@microsoft.graph.downloadUrl"] = nil  // a short-lived credential, not metadata
-        metadata["graph.item"] = String(decoding: JSONValue.object(json).encoded(), as: UTF8.self)
+        metadata["graph.item"] = Self.storedDriveItem(item)
         let expected = item["size"]?.int64
         let listedTag = metadata["graph.cTag"] ?? ""
         let itemURL = client.url("drives", driveId, "items", id)

@@ -293,16 +293,20 @@ public final class M365Backup: Sendable {
     }
 
     /// Runs one collection's round under the planner, which is told how it went; nil when the
-    /// planner says the collection is not due (the caller carries it forward). Without a
-    /// planner every collection is due.
+    /// planner says the collection is not due, or defers the full listing its expired delta
+    /// link needs (the caller carries it forward). Without a planner every collection is due.
     func scheduled<T>(_ key: CollectionKey, _ body: () async throws -> T) async throws -> T? {
         guard let planner = options.planner else { return try await body() }
         guard planner.isDue(key) else { return nil }
-        let activity = CollectionActivity()
+        let activity = CollectionActivity(key: key, planner: planner)
         do {
             let out = try await CollectionActivity.$current.withValue(activity) { try await body() }
             planner.polled(key, activity.outcome)
             return out
+        } catch is DeferredListing {
+            logger.info("delta token expired; listing deferred to a later pass", metadata: ["collection": "\(key)"])
+            planner.polled(key, .deferred)
+            return nil
         } catch {
             planner.polled(key, .failed)
             throw error
@@ -357,6 +361,7 @@ public final class M365Backup: Sendable {
                 try await apply(page, false)
             }, false)
         } catch let e as GraphError where e.code == .syncStateExpired {
+            try CollectionActivity.checkFullListing()
             logger.info("delta token expired; enumerating again", metadata: ["path": "\(path.joined(separator: "/"))"])
             collectionCounts.withLock { $0.resets += 1 }
             return (try await client.pages(initial, mailbox: mailbox) { page in

@@ -45,7 +45,18 @@ public protocol CollectionPlanner: Sendable {
     func anyDue(user: String) -> Bool
     /// The round's outcome.
     func polled(_ key: CollectionKey, _ outcome: CollectionOutcome)
+    /// Whether a collection whose delta link expired (410) is listed in full now; false: it is
+    /// carried forward as it was and listed in a later pass (the low-priority lane, so that a
+    /// tenant-wide expiry does not hold every other collection's changes back).
+    func mayListInFull(_ key: CollectionKey) -> Bool
 }
+
+extension CollectionPlanner {
+    public func mayListInFull(_ key: CollectionKey) -> Bool { true }
+}
+
+/// Thrown by a round whose delta link expired when the planner defers its full listing.
+struct DeferredListing: Error {}
 
 public enum CollectionOutcome: String, Sendable, Codable {
     /// The round listed something (or downloaded something).
@@ -53,6 +64,9 @@ public enum CollectionOutcome: String, Sendable, Codable {
     case unchanged
     /// Graph said the delta link had expired (410): the collection was listed in full.
     case reset
+    /// The delta link had expired and the pass had spent its time for full listings: carried
+    /// forward as it was, listed in full by a later pass.
+    case deferred
     /// The round failed (recorded in the snapshot's errors, carried forward).
     case failed
 }
@@ -61,8 +75,22 @@ public enum CollectionOutcome: String, Sendable, Codable {
 /// the round's code need not pass it along).
 final class CollectionActivity: Sendable {
     private let state = Mutex((changed: false, reset: false))
+    let key: CollectionKey
+    let planner: any CollectionPlanner
+
+    init(key: CollectionKey, planner: any CollectionPlanner) {
+        self.key = key
+        self.planner = planner
+    }
 
     @TaskLocal static var current: CollectionActivity?
+
+    /// Asked when a round's delta link expired: throws ``DeferredListing`` when the planner
+    /// defers the full listing.
+    static func checkFullListing() throws {
+        guard let activity = current, !activity.planner.mayListInFull(activity.key) else { return }
+        throw DeferredListing()
+    }
 
     static func noteListed(items: Int, full: Bool) {
         guard let activity = current, items > 0 || full else { return }

@@ -36,6 +36,10 @@ public final class CollectionSchedule: Sendable {
         public var retrySeconds = 30.0
         /// No interval is shorter than this, whatever the cap works out at.
         public var minimumSeconds = 1.0
+        /// Collections whose delta link expired are listed in full only while a pass is younger
+        /// than this (at least one a pass); the others wait for a later pass, carried as they
+        /// were, so that a tenant-wide expiry does not make one pass of hours.
+        public var fullListingSeconds = 30.0
         public init() {}
     }
 
@@ -103,6 +107,8 @@ public final class CollectionSchedule: Sendable {
                     entry.nextDue = end.addingTimeInterval(entry.intervalSeconds)
                 case .failed:
                     entry.nextDue = end.addingTimeInterval(policy.retrySeconds)
+                case .deferred:
+                    entry.nextDue = end  // listed in full by the next pass that has the time
                 }
                 s.entries[key] = entry
                 if let user = key.user { s.keysByUser[user, default: []].insert(key) }
@@ -174,6 +180,9 @@ public final class SchedulePass: CollectionPlanner {
         var asked: Set<CollectionKey> = []
         var carriedUsers: Set<String> = []
         var outcomes: [CollectionKey: CollectionOutcome] = [:]
+        /// Collections given a full listing in this pass (a user's contact folders are one
+        /// collection with a link each: once granted, all of them).
+        var fullListings: Set<CollectionKey> = []
     }
     let schedule: CollectionSchedule
     public let started: Date
@@ -200,10 +209,19 @@ public final class SchedulePass: CollectionPlanner {
     public func polled(_ key: CollectionKey, _ outcome: CollectionOutcome) {
         // A key polled twice in a pass (a user's default and other calendars) keeps the
         // weightier outcome.
-        func weight(_ o: CollectionOutcome?) -> Int { o.map { [.unchanged: 1, .changed: 2, .reset: 3, .failed: 4][$0] ?? 0 } ?? 0 }
+        func weight(_ o: CollectionOutcome?) -> Int { o.map { [.unchanged: 1, .changed: 2, .reset: 3, .deferred: 4, .failed: 5][$0] ?? 0 } ?? 0 }
         state.withLock {
             $0.asked.insert(key)
             if weight(outcome) > weight($0.outcomes[key]) { $0.outcomes[key] = outcome }
+        }
+    }
+
+    public func mayListInFull(_ key: CollectionKey) -> Bool {
+        let young = Date().timeIntervalSince(started) < schedule.policy.fullListingSeconds
+        return state.withLock { r in
+            guard r.fullListings.contains(key) || young || r.fullListings.isEmpty else { return false }
+            r.fullListings.insert(key)
+            return true
         }
     }
 
