@@ -46,13 +46,7 @@ extension Tenant {
                 let entry = files[rng.below(files.count)]
                 guard case .driveItem(var d) = entry.payload else { return nil }
                 s.seq += 1
-                if case .generated(let seed, let edits) = d.content {
-                    d.content = .generated(seed: seed, edits: edits + [rng.next()])
-                } else {
-                    d.content = .generated(seed: rng.next(), edits: [])
-                }
-                d.version += 1
-                d.modified = Date(timeIntervalSince1970: 1_780_000_000 + Double(s.seq))
+                d.edit(rng.next(), seq: s.seq)
                 s.collections[key]?.upsert(entry.id, seq: s.seq, .driveItem(d))
                 return Change(seq: s.seq, collection: key, kind: "file edited")
             }

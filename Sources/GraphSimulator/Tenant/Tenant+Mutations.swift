@@ -81,13 +81,7 @@ extension Tenant {
             let key = Self.driveKey(drive)
             guard let e = s.collections[key]?.entries[id], e.deleted == nil, case .driveItem(var d) = e.payload, !d.isFolder else { return }
             s.seq += 1
-            if case .generated(let seed, let edits) = d.content {
-                d.content = .generated(seed: seed, edits: edits + [UInt64(s.seq)])
-            } else {
-                d.content = .generated(seed: UInt64(s.seq), edits: [])
-            }
-            d.version += 1
-            d.modified = Date(timeIntervalSince1970: 1_780_000_000 + Double(s.seq))
+            d.edit(UInt64(s.seq), seq: s.seq)
             s.collections[key]?.upsert(id, seq: s.seq, .driveItem(d))
         }
     }
@@ -104,13 +98,7 @@ extension Tenant {
             s.seq += 1
             switch i % 3 {
             case 0:
-                if case .generated(let seed, let edits) = d.content {
-                    d.content = .generated(seed: seed, edits: edits + [rng.next()])
-                } else {
-                    d.content = .generated(seed: rng.next(), edits: [])
-                }
-                d.version += 1
-                d.modified = Date(timeIntervalSince1970: 1_780_000_000 + Double(s.seq))
+                d.edit(rng.next(), seq: s.seq)
                 s.collections[key]?.upsert(e.id, seq: s.seq, .driveItem(d))
                 sum.modified += 1
             case 1:

@@ -122,6 +122,18 @@ struct DriveItem: Sendable {
     /// A package (`"oneNote"`: a OneNote notebook): a container (`isFolder`) that Graph shows
     /// with a `package` facet instead of `folder`, and without a download URL.
     var package: String? = nil
+
+    /// A new version of a file: one more small region rewritten (`edit` seeds it; content that
+    /// was not generated becomes generated text), and the time of the change `seq`.
+    mutating func edit(_ edit: UInt64, seq: Int) {
+        if case .generated(let seed, let edits) = content {
+            content = .generated(seed: seed, edits: edits + [edit])
+        } else {
+            content = .generated(seed: edit, edits: [])
+        }
+        version += 1
+        modified = Date(timeIntervalSince1970: 1_780_000_000 + Double(seq))
+    }
 }
 
 /// How a drive file's bytes are made, so that a multi-GB tenant needs no memory for content.

@@ -18,9 +18,10 @@ extension RPOBench {
         }
         var snapshots: [String: Stored] = [:]
 
-        /// Reads what is new since `previous` (a snapshot's positions are decoded once).
-        static func read(_ bench: RPOBench, previous: Captures? = nil) throws -> Captures {
-            var out = previous ?? bench.lastCaptures ?? Captures()
+        /// Reads what is new since the bench's last reading (a snapshot's positions are
+        /// decoded once).
+        static func read(_ bench: RPOBench) throws -> Captures {
+            var out = bench.lastCaptures ?? Captures()
             let siteA = LocalBackend(root: bench.base + "/site-a")
             let siteB = bench.base + "/site-b/" + bench.repositoryID
             let repository = try bench.openedRepository()
