@@ -52,12 +52,14 @@ final class DownloadJournal: Sendable {
     /// `~/.cache/...`, or the temporary directory); a run for some users only has its own,
     /// `m365-journal-<16 hex of their sorted UPNs' SHA-256>`, so that runs splitting a tenant on
     /// one machine do not share (and remove) each other's.
-    static func defaultPath(repositoryID: String, users: [String]? = nil) -> String {
+    /// One journal per repository and scope (the run's tree paths; `/` for the whole tenant):
+    /// runs of other users or services, on one machine at once, each have their own.
+    static func defaultPath(repositoryID: String, scope: [String] = ["/"]) -> String {
         let env = ProcessInfo.processInfo.environment
         let base = env["XDG_CACHE_HOME"] ?? env["HOME"].map { $0 + "/.cache" } ?? NSTemporaryDirectory()
         var name = "m365-journal"
-        if let users, !users.isEmpty {
-            name += "-" + SHA256.hash(Array(users.map { $0.lowercased() }.sorted().joined(separator: "\n").utf8)).hex.prefix(16)
+        if scope != ["/"] {
+            name += "-" + SHA256.hash(Array(scope.sorted().joined(separator: "\n").utf8)).hex.prefix(16)
         }
         return base + "/vaultline/" + repositoryID + "/" + name
     }

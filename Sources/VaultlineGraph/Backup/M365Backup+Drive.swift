@@ -23,6 +23,9 @@ extension M365Backup {
         _ = try await client.pages(client.url("sites") + "?search=*") { page in
             for s in page { if let id = s["id"]?.string { sites.append((id, s["name"]?.string ?? s["displayName"]?.string ?? id)) } }
         }
+        if let wanted = options.siteNames.map({ Set($0.map { safeName($0.lowercased()) }) }) {
+            sites = sites.filter { wanted.contains(safeName($0.name).lowercased()) }
+        }
         for site in sites {
             var siteDir = DirBuilder()
             var drives: [(String, String)] = []

@@ -25,6 +25,9 @@ public final class M365Backup: Sendable {
         public var contacts = true
         public var onedrive = true
         public var sites = true
+        /// Only these SharePoint sites (their names as the tree has them, under `/sites/`);
+        /// nil: every site.
+        public var siteNames: [String]?
         public var tags: [String] = []
         public var parent: String?
         public var noParent = false
@@ -111,7 +114,7 @@ public final class M365Backup: Sendable {
         defer { lock.release() }
         try repository.loadIndex()
         let graphBase = client.credentials.graphBase
-        let parentID: String? = try options.noParent ? nil : (options.parent.map(repository.resolveSnapshot) ?? findParent(Self.snapshotPaths(graphBase, users: options.users), graphBase: graphBase))
+        let parentID: String? = try options.noParent ? nil : (options.parent.map(repository.resolveSnapshot) ?? findParent(Self.snapshotPaths(graphBase, options), graphBase: graphBase))
         var parentRoot: Tree?
         var parentSnapshot: Snapshot?
         var parentStats: Snapshot.Stats?
@@ -134,7 +137,8 @@ public final class M365Backup: Sendable {
         // are for mailbox content, which is fetched before it takes one and passes through fast.
         let bulkThreads = max(4, 2 * ProcessInfo.processInfo.activeProcessorCount)
         let pool = ChunkerPool(session: session, threads: bulkThreads + 4, bulkThreads: bulkThreads)
-        let journal = DownloadJournal(path: options.journalPath ?? DownloadJournal.defaultPath(repositoryID: repository.config.id, users: options.users))
+        let journal = DownloadJournal(path: options.journalPath ?? DownloadJournal.defaultPath(repositoryID: repository.config.id,
+                                                                                                 scope: Self.snapshotPaths(graphBase, options).map { TenantView.treePath($0, base: graphBase) }))
         let ctx = RunContext(session: session, pool: pool, parentRoot: parentRoot, journal: journal)
         var root = DirBuilder()
         var newState = M365State(graphBase: graphBase)
@@ -197,7 +201,7 @@ public final class M365Backup: Sendable {
             stats.bytesRead = bytes
             stats.totalBytes = root.totalBytes
             stats.durationSeconds = Date().timeIntervalSince(started)
-            var snapshot = Snapshot(time: started, sourceKind: Self.sourceKind, paths: Self.snapshotPaths(graphBase, users: options.users), tags: options.tags,
+            var snapshot = Snapshot(time: started, sourceKind: Self.sourceKind, paths: Self.snapshotPaths(graphBase, options), tags: options.tags,
                                     parent: parentID, tree: rootID.hex, stats: stats)
             snapshot.sourceState = newState.encoded()
             snapshot.errors = errors.withLock { $0 }
@@ -234,18 +238,44 @@ public final class M365Backup: Sendable {
         return state.retries != parentState.retries
     }
 
-    /// A snapshot's paths: the Graph base for the whole tenant, or `<base>/users/<upn>` for each
-    /// user of a run limited to some (machines splitting a tenant each have their own series).
-    static func snapshotPaths(_ graphBase: String, users: [String]?) -> [String] {
-        guard let users, !users.isEmpty else { return [graphBase] }
-        return Set(users.map { $0.lowercased() }).sorted().map { graphBase + "/users/" + $0 }
+    /// A snapshot's paths: exactly what its tree holds (``TenantView`` puts a tenant together
+    /// from them). The Graph base for the whole tenant; else `<base>/users/<upn>` for each user
+    /// of a run limited to some (`<base>/users` for every user), or `<base>/users/<upn>/<service>`
+    /// for each service when some are skipped; and `<base>/sites`, or `<base>/sites/<site>` for
+    /// each site of a run limited to some. Machines splitting a tenant each have their own series.
+    static func snapshotPaths(_ graphBase: String, _ options: Options) -> [String] {
+        let allServices = options.mail && options.calendar && options.contacts && options.onedrive
+        if options.users == nil, allServices, options.sites, options.siteNames == nil { return [graphBase] }
+        var services: [String] = []
+        if options.mail { services.append("mail") }
+        if options.calendar { services += ["calendar", "calendars"] }
+        if options.contacts { services.append("contacts") }
+        if options.onedrive { services.append("onedrive") }
+        var paths: [String] = []
+        if !services.isEmpty {
+            let users = options.users.map { Set($0.map { "/users/" + safeName($0.lowercased()) }).sorted() } ?? ["/users"]
+            for user in users { paths += allServices ? [user] : services.map { user + "/" + $0 } }
+        }
+        if options.sites {
+            paths += options.siteNames.map { Set($0.map { "/sites/" + safeName($0.lowercased()) }).sorted() } ?? ["/sites"]
+        }
+        return paths.map { graphBase + $0 }
     }
 
-    /// The latest snapshot of the same users; else the latest of the whole tenant (its state
-    /// holds every user's delta links).
+    /// The latest snapshot of the same scope; else the latest that holds all of it (a whole
+    /// tenant's, whose state holds every collection's delta links); else the latest that holds
+    /// some of it (what it does not hold is listed in full). A snapshot's state and tree come
+    /// from one run, so whichever is taken, each delta link applies to the tree beside it.
     func findParent(_ paths: [String], graphBase: String) throws -> String? {
         let snapshots = try repository.listSnapshots().filter { $0.snapshot.sourceKind == Self.sourceKind }
-        return (snapshots.last { $0.snapshot.paths == paths } ?? snapshots.last { $0.snapshot.paths == [graphBase] })?.id
+        let wanted = paths.map { TenantView.treePath($0, base: graphBase) }
+        func held(_ snapshot: Snapshot) -> [String] {
+            snapshot.paths.filter { TenantView.graphBase(of: $0) == graphBase }.map { TenantView.treePath($0, base: graphBase) }
+        }
+        func covers(_ snapshot: Snapshot, _ path: String) -> Bool { held(snapshot).contains { TenantView.contains($0, path) } }
+        return (snapshots.last { $0.snapshot.paths == paths }
+            ?? snapshots.last { s in wanted.allSatisfy { covers(s.snapshot, $0) } }
+            ?? snapshots.last { s in wanted.contains { covers(s.snapshot, $0) } })?.id
     }
 
     /// Stores a directory and everything below it; returns the tree id.

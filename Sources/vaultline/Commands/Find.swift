@@ -22,6 +22,9 @@ struct Find: ParsableCommand {
     @Flag(help: "Search every snapshot.")
     var all = false
 
+    @Option(help: "Search the tenant as it was at TIME (ISO 8601 or YYYY-MM-DD, UTC): each part from the newest snapshot at or before TIME holding it, whichever worker wrote it.")
+    var at: String?
+
     @Option(help: "Only this user's items (UPN).")
     var user: String?
 
@@ -56,14 +59,20 @@ struct Find: ParsableCommand {
             try repo.loadIndex()
             let everything = try repo.listSnapshots()
             let chosen: [(id: String, snapshot: Snapshot)]
-            if all {
+            var view: TenantView?
+            if let at {
+                guard !all, snapshot.isEmpty else { throw VaultlineError(.invalidArgument, "give --at, --all or --snapshot, one of them") }
+                view = try TenantView(at: try Self.pointInTime(at), snapshots: everything)
+                chosen = everything
+            } else if all {
                 guard snapshot.isEmpty else { throw VaultlineError(.invalidArgument, "give --all or --snapshot, not both") }
                 chosen = everything
             } else {
                 let ids = Set(try (snapshot.isEmpty ? ["latest"] : snapshot).map { try repo.resolveSnapshot($0) })
                 chosen = everything.filter { ids.contains($0.id) }
             }
-            let result = try ItemFinder(repository: repo, query: query).run(snapshots: chosen)
+            let finder = ItemFinder(repository: repo, query: query)
+            let result = try view.map { try finder.run(at: $0, snapshots: chosen) } ?? finder.run(snapshots: chosen)
             if repository.json {
                 try printJSON(FindListing(result))
                 return
@@ -105,6 +114,12 @@ struct Find: ParsableCommand {
             })
         }
         return q
+    }
+
+    /// `--at`'s TIME: ISO 8601, or a date (its midnight, UTC).
+    static func pointInTime(_ text: String) throws -> Date {
+        guard let date = ItemQuery.parseDate(text) else { throw VaultlineError(.invalidArgument, "--at: not a time (ISO 8601 or YYYY-MM-DD)", object: text) }
+        return date
     }
 
     /// `2026-11-03 14:00Z`: item dates are the tenant's, not this machine's zone.

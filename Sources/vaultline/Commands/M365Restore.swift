@@ -24,8 +24,11 @@ extension M365 {
         @OptionGroup var repository: RepositoryOptions
         @OptionGroup var graph: GraphOptions
 
-        @Argument(help: "Snapshot id, prefix or 'latest', followed by :PATH.")
+        @Argument(help: "Snapshot id, prefix or 'latest', followed by :PATH; with --at, the PATH alone.")
         var reference: String
+
+        @Option(help: "Restore PATH as it was at TIME (ISO 8601 or YYYY-MM-DD, UTC), from the newest snapshot at or before TIME that holds it, whichever worker wrote it.")
+        var at: String?
 
         @Flag(help: "Restore into the original place instead of a new folder.")
         var inPlace = false
@@ -65,7 +68,7 @@ extension M365 {
 
         func run() async throws {
             try await reporting {
-                let (ref, path) = splitReference(reference)
+                let (ref, path) = at == nil ? splitReference(reference) : ("", reference.hasPrefix(":") ? String(reference.dropFirst()) : reference)
                 guard path != "/" else { throw VaultlineError(.invalidArgument, "give the path to restore: SNAPSHOT:/users/<upn>/onedrive or SNAPSHOT:/sites/<site>/<library>") }
                 var options = VaultlineGraph.M365Restore.Options()
                 options.destination = inPlace ? .inPlace : .newFolder
@@ -93,7 +96,15 @@ extension M365 {
                 options.progress = { p in line.update("\(p.items) of \(p.plannedItems) items, \(formatBytes(UInt64(max(0, p.bytes)))) uploaded") }
                 let repo = try repository.open()
                 try repo.loadIndex()
-                let snapshot = try repo.resolveSnapshot(ref)
+                let snapshot: String
+                if let at {
+                    guard path.hasPrefix("/") else { throw VaultlineError(.invalidArgument, "with --at, give the PATH alone (/users/<upn>/…)", object: reference) }
+                    let holder = try TenantView(at: try Find.pointInTime(at), snapshots: try repo.listSnapshots()).holder(of: path)
+                    snapshot = holder.snapshotID
+                    FileHandle.standardError.write(Data("\(path) at \(at): snapshot \(snapshot.prefix(12)) of \(UTCTimestamp.rfc3339(holder.time))\n".utf8))
+                } else {
+                    snapshot = try repo.resolveSnapshot(ref)
+                }
                 let client = GraphClient(credentials: try graph.credentials(), options: try graph.clientOptions())
                 let summary: VaultlineGraph.M365Restore.Summary
                 do {
