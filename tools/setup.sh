@@ -8,8 +8,9 @@ need=()
 # b3sum: the BLAKE3 blob ids are checked against it; iproute2: the replication test between
 # network namespaces; rclone: its QuickXorHash checks ours; libxml2: FoundationXML, which reads
 # S3's XML answers, loads it; python3-venv: the virtual environment SeaweedFS comes in;
-# prometheus: a real server scrapes `m365 serve` and evaluates its alert rules in a test.
-for pkg in libzstd-dev liblz4-dev libssl-dev libsqlite3-dev libxml2 pkg-config openssl python3 python3-venv python3-pip python3-icalendar python3-vobject b3sum iproute2 rclone prometheus; do
+# prometheus: a real server scrapes `m365 serve` and evaluates its alert rules in a test;
+# postgresql: the coordinator of many `m365 serve` workers (the tests start their own cluster).
+for pkg in libzstd-dev liblz4-dev libssl-dev libsqlite3-dev libxml2 pkg-config openssl python3 python3-venv python3-pip python3-icalendar python3-vobject b3sum iproute2 rclone prometheus postgresql; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

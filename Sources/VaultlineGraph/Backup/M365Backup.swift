@@ -48,6 +48,10 @@ public final class M365Backup: Sendable {
         /// Stores no snapshot when the run found nothing new: the same tree as the parent's,
         /// no delta link reset, the same items to try again (the continuous service's passes).
         public var commitOnlyWhenAdvanced = false
+        /// Each user's own parent snapshot, by UPN (lower case), instead of one parent: a
+        /// coordinator's batch of tasks, each last run by whichever worker held it. Each user's
+        /// delta links and directory come from that user's parent (``composeParent(_:graphBase:)``).
+        public var userParents: [String: String]?
         public init() {}
     }
 
@@ -67,6 +71,9 @@ public final class M365Backup: Sendable {
         public var collectionsKept: Int
         /// Collections listed in full because their delta link had expired.
         public var deltaResets = 0
+        /// With ``Options/userParents``: the users (UPNs, lower case) whose part is not what
+        /// their parent held.
+        public var advancedUsers: Set<String>?
     }
 
     public static let sourceKind = "m365"
@@ -114,11 +121,13 @@ public final class M365Backup: Sendable {
         defer { lock.release() }
         try repository.loadIndex()
         let graphBase = client.credentials.graphBase
-        let parentID: String? = try options.noParent ? nil : (options.parent.map(repository.resolveSnapshot) ?? findParent(Self.snapshotPaths(graphBase, options), graphBase: graphBase))
-        var parentRoot: Tree?
+        let composed = try options.userParents.map { try composeParent($0, graphBase: graphBase) }
+        let parentID: String? = try options.noParent || composed != nil ? nil
+            : (options.parent.map(repository.resolveSnapshot) ?? findParent(Self.snapshotPaths(graphBase, options), graphBase: graphBase))
+        var parentRoot: Tree? = composed?.root
         var parentSnapshot: Snapshot?
         var parentStats: Snapshot.Stats?
-        var state = M365State(graphBase: graphBase)
+        var state = composed?.state ?? M365State(graphBase: graphBase)
         if let parentID {
             let parent = try repository.loadSnapshot(parentID)
             parentSnapshot = parent
@@ -139,7 +148,7 @@ public final class M365Backup: Sendable {
         let pool = ChunkerPool(session: session, threads: bulkThreads + 4, bulkThreads: bulkThreads)
         let journal = DownloadJournal(path: options.journalPath ?? DownloadJournal.defaultPath(repositoryID: repository.config.id,
                                                                                                  scope: Self.snapshotPaths(graphBase, options).map { TenantView.treePath($0, base: graphBase) }))
-        let ctx = RunContext(session: session, pool: pool, parentRoot: parentRoot, journal: journal)
+        let ctx = RunContext(session: session, pool: pool, parentRoot: parentRoot, composedLevels: composed?.levels ?? [:], journal: journal)
         var root = DirBuilder()
         var newState = M365State(graphBase: graphBase)
         do {
@@ -216,6 +225,15 @@ public final class M365Backup: Sendable {
                 result.snapshotID = parentID
                 result.committed = false
                 return result
+            }
+            if let composed {
+                let advanced = Self.advancedUsers(usersDir, newState, errors: snapshot.errors, over: composed)
+                result.advancedUsers = advanced
+                if options.commitOnlyWhenAdvanced, advanced.isEmpty, collections.resets == 0, !options.sites {
+                    result.snapshotID = ""
+                    result.committed = false
+                    return result
+                }
             }
             try lock.ensureHeld()
             result.snapshotID = try session.commit(snapshot)
@@ -446,6 +464,8 @@ struct RunContext: Sendable {
     let session: BackupSession
     let pool: ChunkerPool
     let parentRoot: Tree?
+    /// Levels of a composed parent's root that are not stored (``M365Backup/ComposedParent``).
+    let composedLevels: [String: Tree]
     let journal: DownloadJournal
     /// Message bodies held in memory at once, across all mailboxes.
     let messageSlots = AsyncLimiter(64)
@@ -457,7 +477,7 @@ extension M365Backup {
         guard var tree = ctx.parentRoot else { return nil }
         for name in path {
             guard let node = tree.node(named: name), node.kind == .dir, let sub = node.subtree else { return nil }
-            tree = try loadParentTree(sub)
+            tree = try ctx.composedLevels[sub] ?? loadParentTree(sub)
         }
         return tree
     }

@@ -20,7 +20,10 @@ extension M365 {
                 is sent to site B at once. HTTP on --listen: /metrics (Prometheus), /livez, \
                 /readyz, /status (JSON; `vaultline m365 status` reads it). SIGTERM or SIGINT \
                 lets the pass in flight store its snapshot, then exits; a restart carries on \
-                from that snapshot's delta links.
+                from that snapshot's delta links. With --coordinator, several serve processes \
+                share the tenant through PostgreSQL: each mailbox, OneDrive and site is a task \
+                that one of them holds at a time under a lease; find and m365 restore --at TIME \
+                see the tenant whole, whichever process wrote which part.
                 """)
 
         @OptionGroup var repository: RepositoryOptions
@@ -44,6 +47,14 @@ extension M365 {
         var drivePollsPerMinute = 600.0
         @Option(help: "A collection that changed is polled again this long after its pass (seconds).")
         var debounce = 5.0
+        @Option(help: "Share the tenant with other serve processes through this PostgreSQL server (postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require]; PGPASSWORD is read too).")
+        var coordinator: String?
+        @Option(help: "This worker's name in the coordinator (default: host name and process id).")
+        var worker: String?
+        @Option(help: "With --coordinator: tasks (mailboxes, OneDrives, sites) taken at once.")
+        var batchSize = 16
+        @Option(help: "With --coordinator: a task's lease (seconds, on the server's clock); another worker takes the task when it runs out.")
+        var lease = 60.0
         @Option(help: "Log level: debug, info, warning, error.")
         var logLevel = "info"
 
@@ -53,6 +64,8 @@ extension M365 {
                 throw ValidationError("\(name) must be 1…86400 seconds")
             }
             guard debounce >= 0 && debounce <= 3_600 else { throw ValidationError("--debounce must be 0…3600 seconds") }
+            guard batchSize >= 1 && batchSize <= 1_000 else { throw ValidationError("--batch-size must be 1…1000") }
+            guard lease >= 3 && lease <= 3_600 else { throw ValidationError("--lease must be 3…3600 seconds") }
             guard drivePollsPerMinute >= 1 && drivePollsPerMinute <= 100_000 else { throw ValidationError("--drive-polls-per-minute must be 1…100000") }
         }
 
@@ -79,8 +92,21 @@ extension M365 {
                     replicator = SiteBReplicator(repositoryPath: try repository.localRepositoryPath, options: options, metrics: metrics,
                                                  state: state, logger: logger)
                 }
-                let service = M365Service(repository: repo, client: client, configuration: configuration, replicator: replicator,
+                let service: any Service
+                if let coordinator {
+                    var work = CoordinatedWorker.Configuration()
+                    work.backup = configuration.backup
+                    work.policy = configuration.policy
+                    work.batchSize = batchSize
+                    work.leaseSeconds = lease
+                    let name = worker ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+                    let shared = try PostgresCoordinator(url: coordinator, tenant: try graph.credentials().tenantId, worker: name, logger: logger)
+                    service = CoordinatedWorker(coordinator: shared, repository: repo, client: client, configuration: work, state: state,
+                                                replicator: replicator, logger: logger)
+                } else {
+                    service = M365Service(repository: repo, client: client, configuration: configuration, replicator: replicator,
                                           metrics: metrics, state: state, logger: logger)
+                }
                 let (host, port) = try parseHostPort(listen, option: "--listen")
                 let http = StatusServer.application(host: host, port: port, metrics: metrics, state: state, logger: logger) { bound in
                     logger.info("serving metrics and health", metadata: ["address": "http://\(host):\(bound)"])

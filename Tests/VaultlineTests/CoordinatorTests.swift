@@ -1,0 +1,232 @@
+import Foundation
+import GraphSimulator
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+@testable import VaultlineCore
+@testable import VaultlineGraph
+@testable import VaultlineService
+
+/// Several workers on one tenant through a real PostgreSQL server (Debian's, started by the
+/// test support on loopback).
+@Suite("Many workers through PostgreSQL", .enabled(if: PostgresTestServer.isAvailable, "\(PostgresTestServer.skipReason)"))
+struct CoordinatorTests {
+    static func coordinator(tenant: String, worker: String) throws -> PostgresCoordinator {
+        try PostgresCoordinator(url: try PostgresTestServer.url, tenant: tenant, worker: worker, logger: Logger(label: "test.pg") { _ in SwiftLogNoOpLogHandler() })
+    }
+
+    static var spec: TenantSpec {
+        var spec = GraphFixture.smallSpec
+        spec.users = 6
+        spec.messagesPerUser = 12
+        spec.filesPerUser = 3
+        return spec
+    }
+
+    @Test(.timeLimit(.minutes(5)))
+    func leasesAreExclusiveAndRunOutOnTheServersClock() async throws {
+        let tenant = "t-\(UUID().uuidString.prefix(8))"
+        let (a, b) = (try Self.coordinator(tenant: tenant, worker: "a"), try Self.coordinator(tenant: tenant, worker: "b"))
+        defer { a.close(); b.close() }
+        try await a.migrate()
+        try await b.migrate()
+        let tasks = (0..<5).map { WorkTask(.mailbox, "user\($0)@contoso.com") } + [WorkTask(.site, "marketing")]
+        try await a.register(tasks)
+        try await b.register(tasks)  // known tasks are left as they are
+        let takenByA = try await a.claim(limit: 4, leaseSeconds: 2)
+        let takenByB = try await b.claim(limit: 10, leaseSeconds: 30)
+        #expect(takenByA.count == 4 && takenByB.count == 2)
+        #expect(Set(takenByA.map(\.task)).isDisjoint(with: takenByB.map(\.task)), "a task is held by one worker")
+        #expect(takenByA.allSatisfy { $0.attempts == 1 && $0.snapshotID == nil })
+        #expect(try await b.claim(limit: 10, leaseSeconds: 30).isEmpty)
+        // A's leases run out (it stopped renewing): B takes them, and A can no longer record.
+        try await Task.sleep(for: .milliseconds(2_500))
+        let retaken = try await b.claim(limit: 10, leaseSeconds: 30)
+        #expect(Set(retaken.map(\.task)) == Set(takenByA.map(\.task)))
+        #expect(retaken.allSatisfy { $0.attempts == 2 })
+        let first = try #require(takenByA.first?.task)
+        #expect(try await a.complete(first, snapshotID: "feed", changed: true, nextDueSeconds: 0) == false)
+        #expect(try await a.renew([first], leaseSeconds: 30) == [first])
+        #expect(try await b.complete(first, snapshotID: "beef", changed: true, nextDueSeconds: 3_600))
+        #expect(try await b.snapshots()[first] == "beef")
+        // Not due for an hour; marked due, it is taken again, with its snapshot.
+        #expect(try await b.claim(limit: 10, leaseSeconds: 30).isEmpty)
+        try await b.markDue([first])
+        let again = try await a.claim(limit: 10, leaseSeconds: 30)
+        #expect(again.map(\.task) == [first] && again.first?.snapshotID == "beef" && again.first?.attempts == 1)
+        let summary = try await b.summary()
+        #expect(summary.first { $0.kind == .mailbox }?.tasks == 5 && summary.first { $0.kind == .site }?.neverSynced == 1)
+    }
+
+    @Test(.timeLimit(.minutes(10)))
+    func twoWorkersShareATenantAndADeadWorkersTasksAreFinishedElsewhere() async throws {
+        let f = try await GraphFixture(spec: Self.spec)
+        let tenant = "t-\(UUID().uuidString.prefix(8))"
+        var configuration = CoordinatedWorker.Configuration()
+        configuration.batchSize = 3
+        configuration.leaseSeconds = 3
+        configuration.idleSeconds = 0.2
+        configuration.policy.mailBaseSeconds = 3_600
+        configuration.policy.driveBaseSeconds = 3_600
+        configuration.policy.debounceSeconds = 3_600
+        let reports = Mutex<[(worker: String, report: CoordinatedWorker.BatchReport, at: Date)]>([])
+        // Each worker with its own Repository object, as separate processes have.
+        func worker(_ name: String) throws -> CoordinatedWorker {
+            let repository = try Repository.open(path: f.dir.path + "/repo", password: Fixtures.password)
+            return CoordinatedWorker(coordinator: try Self.coordinator(tenant: tenant, worker: name), repository: repository, client: f.client,
+                              configuration: configuration, logger: Logger(label: "test.worker") { _ in SwiftLogNoOpLogHandler() }) { report in
+                reports.withLock { $0.append((name, report, Date())) }
+            }
+        }
+        let (b, c) = (try worker("b"), try worker("c"))
+        // A dead worker: it took two mailboxes and stopped (no renewal, no record).
+        let dead = try Self.coordinator(tenant: tenant, worker: "dead")
+        defer { dead.close(); b.coordinator.close(); c.coordinator.close() }
+        try await dead.migrate()
+        try await dead.register(try await b.discover())
+        let deadTasks = try await dead.claim(limit: 2, leaseSeconds: configuration.leaseSeconds).map(\.task)
+        let deadAt = Date()
+        #expect(deadTasks.count == 2)
+
+        let groupB = ServiceGroup(configuration: .init(services: [.init(service: b)], logger: Logger(label: "test.group") { _ in SwiftLogNoOpLogHandler() }))
+        let runningB = Task { try await groupB.run() }
+        let all = try await b.discover()
+        let everyTaskDone = try await ContinuousServiceTests.poll(seconds: 240) {
+            let summary = (try? await dead.summary()) ?? []
+            return summary.reduce(0) { $0 + $1.tasks } == all.count && summary.allSatisfy { $0.neverSynced == 0 }
+        }
+        #expect(everyTaskDone)
+        let done = reports.withLock { $0 }
+        #expect(done.allSatisfy { $0.report.failed == nil }, "\(done.compactMap(\.report.failed))")
+        // Each task ran once (intervals of an hour): no duplicates.
+        let ran = done.flatMap(\.report.tasks)
+        #expect(ran.count == all.count && Set(ran) == Set(all))
+        // The dead worker's tasks were run only after their leases ran out.
+        for task in deadTasks {
+            let at = try #require(done.first { $0.report.tasks.contains(task) }?.at)
+            #expect(at.timeIntervalSince(deadAt) >= configuration.leaseSeconds)
+        }
+
+        // The tenant as the coordinator's snapshots hold it is what a backup of it all sees.
+        try f.repo.loadIndex()
+        let snapshots = try f.repo.listSnapshots()
+        let view = try TenantView(at: Date(), snapshots: snapshots)
+        let full = try await f.backup { $0.noParent = true }
+        try f.repo.loadIndex()
+        let fullTree = try f.repo.loadTree(full.snapshot.tree)
+        let fullUsers = try f.repo.loadTree(try #require(fullTree.node(named: "users")?.subtree))
+        for user in f.sim.tenant.users {
+            let fullUser = try f.repo.loadTree(try #require(fullUsers.node(named: user.upn)?.subtree))
+            for service in ["mail", "calendar", "contacts", "onedrive"] {
+                let holder = try view.holder(of: "/users/\(user.upn)/\(service)")
+                #expect(holder.snapshotID != full.snapshotID)
+                let held = try Self.subtree(f.repo, holder.snapshotID, ["users", user.upn, service])
+                #expect(held == fullUser.node(named: service)?.subtree, "\(user.upn) \(service)")
+            }
+        }
+
+        // A second worker joins; a message is deleted and its mailbox marked due: the worker
+        // that takes it downloads nothing (it starts from the mailbox's own snapshot).
+        let groupC = ServiceGroup(configuration: .init(services: [.init(service: c)], logger: Logger(label: "test.group") { _ in SwiftLogNoOpLogHandler() }))
+        let runningC = Task { try await groupC.run() }
+        let upn = f.sim.tenant.users[0].upn
+        let message = try #require(f.sim.tenant.mailbox(upn: upn).first)
+        f.sim.tenant.deleteMessage(upn: upn, id: message.id)
+        let before = reports.withLock { $0.count }
+        try await dead.markDue([WorkTask(.mailbox, upn)])
+        let rerun = try await ContinuousServiceTests.poll(seconds: 120) {
+            reports.withLock { $0.dropFirst(before).contains { $0.report.tasks.contains(WorkTask(.mailbox, upn)) } }
+        }
+        #expect(rerun)
+        let second = try #require(reports.withLock { $0.dropFirst(before).first { $0.report.tasks.contains(WorkTask(.mailbox, upn)) } })
+        let snapshotID = try #require(second.report.snapshotID)
+        let snapshot = try f.repo.loadSnapshot(snapshotID)
+        #expect(snapshot.stats.filesRead == 0, "a deletion downloads nothing")
+        try f.repo.loadIndex()
+        let now = try TenantView(at: Date(), snapshots: try f.repo.listSnapshots())
+        #expect(try now.holder(of: "/users/\(upn)/mail").snapshotID == snapshotID)
+        let mail = try f.restore(snapshotID, "/users/\(upn)/mail")
+        #expect(!mail.keys.contains { $0.hasSuffix(itemFileName(message.id, ext: ".eml")) })
+        #expect(mail.count == f.sim.tenant.mailbox(upn: upn).count)
+
+        await groupB.triggerGracefulShutdown()
+        await groupC.triggerGracefulShutdown()
+        try await runningB.value
+        try await runningC.value
+        #expect(try Checker(repository: f.repo).run(readData: true).ok)
+        await f.close()
+    }
+
+    /// `m365 serve --coordinator` as it ships: one worker is killed with SIGKILL holding
+    /// leases, another finishes its tasks; `find --at` then sees every message once and
+    /// `check --read-data` is clean.
+    @Test(.timeLimit(.minutes(10)))
+    func aWorkerKilledMidBatchLeavesNoGapAndNoDuplicate() async throws {
+        let f = try await GraphFixture(spec: Self.spec)
+        f.sim.faults.withLock { $0.latency = 0.05 }  // a batch takes a second or so: time to kill it in
+        let tenant = f.sim.tenantId
+        let url = try PostgresTestServer.url
+        // Each test process's server is its own; the simulator's tenant id is the same in every
+        // test, so the rows of an earlier test on this server are cleared first.
+        let observer = try Self.coordinator(tenant: tenant, worker: "observer")
+        defer { observer.close() }
+        try await observer.migrate()
+        try await observer.deleteTenant()
+        func start(_ name: String) throws -> Process {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: FaultTests.cliPath)
+            p.arguments = ["m365", "serve", "--repo", f.dir.path + "/repo", "--graph-url", f.sim.graphURL, "--authority", f.sim.authorityURL,
+                           "--listen", "127.0.0.1:0", "--coordinator", url, "--worker", name, "--batch-size", "2", "--lease", "3",
+                           "--mail-interval", "3600", "--drive-interval", "3600", "--debounce", "3600", "--log-level", "critical"]
+            p.environment = ["VAULTLINE_PASSWORD": String(decoding: Fixtures.password, as: UTF8.self), "HOME": f.dir.path + "/home-" + name,
+                             "VAULTLINE_GRAPH_TENANT": f.sim.tenantId, "VAULTLINE_GRAPH_CLIENT_ID": f.sim.clientId, "VAULTLINE_GRAPH_SECRET": "test-secret"]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        let first = try start("w1")
+        defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
+        let holding = try await ContinuousServiceTests.poll(seconds: 180) {
+            ((try? await observer.summary()) ?? []).contains { $0.leased > 0 }
+        }
+        #expect(holding)
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        #expect(first.terminationReason == .uncaughtSignal)
+        let second = try start("w2")
+        defer { if second.isRunning { second.terminate(); second.waitUntilExit() } }
+        let done = try await ContinuousServiceTests.poll(seconds: 240) {
+            let summary = (try? await observer.summary()) ?? []
+            return summary.count == 3 && summary.allSatisfy { $0.neverSynced == 0 && $0.leased == 0 }
+        }
+        let summary = (try? await observer.summary()) ?? []
+        #expect(done, "\(summary)")
+        second.terminate()
+        second.waitUntilExit()
+        #expect(second.terminationStatus == 0)
+
+        let found = try Fixtures.cli(["find", "--repo", f.dir.path + "/repo", "--at", UTCTimestamp.rfc3339(Date()), "--kind", "mail", "--json"])
+        #expect(found.status == 0)
+        struct Listing: Decodable { struct Entry: Decodable { var path: String }; var matches: [Entry] }
+        let paths = try JSONDecoder().decode(Listing.self, from: Data(found.out.utf8)).matches.map(\.path)
+        let messages = f.sim.tenant.users.reduce(0) { $0 + f.sim.tenant.mailbox(upn: $1.upn).count }
+        #expect(paths.count == messages && Set(paths).count == messages, "every message once")
+        let checked = try Fixtures.cli(["check", "--repo", f.dir.path + "/repo", "--read-data"])
+        #expect(checked.status == 0, "\(checked.out)")
+        await f.close()
+    }
+
+    /// The tree id at `path` in a snapshot.
+    static func subtree(_ repo: Repository, _ snapshotID: String, _ path: [String]) throws -> String? {
+        var tree = try repo.loadTree(try repo.loadSnapshot(snapshotID).tree)
+        var id: String?
+        for name in path {
+            guard let node = tree.node(named: name), let sub = node.subtree else { return nil }
+            id = sub
+            if name != path.last { tree = try repo.loadTree(sub) }
+        }
+        return id
+    }
+}
