@@ -2,7 +2,8 @@
 # The README's test command: installs what is missing, then runs the whole test suite.
 # The receiver's timeout tests, the upload, resource-unit and request budget tests, the token-refresh
 # test (a request must arrive within 3 s of taking its token: it failed once in four runs beside
-# the S3 suites and their server, 2026-12-02), and two replication
+# the S3 suites and their server, 2026-12-02), the coordinator's lease test (leases of 2 s
+# that must not run out between two statements), and two replication
 # tests that act at a moment in a transfer (a kill while a pack arrives, a GET bound read after
 # a second) depend on time; run beside the rest of the suite (kill trials, CLI subprocesses) on
 # a two-core machine they measure its load instead (both failed so, 1 in 1 run), so they run
@@ -16,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 alone="everyChangeReachesBothSitesThroughFaultsWithinTheRPO"
-quiet="ReceiverLimitsTests|scrubKeepsItsRateAndResumesFromItsCursor|UploadBudgetTests|unreadGetRepliesAreBounded|receiverKilledMidTransferAndRestartedConverges|aRequestBudgetUnderGraphsLimit|accessTokensAreRefreshedBeforeTheyExpire"
+quiet="ReceiverLimitsTests|scrubKeepsItsRateAndResumesFromItsCursor|UploadBudgetTests|unreadGetRepliesAreBounded|receiverKilledMidTransferAndRestartedConverges|aRequestBudgetUnderGraphsLimit|accessTokensAreRefreshedBeforeTheyExpire|leasesAreExclusiveAndRunOutOnTheServersClock"
 if [ "${RELEASE:-}" = 1 ]; then
     swift build -c release --build-tests -Xswiftc -enable-testing
     exec swift test -c release --skip-build -Xswiftc -enable-testing --skip "$quiet|$alone"

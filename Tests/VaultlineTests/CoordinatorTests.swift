@@ -65,7 +65,10 @@ struct CoordinatorTests {
         let tenant = "t-\(UUID().uuidString.prefix(8))"
         var configuration = CoordinatedWorker.Configuration()
         configuration.batchSize = 3
-        configuration.leaseSeconds = 3
+        // The workers' own leases are long (beside the suite a renewal can wait minutes for a
+        // thread); the dead worker's are 3 s.
+        configuration.leaseSeconds = 300
+        let deadLease = 3.0
         configuration.idleSeconds = 0.2
         configuration.policy.mailBaseSeconds = 3_600
         configuration.policy.driveBaseSeconds = 3_600
@@ -85,7 +88,7 @@ struct CoordinatorTests {
         defer { dead.close(); b.coordinator.close(); c.coordinator.close() }
         try await dead.migrate()
         try await dead.register(try await b.discover())
-        let deadTasks = try await dead.claim(limit: 2, leaseSeconds: configuration.leaseSeconds).map(\.task)
+        let deadTasks = try await dead.claim(limit: 2, leaseSeconds: deadLease).map(\.task)
         let deadAt = Date()
         #expect(deadTasks.count == 2)
 
@@ -105,7 +108,7 @@ struct CoordinatorTests {
         // The dead worker's tasks were run only after their leases ran out.
         for task in deadTasks {
             let at = try #require(done.first { $0.report.tasks.contains(task) }?.at)
-            #expect(at.timeIntervalSince(deadAt) >= configuration.leaseSeconds)
+            #expect(at.timeIntervalSince(deadAt) >= deadLease)
         }
 
         // The tenant as the coordinator's snapshots hold it is what a backup of it all sees.
@@ -173,11 +176,11 @@ struct CoordinatorTests {
         defer { observer.close() }
         try await observer.migrate()
         try await observer.deleteTenant()
-        func start(_ name: String) throws -> Process {
+        func start(_ name: String, lease: Int) throws -> Process {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: FaultTests.cliPath)
             p.arguments = ["m365", "serve", "--repo", f.dir.path + "/repo", "--graph-url", f.sim.graphURL, "--authority", f.sim.authorityURL,
-                           "--listen", "127.0.0.1:0", "--coordinator", url, "--worker", name, "--batch-size", "2", "--lease", "3",
+                           "--listen", "127.0.0.1:0", "--coordinator", url, "--worker", name, "--batch-size", "2", "--lease", "\(lease)",
                            "--mail-interval", "3600", "--drive-interval", "3600", "--debounce", "3600", "--log-level", "critical"]
             p.environment = ["VAULTLINE_PASSWORD": String(decoding: Fixtures.password, as: UTF8.self), "HOME": f.dir.path + "/home-" + name,
                              "VAULTLINE_GRAPH_TENANT": f.sim.tenantId, "VAULTLINE_GRAPH_CLIENT_ID": f.sim.clientId, "VAULTLINE_GRAPH_SECRET": "test-secret"]
@@ -186,7 +189,8 @@ struct CoordinatorTests {
             try p.run()
             return p
         }
-        let first = try start("w1")
+        // The killed worker's leases are 3 s; the survivor's long (its renewals can wait).
+        let first = try start("w1", lease: 3)
         defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
         let holding = try await ContinuousServiceTests.poll(seconds: 180) {
             ((try? await observer.summary()) ?? []).contains { $0.leased > 0 }
@@ -195,7 +199,7 @@ struct CoordinatorTests {
         kill(first.processIdentifier, SIGKILL)
         first.waitUntilExit()
         #expect(first.terminationReason == .uncaughtSignal)
-        let second = try start("w2")
+        let second = try start("w2", lease: 300)
         defer { if second.isRunning { second.terminate(); second.waitUntilExit() } }
         let done = try await ContinuousServiceTests.poll(seconds: 240) {
             let summary = (try? await observer.summary()) ?? []

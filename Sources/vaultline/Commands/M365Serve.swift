@@ -52,7 +52,7 @@ extension M365 {
         @Option(help: "This worker's name in the coordinator (default: host name and process id).")
         var worker: String?
         @Option(help: "With --coordinator: tasks (mailboxes, OneDrives, sites) taken at once.")
-        var batchSize = 16
+        var batchSize = 64
         @Option(help: "With --coordinator: a task's lease (seconds, on the server's clock); another worker takes the task when it runs out.")
         var lease = 60.0
         @Option(help: "Log level: debug, info, warning, error.")
