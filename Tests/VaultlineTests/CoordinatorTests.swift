@@ -153,6 +153,20 @@ struct CoordinatorTests {
         #expect(!mail.keys.contains { $0.hasSuffix(itemFileName(message.id, ext: ".eml")) })
         #expect(mail.count == f.sim.tenant.mailbox(upn: upn).count)
 
+        // That snapshot forgotten (retention): the mailbox's next run starts from the newest
+        // snapshot still holding it, and nothing fails.
+        try f.repo.backend.delete(.snapshot, snapshotID)
+        let beforeForget = reports.withLock { $0.count }
+        try await dead.markDue([WorkTask(.mailbox, upn)])
+        let afterForget = try await ContinuousServiceTests.poll(seconds: 120) {
+            reports.withLock { $0.dropFirst(beforeForget).contains { $0.report.tasks.contains(WorkTask(.mailbox, upn)) } }
+        }
+        #expect(afterForget)
+        let third = try #require(reports.withLock { $0.dropFirst(beforeForget).first { $0.report.tasks.contains(WorkTask(.mailbox, upn)) } })
+        #expect(third.report.failed == nil && third.report.recorded == third.report.tasks.count)
+        let held = try TenantView(at: Date(), snapshots: try f.repo.listSnapshots()).holder(of: "/users/\(upn)/mail")
+        #expect(!(try f.restore(held.snapshotID, "/users/\(upn)/mail")).keys.contains { $0.hasSuffix(itemFileName(message.id, ext: ".eml")) })
+
         await groupB.triggerGracefulShutdown()
         await groupC.triggerGracefulShutdown()
         try await runningB.value
@@ -167,7 +181,9 @@ struct CoordinatorTests {
     @Test(.timeLimit(.minutes(10)))
     func aWorkerKilledMidBatchLeavesNoGapAndNoDuplicate() async throws {
         let f = try await GraphFixture(spec: Self.spec)
-        f.sim.faults.withLock { $0.latency = 0.05 }  // a batch takes a second or so: time to kill it in
+        // Slow requests while the first worker runs: its first batch holds its leases for many
+        // seconds, so it is caught holding them however long this test waits for a thread.
+        f.sim.faults.withLock { $0.latency = 2 }
         let tenant = f.sim.tenantId
         let url = try PostgresTestServer.url
         // Each test process's server is its own; the simulator's tenant id is the same in every
@@ -198,6 +214,7 @@ struct CoordinatorTests {
         #expect(holding)
         kill(first.processIdentifier, SIGKILL)
         first.waitUntilExit()
+        f.sim.faults.withLock { $0.latency = 0.01 }
         #expect(first.terminationReason == .uncaughtSignal)
         let second = try start("w2", lease: 300)
         defer { if second.isRunning { second.terminate(); second.waitUntilExit() } }

@@ -28,7 +28,7 @@ public struct TenantView: Sendable {
     public init(at time: Date, snapshots: [(id: String, snapshot: Snapshot)]) throws {
         let candidates = snapshots.filter { $0.snapshot.sourceKind == M365Backup.sourceKind && $0.snapshot.time <= time }
             .sorted { ($0.snapshot.time, $0.id) > ($1.snapshot.time, $1.id) }
-        guard let newest = candidates.first, let base = newest.snapshot.paths.first.map(Self.graphBase(of:)) else {
+        guard let base = candidates.lazy.compactMap({ $0.snapshot.paths.first }).first.map(Self.graphBase(of:)) else {
             throw VaultlineError(.notFound, "no Microsoft 365 snapshot at or before \(UTCTimestamp.rfc3339(time))")
         }
         var parts: [Part] = []

@@ -172,8 +172,17 @@ public final class CoordinatedWorker: Service {
         var options = first.task.scope(configuration.backup)
         options.commitOnlyWhenAdvanced = true
         options.planner = nil
+        // A recorded snapshot that `forget` has since removed is not a parent: the task starts
+        // from the newest snapshot still holding its part, as a new one does.
+        let stored = Set(try repository.backend.list(.snapshot))
         var parents: [WorkTask: String] = [:]
-        for claimed in batch { if let id = claimed.snapshotID { parents[claimed.task] = id } }
+        for claimed in batch {
+            guard let id = claimed.snapshotID else { continue }
+            if stored.contains(id) { parents[claimed.task] = id } else {
+                logger.warning("the task's snapshot is gone (forgotten); starting from the newest that holds it",
+                               metadata: ["task": "\(claimed.task)", "snapshot": "\(id)"])
+            }
+        }
         if parents.count < batch.count, let view = try? TenantView(at: Date(), snapshots: try repository.listSnapshots()) {
             for claimed in batch where parents[claimed.task] == nil {
                 if let owner = view.owner(of: Self.treePath(claimed.task)) { parents[claimed.task] = owner.snapshotID }
