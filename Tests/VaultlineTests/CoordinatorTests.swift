@@ -136,14 +136,19 @@ struct CoordinatorTests {
         let upn = f.sim.tenant.users[0].upn
         let message = try #require(f.sim.tenant.mailbox(upn: upn).first)
         f.sim.tenant.deleteMessage(upn: upn, id: message.id)
-        let before = reports.withLock { $0.count }
-        try await dead.markDue([WorkTask(.mailbox, upn)])
-        let rerun = try await ContinuousServiceTests.poll(seconds: 120) {
-            reports.withLock { $0.dropFirst(before).contains { $0.report.tasks.contains(WorkTask(.mailbox, upn)) } }
+        // Marks the mailbox due and waits for the next batch that runs it.
+        func rerunMailbox() async throws -> CoordinatedWorker.BatchReport? {
+            let task = WorkTask(.mailbox, upn)
+            let before = reports.withLock { $0.count }
+            try await dead.markDue([task])
+            func next() -> CoordinatedWorker.BatchReport? {
+                reports.withLock { $0.dropFirst(before).first { $0.report.tasks.contains(task) }?.report }
+            }
+            _ = try await ContinuousServiceTests.poll(seconds: 120) { next() != nil }
+            return next()
         }
-        #expect(rerun)
-        let second = try #require(reports.withLock { $0.dropFirst(before).first { $0.report.tasks.contains(WorkTask(.mailbox, upn)) } })
-        let snapshotID = try #require(second.report.snapshotID)
+        let second = try #require(try await rerunMailbox())
+        let snapshotID = try #require(second.snapshotID)
         let snapshot = try f.repo.loadSnapshot(snapshotID)
         #expect(snapshot.stats.filesRead == 0, "a deletion downloads nothing")
         try f.repo.loadIndex()
@@ -156,14 +161,8 @@ struct CoordinatorTests {
         // That snapshot forgotten (retention): the mailbox's next run starts from the newest
         // snapshot still holding it, and nothing fails.
         try f.repo.backend.delete(.snapshot, snapshotID)
-        let beforeForget = reports.withLock { $0.count }
-        try await dead.markDue([WorkTask(.mailbox, upn)])
-        let afterForget = try await ContinuousServiceTests.poll(seconds: 120) {
-            reports.withLock { $0.dropFirst(beforeForget).contains { $0.report.tasks.contains(WorkTask(.mailbox, upn)) } }
-        }
-        #expect(afterForget)
-        let third = try #require(reports.withLock { $0.dropFirst(beforeForget).first { $0.report.tasks.contains(WorkTask(.mailbox, upn)) } })
-        #expect(third.report.failed == nil && third.report.recorded == third.report.tasks.count)
+        let third = try #require(try await rerunMailbox())
+        #expect(third.failed == nil && third.recorded == third.tasks.count)
         let held = try TenantView(at: Date(), snapshots: try f.repo.listSnapshots()).holder(of: "/users/\(upn)/mail")
         #expect(!(try f.restore(held.snapshotID, "/users/\(upn)/mail")).keys.contains { $0.hasSuffix(itemFileName(message.id, ext: ".eml")) })
 

@@ -121,9 +121,10 @@ public final class M365Backup: Sendable {
         defer { lock.release() }
         try repository.loadIndex()
         let graphBase = client.credentials.graphBase
+        let scopePaths = Self.snapshotPaths(graphBase, options)
         let composed = try options.userParents.map { try composeParent($0, graphBase: graphBase) }
         let parentID: String? = try options.noParent || composed != nil ? nil
-            : (options.parent.map(repository.resolveSnapshot) ?? findParent(Self.snapshotPaths(graphBase, options), graphBase: graphBase))
+            : (options.parent.map(repository.resolveSnapshot) ?? findParent(scopePaths, graphBase: graphBase))
         var parentRoot: Tree? = composed?.root
         var parentSnapshot: Snapshot?
         var parentStats: Snapshot.Stats?
@@ -147,7 +148,7 @@ public final class M365Backup: Sendable {
         let bulkThreads = max(4, 2 * ProcessInfo.processInfo.activeProcessorCount)
         let pool = ChunkerPool(session: session, threads: bulkThreads + 4, bulkThreads: bulkThreads)
         let journal = DownloadJournal(path: options.journalPath ?? DownloadJournal.defaultPath(repositoryID: repository.config.id,
-                                                                                                 scope: Self.snapshotPaths(graphBase, options).map { TenantView.treePath($0, base: graphBase) }))
+                                                                                                 scope: scopePaths.map { TenantView.treePath($0, base: graphBase) }))
         let ctx = RunContext(session: session, pool: pool, parentRoot: parentRoot, composedLevels: composed?.levels ?? [:], journal: journal)
         var root = DirBuilder()
         var newState = M365State(graphBase: graphBase)
@@ -210,7 +211,7 @@ public final class M365Backup: Sendable {
             stats.bytesRead = bytes
             stats.totalBytes = root.totalBytes
             stats.durationSeconds = Date().timeIntervalSince(started)
-            var snapshot = Snapshot(time: started, sourceKind: Self.sourceKind, paths: Self.snapshotPaths(graphBase, options), tags: options.tags,
+            var snapshot = Snapshot(time: started, sourceKind: Self.sourceKind, paths: scopePaths, tags: options.tags,
                                     parent: parentID, tree: rootID.hex, stats: stats)
             snapshot.sourceState = newState.encoded()
             snapshot.errors = errors.withLock { $0 }

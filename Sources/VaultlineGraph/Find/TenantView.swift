@@ -70,9 +70,9 @@ public struct TenantView: Sendable {
 
     /// Whether a found item belongs to the view: `snapshots` (the ones holding its version at
     /// `path`) include the one that holds `path` at the view's time.
-    public func holds(_ path: String, in snapshots: [String]) -> String? {
+    public func holds(_ path: String, in snapshots: [String]) -> Part? {
         guard let owner = owner(of: path) else { return nil }
-        return snapshots.contains(owner.snapshotID) ? owner.snapshotID : nil
+        return snapshots.contains(owner.snapshotID) ? owner : nil
     }
 
     /// The Graph base of a snapshot path: what precedes `/users/` or `/sites/`, or all of it.
@@ -105,12 +105,11 @@ extension ItemFinder {
         let used = Set(view.parts.map(\.snapshotID))
         var result = try run(snapshots: snapshots.filter { used.contains($0.id) })
         result.matches = result.matches.compactMap { match in
-            guard let holder = view.holds(match.item.path, in: match.snapshots),
-                  let time = view.parts.first(where: { $0.snapshotID == holder })?.time else { return nil }
+            guard let holder = view.holds(match.item.path, in: match.snapshots) else { return nil }
             var held = match
-            held.snapshots = [holder]
-            held.newest = time
-            held.oldest = time
+            held.snapshots = [holder.snapshotID]
+            held.newest = holder.time
+            held.oldest = holder.time
             return held
         }
         return result
