@@ -144,6 +144,16 @@ public final class M365Service: Service {
         return result
     }
 
+    /// The share of the RPO past which maintenance waits (``ServiceMaintenance``).
+    public static let maintenanceYieldsAt = 0.8
+
+    /// Whether some collection's newest copy is older than 80 % of the RPO: the passes are
+    /// falling behind, and prune and scrub wait so as not to take their disk and CPU.
+    public func isFallingBehind(now: Date = Date()) -> Bool {
+        let limit = configuration.policy.rpoSeconds * Self.maintenanceYieldsAt
+        return schedule.entries.values.contains { now.timeIntervalSince($0.lastSynced ?? $0.since) > limit }
+    }
+
     /// The schedule's view in the status and the metrics.
     func publishSchedule(_ now: Date) {
         let kinds = KindSummary.of(schedule.entries)

@@ -1,5 +1,6 @@
 import Foundation
 import Prometheus
+import VaultlineCore
 import VaultlineGraph
 
 /// The service's Prometheus series (docs/OPERATIONS.md lists them): timestamps rather than ages
@@ -29,6 +30,15 @@ public final class ServiceMetrics: Sendable {
     let replicationBytes: Counter?
     let replicationFailures: Counter?
     let lastPassSuccess: Gauge
+    let maintenanceLast: [String: Gauge]
+    let maintenanceFailures: [String: Counter]
+    let maintenancePaused: Gauge
+    let forgetRemoved: Counter
+    let pruneFreed: Counter
+    let scrubFraction: Gauge
+    let scrubBytes: Counter
+    let scrubDamaged: Counter
+    let scrubPassCompleted: Gauge
 
     public init(version: String, replicates: Bool = false) {
         let r = registry
@@ -62,6 +72,20 @@ public final class ServiceMetrics: Sendable {
         replicationBytes = !replicates ? nil : r.makeCounter(descriptor: .named("vaultline_replication_bytes_total", "Bytes sent to site B."))
         replicationFailures = !replicates ? nil : r.makeCounter(descriptor: .named("vaultline_replication_failures_total", "Replication passes that failed."))
         lastPassSuccess = r.makeGauge(descriptor: .named("vaultline_m365_last_pass_success", "1 when the last pass succeeded."))
+        var last: [String: Gauge] = [:], failures: [String: Counter] = [:]
+        for job in ["forget", "prune", "scrub"] {
+            last[job] = r.makeGauge(descriptor: .named("vaultline_maintenance_last_success_timestamp_seconds", "When each maintenance job (forget, prune, a scrub slice) last ended well; 0 until it has."), labels: [("job", job)])
+            failures[job] = r.makeCounter(descriptor: .named("vaultline_maintenance_failures_total", "Maintenance jobs that failed (tried again at their next turn)."), labels: [("job", job)])
+        }
+        maintenanceLast = last
+        maintenanceFailures = failures
+        maintenancePaused = r.makeGauge(descriptor: .named("vaultline_maintenance_paused", "1 while maintenance waits: the RPO is at risk, or another worker holds it."))
+        forgetRemoved = r.makeCounter(descriptor: .named("vaultline_forget_snapshots_removed_total", "Snapshots removed by the retention policy."))
+        pruneFreed = r.makeCounter(descriptor: .named("vaultline_prune_freed_bytes_total", "Bytes of packs prune deleted."))
+        scrubFraction = r.makeGauge(descriptor: .named("vaultline_scrub_pass_fraction", "How far the current scrub pass has come through the repository's files (0 to 1)."))
+        scrubBytes = r.makeCounter(descriptor: .named("vaultline_scrub_read_bytes_total", "Bytes the scrub re-read and checked."))
+        scrubDamaged = r.makeCounter(descriptor: .named("vaultline_scrub_damaged_files_total", "Files the scrub found damaged (repair them: docs/OPERATIONS.md, Repair)."))
+        scrubPassCompleted = r.makeGauge(descriptor: .named("vaultline_scrub_last_pass_completed_timestamp_seconds", "When a scrub pass last reached the end of the repository; 0 until one has."))
         r.makeGauge(descriptor: .named("vaultline_build_info", "The running build."), labels: [("version", version)]).set(to: 1)
     }
 
@@ -92,6 +116,17 @@ public final class ServiceMetrics: Sendable {
         }
         pollCap.set(to: cap)
         rpoAtRisk.set(to: atRisk ? 1 : 0)
+    }
+
+    func recordMaintenance(_ job: String, succeeded: Bool, at time: Date) {
+        if succeeded { maintenanceLast[job]?.set(to: time.timeIntervalSince1970) } else { maintenanceFailures[job]?.increment() }
+    }
+
+    func recordScrub(_ report: Scrubber.Report) {
+        scrubFraction.set(to: report.passCompleted ? 1 : report.passFraction)
+        scrubBytes.increment(by: Int64(clamping: report.bytesRead))
+        scrubDamaged.increment(by: Int64(report.damaged.count))
+        if let completed = report.lastCompletedPass { scrubPassCompleted.set(to: completed.timeIntervalSince1970) }
     }
 
     public func text() -> String { registry.emitToString() }

@@ -25,6 +25,28 @@ public struct ServiceStatus: Codable, Sendable, Equatable {
     public var collections: [String: Kind] = [:]
     /// True when some collection's newest copy is older than the RPO allows.
     public var rpoAtRisk = false
+    /// Retention, prune and scrub in the service (absent when it runs none).
+    public var maintenance: Maintenance?
+
+    public struct Maintenance: Codable, Sendable, Equatable {
+        /// When prune and scrub may run (`01:00-05:00 Europe/Paris`, `always`, `never`).
+        public var window: String
+        /// The job running now: forget, prune or scrub.
+        public var running: String?
+        /// Why nothing starts now (the RPO is at risk; another worker holds the maintenance).
+        public var paused: String?
+        public var lastForget: String?
+        public var lastPrune: String?
+        public var lastScrub: String?
+        /// How far the current scrub pass has come (0…1), and when the last pass completed.
+        public var scrubPassFraction: Double?
+        public var lastCompletedScrubPass: String?
+        /// Files the scrub found damaged since the service started (`vaultline repair`).
+        public var scrubDamaged: [String] = []
+        /// Each job's last failure, until it next succeeds.
+        public var lastErrors: [String: String] = [:]
+        public init(window: String) { self.window = window }
+    }
 
     public struct Site: Codable, Sendable, Equatable {
         public var lastSnapshotID: String?

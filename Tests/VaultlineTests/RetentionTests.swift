@@ -43,6 +43,56 @@ import Glibc
         #expect(within.apply(all, grouping: .none).filter(\.keep).count == 9)  // 0, 6, …, 48 hours
     }
 
+    @Test func withinBucketsHoldWhateverTheGaps() {
+        // Every 10 minutes for 3 days, then a 5-day gap, then every 10 minutes for 1 day (newest
+        // 2026-11-25T23:50Z): hourly-within 2 days reaches only the newest day and the gap.
+        var all: [(id: String, snapshot: Snapshot)] = []
+        let end = ISO8601DateFormatter().date(from: "2026-11-25T23:50:00Z")!
+        for i in 0..<(4 * 144) {
+            let minutes = Double(i) * 10 + (i >= 144 ? 5 * 1440 : 0)
+            var s = Self.snapshot("2026-01-01T00:00:00Z")
+            s.time = end.addingTimeInterval(-minutes * 60)
+            all.append((String(format: "%064x", i), s))
+        }
+        var p = ForgetPolicy()
+        p.within = 3_600
+        p.withinHourly = 2 * 86_400
+        p.withinDaily = 10 * 86_400
+        let kept = p.apply(all, grouping: .source).filter(\.keep)
+        // within 1 h: 7 (0…60 minutes); hourly within 2 days: the newest day's 24 hours (the
+        // newest of 23h and 22h already kept by `within`); daily within 10 days: 1 + 3 older days.
+        let hourlyOnly = kept.filter { $0.reasons.contains { $0.hasPrefix("hourly") } }
+        #expect(hourlyOnly.count == 24)
+        let daily = kept.filter { $0.reasons.contains { $0.hasPrefix("daily") } }
+        #expect(daily.count == 4)
+        #expect(kept.count == 7 + 22 + 3)
+        #expect(!p.isEmpty)
+    }
+
+    @Test func pathGroupingKeepsASnapshotWhenAnyOfItsPathsDoes() {
+        // Batches holding different users: b1 {ann, bob} then b2 {bob} then b3 {ann}.
+        let base = "https://graph/v1.0"
+        let all: [(id: String, snapshot: Snapshot)] = [
+            ("b1", Self.snapshot("2026-11-20T00:00:00Z", paths: [base + "/users/ann", base + "/users/bob"])),
+            ("b2", Self.snapshot("2026-11-21T00:00:00Z", paths: [base + "/users/bob"])),
+            ("b3", Self.snapshot("2026-11-22T00:00:00Z", paths: [base + "/users/ann"])),
+            ("b4", Self.snapshot("2026-11-22T06:00:00Z", paths: [base + "/users/bob"])),
+        ]
+        var p = ForgetPolicy()
+        p.last = 1
+        let byPath = p.apply(all, grouping: .path)
+        #expect(byPath.count == 4)
+        #expect(Set(byPath.filter(\.keep).map(\.id)) == ["b3", "b4"])
+        p.last = 2
+        // ann: b3, b1; bob: b4, b2 — b1 is kept for ann alone.
+        let two = p.apply(all, grouping: .path)
+        #expect(Set(two.filter(\.keep).map(\.id)) == ["b1", "b2", "b3", "b4"])
+        #expect(two.first { $0.id == "b1" }?.group.hasSuffix("/users/ann") == true)
+        // By source each batch is its own group: nothing is ever thinned.
+        p.last = 1
+        #expect(p.apply(all, grouping: .source).filter(\.keep).count == 3)
+    }
+
     @Test func flaggedSnapshotHoldsTheLastGoodOneUntilReleased() {
         let all: [(id: String, snapshot: Snapshot)] = [
             ("a", Self.snapshot("2026-11-20T00:00:00Z")),

@@ -26,6 +26,9 @@ public final class Scrubber {
         /// evenly over the period, and a missed run is caught up by the next.
         public var paced = false
         public var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        /// Asked before each batch (about a second of work when rate-limited, at most 256 MiB):
+        /// true stops the run there, the cursor kept — `m365 serve` yields to its backups.
+        public var shouldStop: (@Sendable () -> Bool)?
         /// Where the cursor lives (``Scrubber/defaultStatePath(repositoryID:depth:)``).
         public var statePath: String
         public init(statePath: String) { self.statePath = statePath }
@@ -114,6 +117,7 @@ public final class Scrubber {
         let readStart = MonotonicClock.nanoseconds()
         while position < files.count {
             if let max = options.maxSeconds, MonotonicClock.seconds(since: start) >= max { break }
+            if options.shouldStop?() == true { break }
             if options.paced, report.filesRead > 0 {
                 let due = Double(report.bytesTotal) * min(1, Date().timeIntervalSince(state.passStarted) / options.period)
                 if Double(state.bytesThisPass) >= due { break }

@@ -5,8 +5,10 @@ import Foundation
 /// Within each group (by default one group per source: kind and paths, so one tenant, one set
 /// of users, one set of directories), snapshots are considered newest first. A snapshot is kept
 /// when any rule keeps it: the newest `last`; the newest of each of the newest `hourly` hours,
-/// `daily` days, … (calendar periods in UTC); everything within `within` of the group's newest
-/// snapshot; every snapshot with one of `tags`. The ransomware rule is not optional: for every
+/// `daily` days, … (calendar periods in UTC); the newest of each hour, day, … among the
+/// snapshots within `withinHourly`, `withinDaily`, … of the group's newest (so "hourly for 14
+/// days" holds whatever the gaps); everything within `within` of the group's newest snapshot; every
+/// snapshot with one of `tags`. The ransomware rule is not optional: for every
 /// flagged, unreleased snapshot, the newest unflagged snapshot older than it is kept.
 public struct ForgetPolicy: Sendable, Codable, Equatable {
     public var last = 0
@@ -16,15 +18,25 @@ public struct ForgetPolicy: Sendable, Codable, Equatable {
     public var monthly = 0
     public var yearly = 0
     public var within: TimeInterval?
+    public var withinHourly: TimeInterval?
+    public var withinDaily: TimeInterval?
+    public var withinWeekly: TimeInterval?
+    public var withinMonthly: TimeInterval?
+    public var withinYearly: TimeInterval?
     public var tags: [String] = []
 
     public init() {}
 
     public var isEmpty: Bool {
-        last == 0 && hourly == 0 && daily == 0 && weekly == 0 && monthly == 0 && yearly == 0 && within == nil && tags.isEmpty
+        last == 0 && hourly == 0 && daily == 0 && weekly == 0 && monthly == 0 && yearly == 0 && within == nil
+            && withinHourly == nil && withinDaily == nil && withinWeekly == nil && withinMonthly == nil && withinYearly == nil
+            && tags.isEmpty
     }
 
-    public enum Grouping: String, Sendable, Codable { case source, host, none }
+    /// `path`: every path of a snapshot is a group of its own, and a snapshot is kept when any
+    /// of its groups keeps it — for snapshots that hold different sets of a tenant's users
+    /// (`m365 serve --coordinator` batches), so each user's history is thinned on its own.
+    public enum Grouping: String, Sendable, Codable { case source, host, none, path }
 
     public struct Decision: Sendable, Codable {
         public var id: String
@@ -37,21 +49,37 @@ public struct ForgetPolicy: Sendable, Codable, Equatable {
         public var refused: String?
     }
 
-    public static func group(of snapshot: Snapshot, by grouping: Grouping) -> String {
+    /// The groups a snapshot belongs to: one, except by `path` (one per path).
+    public static func groups(of snapshot: Snapshot, by grouping: Grouping) -> [String] {
         switch grouping {
-        case .source: "\(snapshot.sourceKind) \(snapshot.paths.joined(separator: ","))"
-        case .host: snapshot.host
-        case .none: "all"
+        case .source: ["\(snapshot.sourceKind) \(snapshot.paths.joined(separator: ","))"]
+        case .host: [snapshot.host]
+        case .none: ["all"]
+        case .path: snapshot.paths.isEmpty ? ["\(snapshot.sourceKind)"] : snapshot.paths.map { "\(snapshot.sourceKind) \($0)" }
         }
     }
 
-    /// Decides for every snapshot; the input order does not matter.
+    /// Decides for every snapshot (one decision each); the input order does not matter. A
+    /// snapshot in several groups is kept when any keeps it, with every group's reasons; its
+    /// decision names the first group that keeps it (else its first group).
     public func apply(_ snapshots: [(id: String, snapshot: Snapshot)], grouping: Grouping) -> [Decision] {
         var groups: [String: [(id: String, snapshot: Snapshot)]] = [:]
-        for s in snapshots { groups[Self.group(of: s.snapshot, by: grouping), default: []].append(s) }
+        for s in snapshots {
+            for group in Set(Self.groups(of: s.snapshot, by: grouping)) { groups[group, default: []].append(s) }
+        }
         var out: [Decision] = []
+        var position: [String: Int] = [:]
         for (group, members) in groups.sorted(by: { $0.key < $1.key }) {
-            out += decide(members.sorted { ($0.snapshot.time, $0.id) > ($1.snapshot.time, $1.id) }, group: group)
+            for decision in decide(members.sorted { ($0.snapshot.time, $0.id) > ($1.snapshot.time, $1.id) }, group: group) {
+                guard let at = position[decision.id] else {
+                    position[decision.id] = out.count
+                    out.append(decision)
+                    continue
+                }
+                if decision.keep && !out[at].keep { out[at].group = decision.group }
+                out[at].keep = out[at].keep || decision.keep
+                out[at].reasons += decision.reasons.map { "\($0) (\(decision.group))" }
+            }
         }
         return out
     }
@@ -64,12 +92,12 @@ public struct ForgetPolicy: Sendable, Codable, Equatable {
         }
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC") ?? calendar.timeZone
-        let buckets: [(count: Int, name: String, key: (Date) -> String)] = [
-            (hourly, "hourly", { d in let c = calendar.dateComponents([.year, .month, .day, .hour], from: d); return "\(c.year ?? 0)-\(c.month ?? 0)-\(c.day ?? 0) \(c.hour ?? 0)h" }),
-            (daily, "daily", { d in let c = calendar.dateComponents([.year, .month, .day], from: d); return "\(c.year ?? 0)-\(c.month ?? 0)-\(c.day ?? 0)" }),
-            (weekly, "weekly", { d in let c = calendar.dateComponents([.yearForWeekOfYear, .weekOfYear], from: d); return "\(c.yearForWeekOfYear ?? 0)-W\(c.weekOfYear ?? 0)" }),
-            (monthly, "monthly", { d in let c = calendar.dateComponents([.year, .month], from: d); return "\(c.year ?? 0)-\(c.month ?? 0)" }),
-            (yearly, "yearly", { d in "\(calendar.component(.year, from: d))" }),
+        let buckets: [(count: Int, within: TimeInterval?, name: String, key: (Date) -> String)] = [
+            (hourly, withinHourly, "hourly", { d in let c = calendar.dateComponents([.year, .month, .day, .hour], from: d); return "\(c.year ?? 0)-\(c.month ?? 0)-\(c.day ?? 0) \(c.hour ?? 0)h" }),
+            (daily, withinDaily, "daily", { d in let c = calendar.dateComponents([.year, .month, .day], from: d); return "\(c.year ?? 0)-\(c.month ?? 0)-\(c.day ?? 0)" }),
+            (weekly, withinWeekly, "weekly", { d in let c = calendar.dateComponents([.yearForWeekOfYear, .weekOfYear], from: d); return "\(c.yearForWeekOfYear ?? 0)-W\(c.weekOfYear ?? 0)" }),
+            (monthly, withinMonthly, "monthly", { d in let c = calendar.dateComponents([.year, .month], from: d); return "\(c.year ?? 0)-\(c.month ?? 0)" }),
+            (yearly, withinYearly, "yearly", { d in "\(calendar.component(.year, from: d))" }),
         ]
         for (i, _) in newestFirst.enumerated() where i < last { keep(i, "last") }
         for bucket in buckets where bucket.count > 0 {
@@ -80,6 +108,19 @@ public struct ForgetPolicy: Sendable, Codable, Equatable {
                 seen.insert(key)
                 guard seen.count <= bucket.count else { break }
                 keep(i, "\(bucket.name) \(key)")
+            }
+        }
+        if let newest = newestFirst.first?.snapshot.time {
+            for bucket in buckets {
+                guard let span = bucket.within else { continue }
+                var seen = Set<String>()
+                for (i, s) in newestFirst.enumerated() {
+                    guard newest.timeIntervalSince(s.snapshot.time) <= span else { break }
+                    let key = bucket.key(s.snapshot.time)
+                    guard !seen.contains(key) else { continue }
+                    seen.insert(key)
+                    keep(i, "\(bucket.name) \(key) (within)")
+                }
             }
         }
         if let within, let newest = newestFirst.first?.snapshot.time {

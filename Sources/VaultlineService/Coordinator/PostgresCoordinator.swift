@@ -112,6 +112,14 @@ public final class PostgresCoordinator: Sendable {
                         last_seen TIMESTAMPTZ NOT NULL DEFAULT now(),
                         PRIMARY KEY (tenant, worker))
                     """, logger: self.logger)
+                try await connection.query("""
+                    CREATE TABLE IF NOT EXISTS vaultline_tenants (
+                        tenant TEXT NOT NULL PRIMARY KEY,
+                        maintenance_owner TEXT,
+                        maintenance_until TIMESTAMPTZ,
+                        paused_until TIMESTAMPTZ,
+                        paused_by TEXT)
+                    """, logger: self.logger)
             }
         }
     }
@@ -226,6 +234,7 @@ public final class PostgresCoordinator: Sendable {
             try await self.client.withTransaction(logger: self.logger) { connection in
                 try await connection.query("DELETE FROM vaultline_tasks WHERE tenant = \(self.tenant)", logger: self.logger)
                 try await connection.query("DELETE FROM vaultline_workers WHERE tenant = \(self.tenant)", logger: self.logger)
+                try await connection.query("DELETE FROM vaultline_tenants WHERE tenant = \(self.tenant)", logger: self.logger)
             }
         }
     }

@@ -36,8 +36,14 @@ struct KeepOptions: ParsableArguments {
     @Option(help: "… of each of the last N months.") var keepMonthly = 0
     @Option(help: "… of each of the last N years.") var keepYearly = 0
     @Option(help: "Keep everything this recent relative to the newest snapshot: 14d, 12h.") var keepWithin: String?
+    @Option(help: "Keep the newest snapshot of each hour among those this recent relative to the newest: 14d.") var keepWithinHourly: String?
+    @Option(help: "… of each day: 1y, 365d.") var keepWithinDaily: String?
+    @Option(help: "… of each ISO week.") var keepWithinWeekly: String?
+    @Option(help: "… of each month.") var keepWithinMonthly: String?
+    @Option(help: "… of each year.") var keepWithinYearly: String?
     @Option(help: "Keep snapshots with this tag (repeatable).") var keepTag: [String] = []
-    @Option(help: "Group by source (kind and paths), host, or none (the whole repository).") var groupBy = "source"
+    @Option(help: "Group by source (kind and paths), host, none (the whole repository), or path (each path on its own; a snapshot is kept when any of its paths keeps it).")
+    var groupBy = "source"
     @Option(help: "Only consider snapshots whose paths include this one (a tenant's Graph URL, a user, a directory; repeatable).")
     var path: [String] = []
     @Option(help: "Only consider snapshots with this tag (repeatable).") var tag: [String] = []
@@ -51,13 +57,18 @@ struct KeepOptions: ParsableArguments {
         policy.monthly = keepMonthly
         policy.yearly = keepYearly
         policy.within = try keepWithin.map { try parseDuration($0, option: "--keep-within") }
+        policy.withinHourly = try keepWithinHourly.map { try parseDuration($0, option: "--keep-within-hourly") }
+        policy.withinDaily = try keepWithinDaily.map { try parseDuration($0, option: "--keep-within-daily") }
+        policy.withinWeekly = try keepWithinWeekly.map { try parseDuration($0, option: "--keep-within-weekly") }
+        policy.withinMonthly = try keepWithinMonthly.map { try parseDuration($0, option: "--keep-within-monthly") }
+        policy.withinYearly = try keepWithinYearly.map { try parseDuration($0, option: "--keep-within-yearly") }
         policy.tags = keepTag
         return policy
     }
 
     func grouping() throws -> ForgetPolicy.Grouping {
         guard let grouping = ForgetPolicy.Grouping(rawValue: groupBy) else {
-            throw VaultlineError(.invalidArgument, "--group-by must be source, host or none, not \(groupBy)")
+            throw VaultlineError(.invalidArgument, "--group-by must be source, host, none or path, not \(groupBy)")
         }
         return grouping
     }

@@ -30,6 +30,7 @@ extension M365 {
         @OptionGroup var graph: GraphOptions
         @OptionGroup var scope: M365ScopeOptions
         @OptionGroup var identity: SiteIdentityOptions
+        @OptionGroup(title: "Retention, prune and scrub") var maintenance: ServeMaintenanceOptions
 
         @Option(help: "Replicate each snapshot to this receiver (HOST:PORT), with --cert, --key and --ca.")
         var replicateTo: String?
@@ -93,6 +94,9 @@ extension M365 {
                                                  state: state, logger: logger)
                 }
                 let service: any Service
+                let housekeeping: ServiceMaintenance
+                let graphBase = try graph.credentials().graphBase
+                let maintenanceConfiguration = try maintenance.configuration()
                 if let coordinator {
                     var work = CoordinatedWorker.Configuration()
                     work.backup = configuration.backup
@@ -103,18 +107,32 @@ extension M365 {
                     let shared = try PostgresCoordinator(url: coordinator, tenant: try graph.credentials().tenantId, worker: name, logger: logger)
                     service = CoordinatedWorker(coordinator: shared, repository: repo, client: client, configuration: work, state: state,
                                                 replicator: replicator, logger: logger)
+                    // One worker runs the maintenance, and none while tasks wait for a worker.
+                    let behindSeconds = rpo * M365Service.maintenanceYieldsAt, maintenanceLease = max(600, lease)
+                    housekeeping = ServiceMaintenance(
+                        repository: repo, graphBase: graphBase, configuration: maintenanceConfiguration, metrics: metrics, state: state,
+                        logger: logger, atRisk: { false },
+                        mayRun: {
+                            guard (try? await shared.holdMaintenance(leaseSeconds: maintenanceLease)) == true else { return false }
+                            return (try? await shared.overdueTasks(olderThanSeconds: behindSeconds)) == 0
+                        })
                 } else {
-                    service = M365Service(repository: repo, client: client, configuration: configuration, replicator: replicator,
-                                          metrics: metrics, state: state, logger: logger)
+                    let single = M365Service(repository: repo, client: client, configuration: configuration, replicator: replicator,
+                                             metrics: metrics, state: state, logger: logger)
+                    service = single
+                    housekeeping = ServiceMaintenance(repository: repo, graphBase: graphBase, configuration: maintenanceConfiguration,
+                                                      metrics: metrics, state: state, logger: logger, atRisk: { single.isFallingBehind() })
                 }
                 let (host, port) = try parseHostPort(listen, option: "--listen")
                 let http = StatusServer.application(host: host, port: port, metrics: metrics, state: state, logger: logger) { bound in
                     logger.info("serving metrics and health", metadata: ["address": "http://\(host):\(bound)"])
                 }
                 // Shut down in reverse: the pass loop first (its pass in flight stores its
-                // snapshot), then replication, then HTTP, which answers until the end.
+                // snapshot), then maintenance (a scrub stops at its next batch, a prune ends),
+                // then replication, then HTTP, which answers until the end.
                 var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: http)]
                 if let replicator { services.append(.init(service: replicator)) }
+                services.append(.init(service: housekeeping))
                 services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup))
                 let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
                 do { try await group.run() } catch {
