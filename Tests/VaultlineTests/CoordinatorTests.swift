@@ -25,6 +25,28 @@ struct CoordinatorTests {
     }
 
     @Test(.timeLimit(.minutes(5)))
+    func oneWorkerHoldsTheMaintenanceAndNoneWhileTasksWait() async throws {
+        let tenant = "t-\(UUID().uuidString.prefix(8))"
+        let (a, b) = (try Self.coordinator(tenant: tenant, worker: "a"), try Self.coordinator(tenant: tenant, worker: "b"))
+        defer { a.close(); b.close() }
+        try await a.migrate()
+        #expect(try await a.holdMaintenance(leaseSeconds: 600))
+        #expect(try await !b.holdMaintenance(leaseSeconds: 600), "another worker holds it")
+        #expect(try await a.holdMaintenance(leaseSeconds: 600), "its holder renews it")
+        try await a.releaseMaintenance()
+        #expect(try await b.holdMaintenance(leaseSeconds: 600), "given back, another takes it")
+        #expect(try await !a.holdMaintenance(leaseSeconds: 600))
+        // Tasks due (not_before = now at registration) count as overdue once older than the bound.
+        try await a.register([WorkTask(.mailbox, "ann@contoso.com"), WorkTask(.mailbox, "bob@contoso.com")])
+        #expect(try await a.overdueTasks(olderThanSeconds: 3_600) == 0)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await a.overdueTasks(olderThanSeconds: 0.1) == 2)
+        _ = try await a.claim(limit: 1, leaseSeconds: 60)
+        #expect(try await a.overdueTasks(olderThanSeconds: 0.1) == 1, "a task held by a worker is not waiting")
+        try await a.deleteTenant()
+    }
+
+    @Test(.timeLimit(.minutes(5)))
     func leasesAreExclusiveAndRunOutOnTheServersClock() async throws {
         let tenant = "t-\(UUID().uuidString.prefix(8))"
         let (a, b) = (try Self.coordinator(tenant: tenant, worker: "a"), try Self.coordinator(tenant: tenant, worker: "b"))

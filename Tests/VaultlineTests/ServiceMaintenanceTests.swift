@@ -60,7 +60,7 @@ import VaultlineGraph
         let running = Task { try await maintenance.run() }
         defer { running.cancel() }
         // Prune marks in one run and deletes in a later one (grace 0); the scrub reads a pass.
-        let deadline = Date().addingTimeInterval(60)
+        let deadline = Date().addingTimeInterval(120)
         while Date() < deadline {
             let done = jobs.withLock { $0 }
             if done.filter({ $0 == "prune" }).count >= 2, done.contains("scrub"), state.current.maintenance?.scrubPassFraction == 1 { break }
@@ -97,7 +97,10 @@ import VaultlineGraph
                                              state: state, logger: Logger(label: "test"), atRisk: { true },
                                              onJob: { job in jobs.withLock { $0.append(job) } })
         let running = Task { try await maintenance.run() }
-        try await Task.sleep(for: .milliseconds(600))
+        // Beside the suite the loop may start late: wait for its first rounds, then a few more.
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline, state.current.maintenance?.paused == nil { try await Task.sleep(for: .milliseconds(50)) }
+        try await Task.sleep(for: .milliseconds(500))
         #expect(state.current.maintenance?.paused?.contains("RPO") == true)
         #expect(metrics.text().contains("vaultline_maintenance_paused 1"))
         running.cancel()
