@@ -39,7 +39,7 @@ struct ContinuousCLITests {
             p.executableURL = URL(fileURLWithPath: FaultTests.cliPath)
             p.arguments = ["m365", "serve", "--repo", f.dir.path + "/repo", "--graph-url", f.sim.graphURL, "--authority", f.sim.authorityURL,
                            "--listen", "127.0.0.1:\(port)", "--commit-interval", "1", "--mail-interval", "1", "--drive-interval", "1",
-                           "--debounce", "0.2", "--log-level", "critical"]
+                           "--debounce", "0.2", "--maintenance-window", "always", "--log-level", "critical"]
             p.environment = ["VAULTLINE_PASSWORD": String(decoding: Fixtures.password, as: UTF8.self), "HOME": f.dir.path,
                              "VAULTLINE_GRAPH_TENANT": f.sim.tenantId, "VAULTLINE_GRAPH_CLIENT_ID": f.sim.clientId, "VAULTLINE_GRAPH_SECRET": "test-secret"]
             p.standardOutput = FileHandle.nullDevice
@@ -51,6 +51,11 @@ struct ContinuousCLITests {
         var service = try start()
         defer { if service.isRunning { service.terminate() } }
         #expect(try await ContinuousServiceTests.poll(seconds: 180) { (try? await ServiceStatus.fetch(from: base, timeout: 2))?.snapshotsCommitted ?? 0 >= 1 })
+        // Its maintenance runs in the window (always here): retention, prune, a scrub slice.
+        #expect(try await ContinuousServiceTests.poll(seconds: 180) {
+            guard let m = (try? await ServiceStatus.fetch(from: base, timeout: 2))?.maintenance else { return false }
+            return m.window == "always" && m.lastForget != nil && m.lastPrune != nil && m.lastScrub != nil && m.lastErrors.isEmpty
+        })
         // A change, then SIGTERM while the service is at work: it ends the pass and exits 0.
         let upn = f.sim.tenant.users[0].upn
         let message = try #require(f.sim.tenant.mailbox(upn: upn).first)
@@ -71,6 +76,8 @@ struct ContinuousCLITests {
         #expect(metrics["vaultline_m365_items_total"] == 0)
         #expect(metrics["vaultline_m365_snapshots_total{result=\"committed\"}"] == 0)
         #expect(try f.repo.listSnapshots().count == snapshots.count)
+        // What maintenance did is remembered: not forgotten and pruned again at once.
+        #expect(try await ServiceStatus.fetch(from: base, timeout: 2).maintenance?.lastPrune != nil)
         service.terminate()
         service.waitUntilExit()
         await f.close()
