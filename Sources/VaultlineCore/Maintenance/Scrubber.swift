@@ -85,7 +85,13 @@ public final class Scrubber {
     }
 
     public static func defaultStatePath(repositoryID: String, depth: Depth) -> String {
-        FileSystem.stateDirectory() + "/scrub-\(repositoryID.prefix(16))-\(depth.rawValue).json"
+        statePath(in: FileSystem.stateDirectory(), repositoryID: repositoryID, depth: depth)
+    }
+
+    /// The cursor's file in `directory`: one per repository and depth, shared by every scrubber
+    /// on the machine (`vaultline scrub` and `m365 serve` continue one pass).
+    public static func statePath(in directory: String, repositoryID: String, depth: Depth) -> String {
+        directory + "/scrub-\(repositoryID.prefix(16))-\(depth.rawValue).json"
     }
 
     static let order: [FileKind] = [.key, .pack, .index, .snapshot]

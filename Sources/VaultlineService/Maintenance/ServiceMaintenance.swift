@@ -84,7 +84,7 @@ public final class ServiceMaintenance: Service {
 
     var statePath: String { configuration.stateDirectory + "/serve-maintenance-\(repository.config.id.prefix(16)).json" }
     var scrubStatePath: String {
-        configuration.stateDirectory + "/scrub-\(repository.config.id.prefix(16))-\((configuration.scrubDepth ?? .keyless).rawValue).json"
+        Scrubber.statePath(in: configuration.stateDirectory, repositoryID: repository.config.id, depth: configuration.scrubDepth ?? .keyless)
     }
 
     public func run() async throws {
