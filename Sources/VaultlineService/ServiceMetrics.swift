@@ -22,6 +22,8 @@ public final class ServiceMetrics: Sendable {
     let graphRequests: Counter
     let graphThrottled: Counter
     let graphRetryAfter: Counter
+    let driveUnits: Counter
+    let driveBudgetWait: Counter
     let deltaResets: Counter
     let pollCap: Gauge
     let rpoAtRisk: Gauge
@@ -65,6 +67,8 @@ public final class ServiceMetrics: Sendable {
         graphRequests = r.makeCounter(descriptor: .named("vaultline_graph_requests_total", "Requests sent to Graph."))
         graphThrottled = r.makeCounter(descriptor: .named("vaultline_graph_throttled_total", "Graph answers 429 or 503."))
         graphRetryAfter = r.makeCounter(descriptor: .named("vaultline_graph_retry_after_seconds_total", "Seconds spent waiting on Retry-After and backoff."))
+        driveUnits = r.makeCounter(descriptor: .named("vaultline_graph_drive_resource_units_total", "SharePoint and OneDrive resource units spent, as Microsoft prices requests."))
+        driveBudgetWait = r.makeCounter(descriptor: .named("vaultline_graph_drive_budget_wait_seconds_total", "Seconds drive requests waited for the tenant's resource-unit budget or its pause after a 429."))
         deltaResets = r.makeCounter(descriptor: .named("vaultline_graph_delta_resets_total", "Collections listed in full because their delta link expired."))
         pollCap = r.makeGauge(descriptor: .named("vaultline_graph_poll_interval_cap_seconds", "The longest poll interval in force."))
         rpoAtRisk = r.makeGauge(descriptor: .named("vaultline_m365_rpo_at_risk", "1 when some collection's newest copy is older than the RPO allows."))
@@ -104,6 +108,8 @@ public final class ServiceMetrics: Sendable {
         graphRequests.increment(by: Int64(result.graph.requests))
         graphThrottled.increment(by: Int64(result.graph.throttled))
         graphRetryAfter.increment(by: result.graph.waitedSeconds)
+        driveUnits.increment(by: Int64(result.graph.driveUnits))
+        driveBudgetWait.increment(by: result.graph.driveBudgetSeconds)
     }
 
     func recordSchedule(_ kinds: [ReportedKind: KindSummary], cap: Double, atRisk: Bool, now: Date) {

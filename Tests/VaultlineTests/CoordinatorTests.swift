@@ -47,6 +47,41 @@ struct CoordinatorTests {
     }
 
     @Test(.timeLimit(.minutes(5)))
+    func workersSpendOneDriveBudgetAndWaitOutEachOthersPause() async throws {
+        let tenant = "t-\(UUID().uuidString.prefix(8))"
+        let (a, b, c) = (try Self.coordinator(tenant: tenant, worker: "a"), try Self.coordinator(tenant: tenant, worker: "b"),
+                         try Self.coordinator(tenant: tenant, worker: "c"))
+        defer { a.close(); b.close(); c.close() }
+        try await a.migrate()
+        // 6,000 units a minute for the tenant (100 a second, drawn 50 at a time): two workers
+        // spending 150 each spend 300 together, which takes 2.5 s after the first batch; each
+        // with a budget of its own would be done in 1 s.
+        let (first, second) = (SharedDriveBudget(coordinator: a, unitsPerMinute: 6_000), SharedDriveBudget(coordinator: b, unitsPerMinute: 6_000))
+        let started = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for budget in [first, second] {
+                group.addTask { for _ in 0..<150 { try await budget.admit(units: 1) } }
+            }
+            try await group.waitForAll()
+        }
+        let spent = ContinuousClock.now - started
+        #expect(spent >= .milliseconds(2_400), "\(spent)")
+        // A 429 one worker got holds another's drive requests, one without a budget too.
+        await first.pause(seconds: 1.5)
+        let paused = ContinuousClock.now
+        let unbudgeted = SharedDriveBudget(coordinator: c, unitsPerMinute: 0)
+        try await unbudgeted.admit(units: 1)
+        #expect(ContinuousClock.now - paused >= .milliseconds(1_300))
+        // A shorter pause asked later does not shorten it; the grant reports what is left.
+        try await b.pauseDrives(seconds: 0.1)
+        let grant = try await c.drawDriveUnits(0, unitsPerSecond: 0, burstSeconds: 0)
+        #expect(grant.startsIn == 0 && grant.pausedFor < 0.3)
+        try await a.pauseDrives(seconds: 30)
+        #expect(try await c.drawDriveUnits(0, unitsPerSecond: 0, burstSeconds: 0).pausedFor > 25)
+        try await a.deleteTenant()
+    }
+
+    @Test(.timeLimit(.minutes(5)))
     func leasesAreExclusiveAndRunOutOnTheServersClock() async throws {
         let tenant = "t-\(UUID().uuidString.prefix(8))"
         let (a, b) = (try Self.coordinator(tenant: tenant, worker: "a"), try Self.coordinator(tenant: tenant, worker: "b"))

@@ -55,7 +55,7 @@ extension GraphSimulator {
             return Self.error(503, "serviceNotAvailable", "The service is temporarily unavailable.")
         }
         let path = Array(segments.dropFirst())
-        if let refused = driveResourceUnits(path, method: request.method, plan: plan) { return refused }
+        if let refused = driveResourceUnits(path, query: query, method: request.method, plan: plan) { return refused }
         // Mailbox-scoped requests count against that mailbox's concurrency and rate limits.
         if path.count >= 3, path[0] == "users", let user = tenant.user(path[1]) {
             let refused: (response: Response, concurrency: Bool)? = runtime.withLock { r in
@@ -247,11 +247,17 @@ extension GraphSimulator {
     }
 
     /// SharePoint's resource units (``FaultPlan/driveResourceUnitsPerMinute``): a 429 when a
-    /// drive request finds the tenant's bucket spent; the request counts either way.
-    private func driveResourceUnits(_ path: [String], method: HTTPRequest.Method, plan: FaultPlan) -> Response? {
+    /// drive request finds the tenant's bucket spent; the request counts either way. Priced as
+    /// Microsoft documents: a permission call 5, a delta without a token and any write 2, any
+    /// other read 1.
+    private func driveResourceUnits(_ path: [String], query: [String: String], method: HTTPRequest.Method, plan: FaultPlan) -> Response? {
         let isDrive = path.first == "drives" || path.first == "sites" || (path.count >= 3 && path[0] == "users" && path[2] == "drive")
         guard isDrive else { return nil }
-        let cost = method == .get ? 1.0 : 2.0
+        let cost: Double
+        if path.contains("permissions") || (query["$expand"] ?? "").contains("permissions") { cost = 5 }
+        else if method != .get { cost = 2 }
+        else if path.last == "delta", query["token"] == nil { cost = 2 }
+        else { cost = 1 }
         guard plan.driveResourceUnitsPerMinute > 0 else {
             counters.withLock { $0.driveResourceUnits += Int(cost) }
             return nil

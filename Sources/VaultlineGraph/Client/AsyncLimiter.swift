@@ -86,11 +86,12 @@ struct RequestBudget {
         nextStart = now
     }
 
-    /// Takes the next turn; returns when its request may start (`now` or later).
-    mutating func reserve(now: ContinuousClock.Instant) -> ContinuousClock.Instant {
+    /// Takes the next turn (`units` turns at once); returns when its request may start (`now`
+    /// or later).
+    mutating func reserve(now: ContinuousClock.Instant, units: Int = 1) -> ContinuousClock.Instant {
         // Budget older than `burst` is gone; what is left of it is spent first.
         let due = max(nextStart, now - burst)
-        nextStart = due + interval
+        nextStart = due + interval * max(1, units)
         return max(now, due)
     }
 }

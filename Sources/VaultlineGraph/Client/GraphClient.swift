@@ -30,8 +30,9 @@ public struct GraphCredentials: Sendable {
 ///
 /// Throttling: 429, 503 and 504 honour `Retry-After` (fractional seconds allowed); other
 /// retryable failures back off exponentially with jitter; at most `maxAttempts` tries, 429s
-/// with `Retry-After` aside (up to `maxThrottledSeconds` of them); a drive request's 429
-/// holds every drive request. At most
+/// with `Retry-After` aside (up to `maxThrottledSeconds` of them). Every OneDrive and SharePoint
+/// request passes the tenant's ``DriveBudget`` (its resource units, and the pause a 429 there
+/// sets for every drive request). At most
 /// `perMailbox` requests run for one mailbox (Exchange refuses a fifth with MailboxConcurrency)
 /// and `maxConcurrent` in all.
 public final class GraphClient: Sendable {
@@ -42,6 +43,9 @@ public final class GraphClient: Sendable {
         /// budget spendable at once. Exchange allows 10,000 requests per 10 minutes per app and
         /// mailbox (16.7 per second); the default, 9,900 per 10 minutes at most, stays 1% under.
         public var mailboxRequestsPerSecond = 16.5
+        /// SharePoint and OneDrive resource units spent per minute, tenant-wide (0: no budget; a
+        /// 429 still pauses every drive request). Microsoft grants 1,200 to 6,000 by licence count.
+        public var driveUnitsPerMinute = 0.0
         public var maxAttempts = 8
         /// Seconds one request may spend waiting out 429s (whose `Retry-After` Graph asks to be
         /// honoured: nothing was done) before it fails; 429s do not count against `maxAttempts`.
@@ -62,14 +66,18 @@ public final class GraphClient: Sendable {
     private let token = TokenCache()
     private let global: AsyncLimiter
     private let mailboxes = Mutex<[String: AsyncLimiter]>([:])
-    /// No OneDrive or SharePoint request is sent before this: SharePoint counts refused requests
+    /// Every OneDrive and SharePoint request passes it: SharePoint counts refused requests
     /// against the tenant's resource units, so a 429's `Retry-After` holds every drive request,
-    /// not only the refused one (as Corso fences its scope).
-    private let driveFence = Mutex<ContinuousClock.Instant?>(nil)
+    /// not only the refused one (as Corso fences its scope), here and in every worker sharing it.
+    let driveBudget: any DriveBudget
     let counters = Mutex(GraphStats())
 
-    public init(credentials: GraphCredentials, options: Options = Options(), logger: Logger = Logger(label: "vaultline.graph")) {
+    /// `driveBudget`: the tenant's, when several processes share it (nil: this process's own,
+    /// of `options.driveUnitsPerMinute`).
+    public init(credentials: GraphCredentials, options: Options = Options(), driveBudget: (any DriveBudget)? = nil,
+                logger: Logger = Logger(label: "vaultline.graph")) {
         self.credentials = credentials
+        self.driveBudget = driveBudget ?? LocalDriveBudget(unitsPerMinute: options.driveUnitsPerMinute)
         self.options = options
         self.logger = logger
         var config = HTTPClient.Configuration()
@@ -156,11 +164,19 @@ public final class GraphClient: Sendable {
         var signIns = 0
         var throttledSeconds = 0.0
         var throttled = false
-        let fenced = authorized && mailbox == nil && Self.isDriveScoped(url)
+        let fenced = authorized && isDriveScoped(url)
         while true {
             if !throttled { attempt += 1 }
             throttled = false
-            if fenced, let until = driveFence.withLock({ $0 }), until > .now { try await Task.sleep(until: until) }
+            if fenced {
+                let units = Self.resourceUnits(method: method.rawValue, url: url), asked = ContinuousClock.now
+                try await driveBudget.admit(units: units)
+                let waited = ContinuousClock.now - asked
+                counters.withLock { s in
+                    s.driveUnits += units
+                    s.driveBudgetSeconds += Double(waited.components.seconds) + Double(waited.components.attoseconds) * 1e-18
+                }
+            }
             var request = HTTPClientRequest(url: url)
             request.method = method
             request.headers.add(name: "Prefer", value: "odata.maxpagesize=\(options.pageSize)")
@@ -224,10 +240,7 @@ public final class GraphClient: Sendable {
                             throttled = true
                             throttledSeconds += wait
                         }
-                        if status == 429, fenced, let wait {
-                            let until = ContinuousClock.now + .milliseconds(Int64(wait * 1000))
-                            driveFence.withLock { $0 = max($0 ?? until, until) }
-                        }
+                        if status == 429, fenced, let wait { await driveBudget.pause(seconds: min(wait, options.maxThrottledSeconds)) }
                         outcome = .failure(GraphError(.exhausted, status: status, graphCode: code, message, url: url))
                     case 500, 502:
                         counters.withLock { $0.serverErrors += 1 }
@@ -263,9 +276,14 @@ public final class GraphClient: Sendable {
     }
 
     /// Whether a Graph URL is OneDrive's or SharePoint's (their throttling is the tenant's, not
-    /// a mailbox's).
-    static func isDriveScoped(_ url: String) -> Bool {
-        url.contains("/drives/") || url.contains("/sites/") || url.hasSuffix("/sites") || url.contains("/drive/") || url.hasSuffix("/drive")
+    /// a mailbox's): its path under the Graph base starts `drives`, `sites` or `users/{id}/drive`.
+    func isDriveScoped(_ url: String) -> Bool {
+        guard url.hasPrefix(credentials.graphBase + "/") else { return false }
+        let path = url.dropFirst(credentials.graphBase.count + 1).prefix { $0 != "?" }
+        let segments = path.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false)
+        guard let first = segments.first else { return false }
+        if first == "drives" || first == "sites" { return true }
+        return segments.count >= 3 && first == "users" && segments[2] == "drive"
     }
 
     /// Fresh tokens one request may ask for after 401s before its 401 is final: a token revoked

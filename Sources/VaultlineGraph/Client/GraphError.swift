@@ -99,6 +99,10 @@ public struct GraphStats: Sendable, Codable, Equatable {
     public var renewedDownloadURLs = 0
     /// Seconds spent waiting on Retry-After and backoff.
     public var waitedSeconds = 0.0
+    /// OneDrive and SharePoint resource units spent (as ``GraphClient/resourceUnits(method:url:)``
+    /// prices them), and seconds drive requests waited for the budget or a tenant's pause.
+    public var driveUnits = 0
+    public var driveBudgetSeconds = 0.0
     public init() {}
 
     /// What happened after `earlier` (one run's share of a client used for several).
@@ -114,6 +118,8 @@ public struct GraphStats: Sendable, Codable, Equatable {
         d.resumedDownloads -= earlier.resumedDownloads
         d.renewedDownloadURLs -= earlier.renewedDownloadURLs
         d.waitedSeconds -= earlier.waitedSeconds
+        d.driveUnits -= earlier.driveUnits
+        d.driveBudgetSeconds -= earlier.driveBudgetSeconds
         return d
     }
 }

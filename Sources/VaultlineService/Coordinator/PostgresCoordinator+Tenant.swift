@@ -48,3 +48,67 @@ extension PostgresCoordinator {
         }
     }
 }
+
+/// The tenant's drive budget, shared by its workers (``SharedDriveBudget``): `drive_next` is
+/// when the next resource unit may be spent, on the server's clock (a token bucket kept as its
+/// theoretical arrival time: each draw moves it `units / rate` seconds on, never from further
+/// back than `burst` seconds ago), and `drive_paused_until` is the end of the longest pause a
+/// 429 asked for, `drive_paused_by` the worker it answered.
+extension PostgresCoordinator {
+    public struct DriveGrant: Sendable, Equatable {
+        /// Seconds until the units drawn may be spent (0: now).
+        public var startsIn: Double
+        /// Seconds the tenant's drive requests are still paused (0: none).
+        public var pausedFor: Double
+    }
+
+    /// Draws `units` of the tenant's drive budget at `unitsPerSecond` (units 0: only reads the
+    /// pause). The answer's seconds are the server's, bounded here by a day.
+    public func drawDriveUnits(_ units: Int, unitsPerSecond: Double, burstSeconds: Double) async throws -> DriveGrant {
+        try await bounded("draw drive resource units") {
+            let rows: PostgresRowSequence
+            if units > 0, unitsPerSecond > 0 {
+                let cost = Double(units) / unitsPerSecond
+                rows = try await self.client.query("""
+                    INSERT INTO vaultline_tenants (tenant, drive_next) VALUES (\(self.tenant), now() + make_interval(secs => \(cost)))
+                    ON CONFLICT (tenant) DO UPDATE SET drive_next =
+                        GREATEST(COALESCE(vaultline_tenants.drive_next, now()), now() - make_interval(secs => \(burstSeconds))) + make_interval(secs => \(cost))
+                    RETURNING EXTRACT(EPOCH FROM (drive_next - make_interval(secs => \(cost)) - now()))::float8,
+                              COALESCE(EXTRACT(EPOCH FROM (drive_paused_until - now())), 0)::float8
+                    """, logger: self.logger)
+            } else {
+                rows = try await self.client.query("""
+                    SELECT 0::float8, COALESCE(EXTRACT(EPOCH FROM (drive_paused_until - now())), 0)::float8
+                    FROM vaultline_tenants WHERE tenant = \(self.tenant)
+                    """, logger: self.logger)
+            }
+            var grant = DriveGrant(startsIn: 0, pausedFor: 0)
+            for try await (startsIn, pausedFor) in rows.decode((Double, Double).self) {
+                grant = DriveGrant(startsIn: Self.bounded(seconds: startsIn), pausedFor: Self.bounded(seconds: pausedFor))
+            }
+            return grant
+        }
+    }
+
+    /// A 429 on a drive request asked for `seconds`: every worker's drive requests wait until
+    /// then (a longer pause already set stays).
+    public func pauseDrives(seconds: Double) async throws {
+        let seconds = Self.bounded(seconds: seconds)
+        try await bounded("pause the tenant's drive requests") {
+            try await self.client.query("""
+                INSERT INTO vaultline_tenants (tenant, drive_paused_until, drive_paused_by)
+                VALUES (\(self.tenant), now() + make_interval(secs => \(seconds)), \(self.worker))
+                ON CONFLICT (tenant) DO UPDATE SET
+                    drive_paused_by = CASE WHEN vaultline_tenants.drive_paused_until IS NULL OR vaultline_tenants.drive_paused_until < EXCLUDED.drive_paused_until
+                                           THEN EXCLUDED.drive_paused_by ELSE vaultline_tenants.drive_paused_by END,
+                    drive_paused_until = GREATEST(COALESCE(vaultline_tenants.drive_paused_until, now()), EXCLUDED.drive_paused_until)
+                """, logger: self.logger)
+        }
+    }
+
+    /// Seconds from the database, as a wait: negative and not-a-number are 0, at most a day.
+    static func bounded(seconds: Double) -> Double {
+        guard seconds.isFinite, seconds > 0 else { return 0 }
+        return min(seconds, 86_400)
+    }
+}

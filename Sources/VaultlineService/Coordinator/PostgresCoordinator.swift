@@ -116,9 +116,13 @@ public final class PostgresCoordinator: Sendable {
                     CREATE TABLE IF NOT EXISTS vaultline_tenants (
                         tenant TEXT NOT NULL PRIMARY KEY,
                         maintenance_owner TEXT,
-                        maintenance_until TIMESTAMPTZ,
-                        paused_until TIMESTAMPTZ,
-                        paused_by TEXT)
+                        maintenance_until TIMESTAMPTZ)
+                    """, logger: self.logger)
+                // The drive budget's columns (PostgresCoordinator+Tenant), also added to a table
+                // an earlier build created.
+                try await connection.query("""
+                    ALTER TABLE vaultline_tenants ADD COLUMN IF NOT EXISTS drive_next TIMESTAMPTZ,
+                        ADD COLUMN IF NOT EXISTS drive_paused_until TIMESTAMPTZ, ADD COLUMN IF NOT EXISTS drive_paused_by TEXT
                     """, logger: self.logger)
             }
         }

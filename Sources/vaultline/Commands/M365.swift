@@ -26,12 +26,19 @@ struct GraphOptions: ParsableArguments {
     @Option(help: "Requests per second spent on one mailbox (Exchange allows 10,000 per 10 minutes: 16.5 stays under it).")
     var mailboxRate = 16.5
 
+    @Option(help: "SharePoint and OneDrive resource units spent a minute, tenant-wide (0: no budget; a 429 still pauses every drive request). Microsoft grants 1,200 to 6,000 by licence count; with serve --coordinator, all workers share it.")
+    var driveUnitsPerMinute = 0.0
+
     func clientOptions() throws -> GraphClient.Options {
         guard mailboxRate > 0, mailboxRate.isFinite else {
             throw VaultlineError(.invalidArgument, "--mailbox-rate must be a positive number of requests per second")
         }
+        guard driveUnitsPerMinute >= 0, driveUnitsPerMinute <= 1_000_000 else {
+            throw VaultlineError(.invalidArgument, "--drive-units-per-minute must be 0…1000000")
+        }
         var o = GraphClient.Options()
         o.mailboxRequestsPerSecond = mailboxRate
+        o.driveUnitsPerMinute = driveUnitsPerMinute
         return o
     }
 

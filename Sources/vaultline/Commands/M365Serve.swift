@@ -74,7 +74,12 @@ extension M365 {
             try await reporting {
                 let logger = makeLogger("vaultline.serve", level: Logger.Level(rawValue: logLevel) ?? .info)
                 let repo = try repository.open()
-                let client = GraphClient(credentials: try graph.credentials(), options: try graph.clientOptions())
+                let clientOptions = try graph.clientOptions()
+                let name = worker ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+                let shared = try coordinator.map { try PostgresCoordinator(url: $0, tenant: try graph.credentials().tenantId, worker: name, logger: logger) }
+                // With a coordinator the tenant's drive budget and its pauses are the workers' together.
+                let client = GraphClient(credentials: try graph.credentials(), options: clientOptions,
+                                         driveBudget: shared.map { SharedDriveBudget(coordinator: $0, unitsPerMinute: clientOptions.driveUnitsPerMinute) })
                 var configuration = M365Service.Configuration()
                 configuration.backup = try scope.options()
                 configuration.policy.commitIntervalSeconds = commitInterval
@@ -97,14 +102,12 @@ extension M365 {
                 let housekeeping: ServiceMaintenance
                 let graphBase = try graph.credentials().graphBase
                 let maintenanceConfiguration = try maintenance.configuration()
-                if let coordinator {
+                if let shared {
                     var work = CoordinatedWorker.Configuration()
                     work.backup = configuration.backup
                     work.policy = configuration.policy
                     work.batchSize = batchSize
                     work.leaseSeconds = lease
-                    let name = worker ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
-                    let shared = try PostgresCoordinator(url: coordinator, tenant: try graph.credentials().tenantId, worker: name, logger: logger)
                     service = CoordinatedWorker(coordinator: shared, repository: repo, client: client, configuration: work, state: state,
                                                 replicator: replicator, logger: logger)
                     // One worker runs the maintenance, and none while tasks wait for a worker.
