@@ -93,9 +93,10 @@ import VaultlineGraph
         let metrics = ServiceMetrics(version: "test")
         let state = ServiceState(rpoSeconds: 300, replicates: false)
         let jobs = Locked<[String]>([])
+        let stops = Locked(0)
         let maintenance = ServiceMaintenance(repository: repo, graphBase: Self.base, configuration: Self.configuration(dir), metrics: metrics,
                                              state: state, logger: Logger(label: "test"), atRisk: { true },
-                                             onJob: { job in jobs.withLock { $0.append(job) } })
+                                             onStop: { stops.withLock { $0 += 1 } }, onJob: { job in jobs.withLock { $0.append(job) } })
         let running = Task { try await maintenance.run() }
         // Beside the suite the loop may start late: wait for its first rounds, then a few more.
         let deadline = Date().addingTimeInterval(120)
@@ -105,6 +106,7 @@ import VaultlineGraph
         #expect(metrics.text().contains("vaultline_maintenance_paused 1"))
         running.cancel()
         _ = try? await running.value
+        #expect(stops.withLock { $0 } == 1, "a stopping service gives its maintenance lease back")
         #expect(jobs.withLock { $0 }.isEmpty)
         #expect(Set(try repo.backend.list(.snapshot)) == before)
     }

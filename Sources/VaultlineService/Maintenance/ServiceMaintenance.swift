@@ -61,6 +61,9 @@ public final class ServiceMaintenance: Service {
     /// With a coordinator: whether this worker holds the tenant's maintenance lease (one worker
     /// runs the jobs); nil runs them here.
     let mayRun: (@Sendable () async -> Bool)?
+    /// Called once when the service stops (with a coordinator: the lease is given back, so
+    /// another worker takes the jobs over at once rather than when it runs out).
+    let onStop: (@Sendable () async -> Void)?
     /// The snapshots thinned: this tenant's (its Graph base), not other sources in the repository.
     let graphBase: String
     /// Called after each job, for tests.
@@ -70,7 +73,7 @@ public final class ServiceMaintenance: Service {
 
     public init(repository: Repository, graphBase: String, configuration: Configuration, metrics: ServiceMetrics, state: ServiceState,
                 logger: Logger, atRisk: @escaping @Sendable () -> Bool, mayRun: (@Sendable () async -> Bool)? = nil,
-                onJob: (@Sendable (String) -> Void)? = nil) {
+                onStop: (@Sendable () async -> Void)? = nil, onJob: (@Sendable (String) -> Void)? = nil) {
         self.repository = repository
         self.graphBase = graphBase
         self.configuration = configuration
@@ -79,6 +82,7 @@ public final class ServiceMaintenance: Service {
         self.logger = logger
         self.atRisk = atRisk
         self.mayRun = mayRun
+        self.onStop = onStop
         self.onJob = onJob
     }
 
@@ -101,6 +105,8 @@ public final class ServiceMaintenance: Service {
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .relaxed)
         }
+        // Not cancelled with the loop: giving the lease back is worth the statement it takes.
+        if let onStop { await Task { await onStop() }.value }
     }
 
     /// One look at the clock: at most one job is started.

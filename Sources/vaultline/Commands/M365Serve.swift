@@ -118,6 +118,11 @@ extension M365 {
                         mayRun: {
                             guard (try? await shared.holdMaintenance(leaseSeconds: maintenanceLease)) == true else { return false }
                             return (try? await shared.overdueTasks(olderThanSeconds: behindSeconds)) == 0
+                        },
+                        onStop: {
+                            do { try await shared.releaseMaintenance() } catch {
+                                logger.warning("the maintenance lease was not given back; it runs out by itself", metadata: ["error": "\(error)"])
+                            }
                         })
                 } else {
                     let single = M365Service(repository: repo, client: client, configuration: configuration, replicator: replicator,
@@ -140,9 +145,11 @@ extension M365 {
                 let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
                 do { try await group.run() } catch {
                     try? await client.shutdown()
+                    shared?.close()
                     throw error
                 }
                 try await client.shutdown()
+                shared?.close()
             }
         }
     }
