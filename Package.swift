@@ -137,6 +137,8 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                // Posts validation requests and change notifications to webhooks, as Graph does.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 "QuickXorHash",
             ],
             exclude: ["README.md"]

@@ -27,6 +27,9 @@ public final class ServiceMetrics: Sendable {
     let deltaResets: Counter
     let pollCap: Gauge
     let rpoAtRisk: Gauge
+    let subscriptionsActive: Gauge
+    let notificationsReceived: [String: Counter]
+    let notificationsRefused: Counter
     /// Only when the service replicates: a site B timestamp of 0 would read as a lag of decades.
     let replicationLast: Gauge?
     let replicationBytes: Counter?
@@ -72,6 +75,13 @@ public final class ServiceMetrics: Sendable {
         deltaResets = r.makeCounter(descriptor: .named("vaultline_graph_delta_resets_total", "Collections listed in full because their delta link expired."))
         pollCap = r.makeGauge(descriptor: .named("vaultline_graph_poll_interval_cap_seconds", "The longest poll interval in force."))
         rpoAtRisk = r.makeGauge(descriptor: .named("vaultline_m365_rpo_at_risk", "1 when some collection's newest copy is older than the RPO allows."))
+        subscriptionsActive = r.makeGauge(descriptor: .named("vaultline_graph_subscriptions", "Change-notification subscriptions kept alive (serve --notify-url)."))
+        var received: [String: Counter] = [:]
+        for kind in ["change", "lifecycle"] {
+            received[kind] = r.makeCounter(descriptor: .named("vaultline_graph_notifications_total", "Change notifications and lifecycle events that checked out, by kind."), labels: [("kind", kind)])
+        }
+        notificationsReceived = received
+        notificationsRefused = r.makeCounter(descriptor: .named("vaultline_graph_notifications_refused_total", "Notification entries refused: an unknown subscription or a wrong client state."))
         replicationLast = !replicates ? nil : r.makeGauge(descriptor: .named("vaultline_replication_last_snapshot_timestamp_seconds", "Time of the newest snapshot whose files site B acknowledged."), labels: [("site", "b")])
         replicationBytes = !replicates ? nil : r.makeCounter(descriptor: .named("vaultline_replication_bytes_total", "Bytes sent to site B."))
         replicationFailures = !replicates ? nil : r.makeCounter(descriptor: .named("vaultline_replication_failures_total", "Replication passes that failed."))

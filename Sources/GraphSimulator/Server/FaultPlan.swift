@@ -5,6 +5,11 @@ import Foundation
 public struct FaultPlan: Sendable {
     /// Every Nth Graph request is answered 429 with `Retry-After: retryAfter` (0: never).
     public var throttleEvery = 0
+    /// Whether `POST /subscriptions` takes an `http://` notification URL (Graph takes HTTPS
+    /// only; tests on loopback have no certificate the simulator would trust).
+    public var plainNotificationURLs = false
+    /// Seconds between a change and its notification (Graph: under a minute on average).
+    public var notificationDelay = 0.2
     /// Seconds sent in `Retry-After`; fractional, as Graph sends (`2.128`).
     public var retryAfter = 0.128
     /// Every Nth Graph request is answered 503 without `Retry-After` (0: never).
@@ -139,6 +144,13 @@ public struct SimulatorStats: Sendable, Codable {
     /// Drive resource units spent, and drive requests refused for them (429).
     public var driveResourceUnits = 0
     public var driveThrottled = 0
+    /// Change-notification subscriptions created and renewed, validations that failed, and
+    /// notifications posted (2xx within 3 s) and not.
+    public var subscriptionsCreated = 0
+    public var subscriptionRenewals = 0
+    public var subscriptionValidationsFailed = 0
+    public var notificationsDelivered = 0
+    public var notificationsFailed = 0
     /// Commits refused with 507 (the drive's quota).
     public var quotaRefusals = 0
 }

@@ -100,6 +100,7 @@ extension GraphSimulator {
 
     /// Reads to ``route(_:query:request:plan:)``, writes to the write side.
     private func dispatch(_ path: [String], query: [String: String], request: Request, plan: FaultPlan) async -> Response {
+        if path.first == "subscriptions" { return await subscriptions(path, request: request) }
         if request.method == .get { return route(path, query: query, request: request, plan: plan) }
         if path.first == "drives" { return await driveWrite(path, query: query, request: request, plan: plan) }
         if path.first == "users" { return await mailWrite(path, query: query, request: request, plan: plan) }

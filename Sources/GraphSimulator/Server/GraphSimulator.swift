@@ -50,6 +50,12 @@ public final class GraphSimulator: Sendable {
         var uploadedByMailbox: [String: Int64] = [:]
         /// The tenant's drive resource-unit bucket: (units, last refill).
         var driveUnits: (Double, Date)?
+        /// Change-notification subscriptions by id, the tenant's sequence number notified up
+        /// to, and the delivery loop.
+        var subscriptions: [String: Subscription] = [:]
+        var notifiedSeq: Int?
+        var notifierRunning = false
+        var notifier: Task<Void, Never>?
     }
 
     public init(tenant: Tenant, tenantId: String = "72f988bf-86f1-41af-91ab-2d7cd011db47",
@@ -109,6 +115,11 @@ public final class GraphSimulator: Sendable {
 
     /// Stops serving and waits until the listener is closed.
     public func stop() async {
+        runtime.withLock { r in
+            r.notifier?.cancel()
+            r.notifier = nil
+            r.notifierRunning = false
+        }
         guard let (task, _) = running.withLock({ r in defer { r = nil }; return r }) else { return }
         task.cancel()
         _ = try? await task.value

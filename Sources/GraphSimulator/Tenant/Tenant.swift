@@ -256,6 +256,11 @@ public final class Tenant: Sendable {
 
     func collection(_ key: String) -> Collection? { state.withLock { $0.collections[key] } }
 
+    /// Keys of the collections changed after sequence number `seq`, and the newest number.
+    func changed(after seq: Int) -> (keys: [String], seq: Int) {
+        state.withLock { s in (s.collections.compactMap { $0.value.lastChanged > seq ? $0.key : nil }, s.seq) }
+    }
+
     func entry(_ key: String, _ id: String) -> Entry? { state.withLock { $0.collections[key]?.entries[id] } }
 
     var currentSeq: Int { state.withLock { $0.seq } }

@@ -157,15 +157,19 @@ struct Collection: Sendable {
     var entries: [String: Entry] = [:]
     /// Ids in creation order: pages are stable and deterministic.
     var order: [String] = []
+    /// The newest change's sequence number (what change notifications look at).
+    var lastChanged = 0
 
     mutating func upsert(_ id: String, seq: Int, _ payload: Payload) {
         if entries[id] == nil { order.append(id) }
         entries[id] = Entry(id: id, changed: seq, deleted: nil, payload: payload)
+        lastChanged = max(lastChanged, seq)
     }
 
     mutating func delete(_ id: String, seq: Int) {
         entries[id]?.deleted = seq
         entries[id]?.changed = seq
+        lastChanged = max(lastChanged, seq)
     }
 
     var live: [Entry] { order.compactMap { entries[$0] }.filter { $0.deleted == nil } }

@@ -165,6 +165,20 @@ public final class CollectionSchedule: Sendable {
         }
     }
 
+    /// Marks the collections `matches` picks due now (a change notification's target); returns
+    /// how many.
+    @discardableResult
+    public func markDue(at now: Date = Date(), where matches: (CollectionKey) -> Bool) -> Int {
+        state.withLock { s in
+            var count = 0
+            for key in Array(s.entries.keys) where matches(key) {
+                if let due = s.entries[key]?.nextDue, due > now { s.entries[key]?.nextDue = now }
+                count += 1
+            }
+            return count
+        }
+    }
+
     public var entries: [CollectionKey: Entry] { state.withLock { $0.entries } }
 
     /// The interval cap in force, from the passes measured so far.

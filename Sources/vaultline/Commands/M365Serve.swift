@@ -56,6 +56,8 @@ extension M365 {
         var batchSize = 64
         @Option(help: "With --coordinator: a task's lease (seconds, on the server's clock); another worker takes the task when it runs out.")
         var lease = 60.0
+        @Option(help: "Subscribe to Graph change notifications posted to this public HTTPS base URL, which your proxy forwards to --listen (URL/graph/notify and URL/graph/lifecycle); a notification only polls its collections early. Not yet with --coordinator.")
+        var notifyURL: String?
         @Option(help: "Log level: debug, info, warning, error.")
         var logLevel = "info"
 
@@ -68,6 +70,13 @@ extension M365 {
             guard batchSize >= 1 && batchSize <= 1_000 else { throw ValidationError("--batch-size must be 1…1000") }
             guard lease >= 3 && lease <= 3_600 else { throw ValidationError("--lease must be 3…3600 seconds") }
             guard drivePollsPerMinute >= 1 && drivePollsPerMinute <= 100_000 else { throw ValidationError("--drive-polls-per-minute must be 1…100000") }
+            if let notifyURL {
+                guard let parts = URLComponents(string: notifyURL), parts.scheme == "https" || parts.scheme == "http", parts.host?.isEmpty == false,
+                      parts.query == nil else {
+                    throw ValidationError("--notify-url must be an https:// URL without a query (Graph posts to URL/graph/notify)")
+                }
+                guard coordinator == nil else { throw ValidationError("--notify-url does not work with --coordinator yet: one worker would have to own the subscriptions") }
+            }
         }
 
         func run() async throws {
@@ -100,6 +109,7 @@ extension M365 {
                 }
                 let service: any Service
                 let housekeeping: ServiceMaintenance
+                var notifications: ChangeNotifications?
                 let graphBase = try graph.credentials().graphBase
                 let maintenanceConfiguration = try maintenance.configuration()
                 if let shared {
@@ -128,11 +138,20 @@ extension M365 {
                     let single = M365Service(repository: repo, client: client, configuration: configuration, replicator: replicator,
                                              metrics: metrics, state: state, logger: logger)
                     service = single
+                    if let notifyURL {
+                        let base = notifyURL.hasSuffix("/") ? String(notifyURL.dropLast()) : notifyURL
+                        let options = ChangeSubscriptions.Options(
+                            notificationURL: base + "/graph/notify", lifecycleURL: base + "/graph/lifecycle",
+                            statePath: maintenanceConfiguration.stateDirectory + "/serve-subscriptions-\(repo.config.id.prefix(16)).json")
+                        notifications = ChangeNotifications(subscriptions: ChangeSubscriptions(client: client, options: options, logger: logger),
+                                                            schedule: single.schedule, metrics: metrics, logger: logger)
+                    }
                     housekeeping = ServiceMaintenance(repository: repo, graphBase: graphBase, configuration: maintenanceConfiguration,
                                                       metrics: metrics, state: state, logger: logger, atRisk: { single.isFallingBehind() })
                 }
                 let (host, port) = try parseHostPort(listen, option: "--listen")
-                let http = StatusServer.application(host: host, port: port, metrics: metrics, state: state, logger: logger) { bound in
+                let http = StatusServer.application(host: host, port: port, metrics: metrics, state: state, logger: logger,
+                                                    notifications: notifications) { bound in
                     logger.info("serving metrics and health", metadata: ["address": "http://\(host):\(bound)"])
                 }
                 // Shut down in reverse: the pass loop first (its pass in flight stores its
@@ -141,6 +160,7 @@ extension M365 {
                 var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: http)]
                 if let replicator { services.append(.init(service: replicator)) }
                 services.append(.init(service: housekeeping))
+                if let notifications { services.append(.init(service: notifications)) }
                 services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup))
                 let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
                 do { try await group.run() } catch {
