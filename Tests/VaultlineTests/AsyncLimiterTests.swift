@@ -50,6 +50,26 @@ struct AsyncLimiterTests {
         #expect(abs(after[0] - 2.025) < 1e-6 && abs(after[18] - 2.475) < 1e-6)
     }
 
+    /// Throttled, the rate halves (once a second at most, to an eighth at least), and each
+    /// quiet minute gives a tenth of the set rate back.
+    @Test func aThrottledBudgetHalvesItsRateAndWinsItBackATenthAMinute() {
+        let t0 = ContinuousClock.now
+        var budget = RequestBudget(ratePerSecond: 16, now: t0)
+        budget.slowDown(now: t0)
+        #expect(budget.ratePerSecond == 8)
+        budget.slowDown(now: t0 + .milliseconds(500))
+        #expect(budget.ratePerSecond == 8, "the 429s of one moment are one signal")
+        for second in 1...5 { budget.slowDown(now: t0 + .seconds(second)) }
+        #expect(budget.ratePerSecond == 2, "never below an eighth")
+        // The interval follows: 2 a second is a turn every 500 ms.
+        #expect(budget.interval == .milliseconds(500))
+        // Quiet minutes: 2 + 1.6 a minute, up to the set rate.
+        _ = budget.reserve(now: t0 + .seconds(5 + 60))
+        #expect(abs(budget.ratePerSecond - 3.6) < 1e-9)
+        _ = budget.reserve(now: t0 + .seconds(5 + 600))
+        #expect(budget.ratePerSecond == 16)
+    }
+
     @Test(.timeLimit(.minutes(5)))
     func aRatedLimiterNeverRunsAheadOfItsBudget() async throws {
         let limiter = AsyncLimiter(100, ratePerSecond: 40)

@@ -784,6 +784,26 @@ struct GraphFaultTests {
         await g.close()
     }
 
+    /// A budget above what Graph allows the mailbox (another limit than Exchange's usual, a
+    /// tenant under pressure) is halved at the 429s until it fits; the backup completes.
+    @Test(.timeLimit(.minutes(2)))
+    func aRequestBudgetOverGraphsLimitIsHalvedUntilItFits() async throws {
+        var spec = GraphFixture.smallSpec
+        spec.messagesPerUser = 40
+        spec.users = 1
+        var options = GraphFixture.fastRetries
+        options.mailboxRequestsPerSecond = 40
+        let f = try await GraphFixture(spec: spec, clientOptions: options)
+        f.sim.faults.withLock { $0.mailboxRequestsPerSecond = 12; $0.retryAfter = 0.05 }
+        let result = try await f.backup { $0.sites = false; $0.onedrive = false }
+        #expect(!result.snapshot.partial)
+        #expect(f.sim.stats.throttled > 0)
+        let user = f.sim.tenant.users[0]
+        let rates = [await f.client.mailboxRate(user.id), await f.client.mailboxRate(user.upn)].compactMap { $0 }
+        #expect(!rates.isEmpty && rates.allSatisfy { $0 <= 20 }, "halved at least once: \(rates)")
+        await f.close()
+    }
+
     @Test(.timeLimit(.minutes(2)))
     func aClientAllowingMoreThanFourPerMailboxIsRefusedAndRecovers() async throws {
         var options = GraphFixture.fastRetries

@@ -65,6 +65,12 @@ actor AsyncLimiter {
         }
     }
 
+    /// Graph throttled a request of this limiter's: its rate halves (``RequestBudget/slowDown(now:)``).
+    func slowDown() { budget?.slowDown(now: .now) }
+
+    /// The rate in force (nil: no budget), for tests and the stats.
+    var ratePerSecond: Double? { budget?.ratePerSecond }
+
     /// Tasks waiting (for tests).
     var waiting: Int { waiters.count + urgentWaiters.count }
 }
@@ -74,21 +80,56 @@ actor AsyncLimiter {
 /// at once, so that a short pause (a page turn, a busy moment) is made up rather than lost. The
 /// bucket is kept small so that requests delayed on their way (up to about half a second) still
 /// arrive inside a service limit a little above the rate.
+///
+/// After a 429 or 503 the rate halves (``slowDown(now:)``, down to an eighth of the set rate), and
+/// each quiet minute after gives back a tenth of the set rate, up to it: additive increase,
+/// multiplicative decrease, so a limit lower than the set rate (another app on the same
+/// mailbox, a tenant under pressure) is found instead of hit again at every turn.
 struct RequestBudget {
-    let interval: Duration
+    let setRate: Double
+    private(set) var ratePerSecond: Double
+    private(set) var interval: Duration
     let burst: Duration
     /// When the next request may start if the bucket is empty.
     private var nextStart: ContinuousClock.Instant
+    /// The last slow-down or the last minute's recovery.
+    private var changed: ContinuousClock.Instant
 
     init(ratePerSecond: Double, now: ContinuousClock.Instant, burst: Duration = .milliseconds(500)) {
-        interval = .nanoseconds(Int64(1e9 / ratePerSecond))
+        setRate = ratePerSecond
+        self.ratePerSecond = ratePerSecond
+        interval = Self.interval(ratePerSecond)
         self.burst = burst
         nextStart = now
+        changed = now
+    }
+
+    static func interval(_ rate: Double) -> Duration { .nanoseconds(Int64(1e9 / rate)) }
+
+    /// Halves the rate (at most once a second: the requests in flight when the first 429 came
+    /// get theirs too, and they are one signal).
+    mutating func slowDown(now: ContinuousClock.Instant) {
+        recover(now: now)
+        guard ratePerSecond == setRate || now - changed >= .seconds(1) else { return }
+        ratePerSecond = max(setRate / 8, ratePerSecond / 2)
+        interval = Self.interval(ratePerSecond)
+        changed = now
+    }
+
+    /// A tenth of the set rate back per quiet minute.
+    mutating func recover(now: ContinuousClock.Instant) {
+        guard ratePerSecond < setRate else { return }
+        let minutes = Int((now - changed) / .seconds(60))
+        guard minutes > 0 else { return }
+        ratePerSecond = min(setRate, ratePerSecond + setRate * 0.1 * Double(minutes))
+        interval = Self.interval(ratePerSecond)
+        changed = changed + .seconds(60 * minutes)
     }
 
     /// Takes the next turn (`units` turns at once); returns when its request may start (`now`
     /// or later).
     mutating func reserve(now: ContinuousClock.Instant, units: Int = 1) -> ContinuousClock.Instant {
+        recover(now: now)
         // Budget older than `burst` is gone; what is left of it is spent first.
         let due = max(nextStart, now - burst)
         nextStart = due + interval * max(1, units)

@@ -26,7 +26,8 @@ extension GraphClient {
 }
 
 /// The tenant's drive budget in one process: `unitsPerMinute` (0: no budget, only the pause
-/// after a 429), with a second of unused budget spendable at once.
+/// after a 429), with a second of unused budget spendable at once; a 429 also halves the rate
+/// for a while (``RequestBudget``).
 public actor LocalDriveBudget: DriveBudget {
     private var budget: RequestBudget?
     private var pausedUntil: ContinuousClock.Instant?
@@ -43,6 +44,7 @@ public actor LocalDriveBudget: DriveBudget {
     }
 
     public func pause(seconds: Double) async {
+        budget?.slowDown(now: .now)
         guard seconds > 0, seconds.isFinite else { return }
         let until = ContinuousClock.now + .milliseconds(Int64(min(seconds, 86_400) * 1000))
         pausedUntil = max(pausedUntil ?? until, until)

@@ -235,6 +235,8 @@ public final class GraphClient: Sendable {
                         outcome = .failure(GraphError(.http, status: status, graphCode: code, message, url: url))
                     case 429, 503, 504:
                         counters.withLock { if status == 429 { $0.throttled += 1 } else { $0.serverErrors += 1 } }
+                        // The mailbox's rate halves, and comes back a tenth a quiet minute.
+                        if status != 504 { await limiter?.slowDown() }
                         if status == 429 || retryAmbiguous { wait = retryAfter ?? backoff(attempt) }
                         if status == 429, let wait, throttledSeconds + wait <= options.maxThrottledSeconds {
                             throttled = true
@@ -294,6 +296,12 @@ public final class GraphClient: Sendable {
     func backoff(_ attempt: Int) -> Double {
         let step = min(options.maxBackoff, options.baseBackoff * Double(1 << min(attempt - 1, 16)))
         return step * Double.random(in: 0.5..<1.5)
+    }
+
+    /// The request rate in force for a mailbox (nil: no budget, or no request yet), for tests.
+    func mailboxRate(_ mailbox: String) async -> Double? {
+        guard let limiter = mailboxes.withLock({ $0[mailbox] }) else { return nil }
+        return await limiter.ratePerSecond
     }
 
     private func limiterFor(_ mailbox: String) -> AsyncLimiter {

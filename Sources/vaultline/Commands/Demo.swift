@@ -38,8 +38,9 @@ struct Demo: AsyncParsableCommand {
             spec.users = users
             spec.messagesPerUser = messages
             let sim = GraphSimulator(tenant: Tenant(spec: spec), clientSecret: secret)
-            // A little throttling, so the run shows how Retry-After is honoured.
-            sim.faults.withLock { $0.throttleEvery = 40; $0.retryAfter = 0.2 }
+            // Exchange's per-mailbox limit set below the client's budget, so the run shows
+            // Retry-After honoured and the mailbox's rate halved until it fits.
+            sim.faults.withLock { $0.mailboxRequestsPerSecond = 12 }
             let port = try await sim.start()
             print("1. Graph simulator on http://127.0.0.1:\(port): \(spec.users) users, \(spec.messagesPerUser) messages each, calendars, contacts, OneDrive and \(spec.sites) SharePoint site")
 
