@@ -132,14 +132,16 @@ struct CoordinatorTests {
         configuration.policy.debounceSeconds = 3_600
         let reports = Mutex<[(worker: String, report: CoordinatedWorker.BatchReport, at: Date)]>([])
         // Each worker with its own Repository object, as separate processes have.
-        func worker(_ name: String) throws -> CoordinatedWorker {
+        let started = Date()
+        func worker(_ name: String, metrics: ServiceMetrics? = nil) throws -> CoordinatedWorker {
             let repository = try Repository.open(path: f.dir.path + "/repo", password: Fixtures.password)
             return CoordinatedWorker(coordinator: try Self.coordinator(tenant: tenant, worker: name), repository: repository, client: f.client,
-                              configuration: configuration, logger: Logger(label: "test.worker") { _ in SwiftLogNoOpLogHandler() }) { report in
+                              configuration: configuration, metrics: metrics, logger: Logger(label: "test.worker") { _ in SwiftLogNoOpLogHandler() }) { report in
                 reports.withLock { $0.append((name, report, Date())) }
             }
         }
-        let (b, c) = (try worker("b"), try worker("c"))
+        let metricsC = ServiceMetrics(version: "test")
+        let (b, c) = (try worker("b"), try worker("c", metrics: metricsC))
         // A dead worker: it took two mailboxes and stopped (no renewal, no record).
         let dead = try Self.coordinator(tenant: tenant, worker: "dead")
         defer { dead.close(); b.coordinator.close(); c.coordinator.close() }
@@ -206,6 +208,15 @@ struct CoordinatorTests {
         }
         let second = try #require(try await rerunMailbox())
         let snapshotID = try #require(second.snapshotID)
+        // The joining worker's metrics speak for the whole tenant, which the other worker synced:
+        // its oldest copy per kind is from this run (not 0, which would read as 56 years old).
+        let text = metricsC.text()
+        for kind in ["mail", "calendar", "contacts", "onedrive"] {
+            let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("vaultline_m365_oldest_sync_timestamp_seconds{kind=\"\(kind)\"}") })
+            let value = try #require(line.split(separator: " ").last.flatMap { Double($0) })
+            #expect(value >= started.timeIntervalSince1970 - 1 && value <= Date().timeIntervalSince1970, "\(line)")
+        }
+        #expect(text.contains("vaultline_m365_snapshots_total{result=\"committed\"} 1"))
         let snapshot = try f.repo.loadSnapshot(snapshotID)
         #expect(snapshot.stats.filesRead == 0, "a deletion downloads nothing")
         try f.repo.loadIndex()

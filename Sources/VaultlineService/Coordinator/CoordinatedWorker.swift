@@ -48,18 +48,21 @@ public final class CoordinatedWorker: Service {
     let configuration: Configuration
     let logger: Logger
     let state: ServiceState?
+    let metrics: ServiceMetrics?
     let replicator: SiteBReplicator?
     let onBatch: (@Sendable (BatchReport) -> Void)?
     /// Tasks this worker holds now (their leases are renewed).
     let held = Mutex<Set<WorkTask>>([])
 
     public init(coordinator: PostgresCoordinator, repository: Repository, client: GraphClient, configuration: Configuration,
-                state: ServiceState? = nil, replicator: SiteBReplicator? = nil, logger: Logger, onBatch: (@Sendable (BatchReport) -> Void)? = nil) {
+                state: ServiceState? = nil, metrics: ServiceMetrics? = nil, replicator: SiteBReplicator? = nil, logger: Logger,
+                onBatch: (@Sendable (BatchReport) -> Void)? = nil) {
         self.coordinator = coordinator
         self.repository = repository
         self.client = client
         self.configuration = configuration
         self.state = state
+        self.metrics = metrics
         self.replicator = replicator
         self.logger = logger
         self.onBatch = onBatch
@@ -76,11 +79,16 @@ public final class CoordinatedWorker: Service {
 
     func work() async throws {
         var discovered: Date?
+        var published: Date?
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 if discovered.map({ Date().timeIntervalSince($0) >= configuration.discoverySeconds }) ?? true {
                     try await coordinator.register(try await discover())
                     discovered = Date()
+                }
+                if published.map({ Date().timeIntervalSince($0) >= 5 }) ?? true {
+                    try await publishTenant(Date())
+                    published = Date()
                 }
                 let claimed = try await coordinator.claim(limit: configuration.batchSize, leaseSeconds: configuration.leaseSeconds)
                 state?.setReady(true, "the coordinator answers")
@@ -100,6 +108,37 @@ public final class CoordinatedWorker: Service {
                 logger.error("coordinator round failed", metadata: ["error": "\(error)"])
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(Int64(self.configuration.retrySeconds * 1000))) }
             }
+        }
+    }
+
+    /// The whole tenant's state, from the task rows, in this worker's metrics and status: every
+    /// worker reports the same oldest copy per kind, so the RPO alert and `m365 status` read
+    /// the tenant whichever worker they ask (`min` over the workers is the tenant's).
+    func publishTenant(_ now: Date) async throws {
+        guard metrics != nil || state != nil else { return }
+        var kinds: [ReportedKind: KindSummary] = [:]
+        let options = configuration.backup
+        for summary in try await coordinator.summary() {
+            let reported = KindSummary(count: summary.tasks, oldestSync: summary.oldestCopy, dirty: summary.changing)
+            switch summary.kind {
+            case .mailbox:
+                if options.mail { kinds[.mail] = reported }
+                if options.calendar { kinds[.calendar] = reported }
+                if options.contacts { kinds[.contacts] = reported }
+            case .onedrive: kinds[.onedrive] = reported
+            case .site: kinds[.library] = reported
+            }
+        }
+        let rpo = configuration.policy.rpoSeconds
+        let atRisk = kinds.values.contains { ($0.oldestSync.map { now.timeIntervalSince($0) } ?? 0) > rpo }
+        let cap = max(configuration.policy.mailBaseSeconds, configuration.policy.driveBaseSeconds)
+        metrics?.recordSchedule(kinds, cap: cap, atRisk: atRisk, now: now)
+        state?.update { s in
+            s.rpoAtRisk = atRisk
+            s.pollCapSeconds = cap
+            s.collections = Dictionary(uniqueKeysWithValues: kinds.map { kind, summary in
+                (kind.rawValue, ServiceStatus.Kind(count: summary.count, oldestSync: summary.oldestSync.map { UTCTimestamp.rfc3339($0) }, dirty: summary.dirty))
+            })
         }
     }
 
@@ -133,9 +172,11 @@ public final class CoordinatedWorker: Service {
         let tasks = batch.map(\.task)
         defer { held.withLock { $0.subtract(tasks) } }
         var report = BatchReport(tasks: tasks, snapshotID: nil, recorded: 0, failed: nil)
+        let started = Date()
         do {
             let options = try scoped(batch)
             let result = try await M365Backup(repository: repository, client: client, options: options, logger: logger).run()
+            metrics?.recordPass(result, seconds: Date().timeIntervalSince(started))
             report.snapshotID = result.committed ? result.snapshotID : nil
             if result.committed {
                 replicator?.signal(snapshotID: result.snapshotID, time: result.snapshot.time)
@@ -155,6 +196,7 @@ public final class CoordinatedWorker: Service {
                 }
             }
         } catch {
+            metrics?.recordPass(nil, seconds: Date().timeIntervalSince(started))
             report.failed = "\(error)"
             logger.error("batch failed", metadata: ["tasks": "\(tasks.map(\.id).joined(separator: ","))", "error": "\(error)"])
             for claimed in batch {

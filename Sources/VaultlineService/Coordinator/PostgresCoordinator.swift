@@ -26,6 +26,11 @@ public final class PostgresCoordinator: Sendable {
         /// The oldest last completion among those synced.
         public var oldestSync: Date?
         public var leased: Int
+        /// The oldest copy: each task's last completion, or its registration if it has none
+        /// (what the RPO is measured against: a task never synced is as old as it is known).
+        public var oldestCopy: Date?
+        /// Tasks whose last run stored changes.
+        public var changing = 0
     }
 
     /// The tenant the rows belong to (several tenants may share a database).
@@ -104,6 +109,8 @@ public final class PostgresCoordinator: Sendable {
                         last_error TEXT,
                         PRIMARY KEY (tenant, task))
                     """, logger: self.logger)
+                try await connection.query(
+                    "ALTER TABLE vaultline_tasks ADD COLUMN IF NOT EXISTS created TIMESTAMPTZ NOT NULL DEFAULT now()", logger: self.logger)
                 try await connection.query("""
                     CREATE TABLE IF NOT EXISTS vaultline_workers (
                         tenant TEXT NOT NULL,
@@ -262,13 +269,15 @@ public final class PostgresCoordinator: Sendable {
         try await bounded("summarise the tasks") {
             let rows = try await self.client.query("""
                 SELECT split_part(task, ':', 1), count(*)::int4, count(*) FILTER (WHERE last_synced IS NULL)::int4, min(last_synced),
-                       count(*) FILTER (WHERE lease_until >= now())::int4
+                       count(*) FILTER (WHERE lease_until >= now())::int4, min(COALESCE(last_synced, created)),
+                       count(*) FILTER (WHERE last_changed = last_synced)::int4
                 FROM vaultline_tasks WHERE tenant = \(self.tenant) GROUP BY 1 ORDER BY 1
                 """, logger: self.logger)
             var out: [KindSummary] = []
-            for try await (kind, tasks, never, oldest, leased) in rows.decode((String, Int32, Int32, Date?, Int32).self) {
+            for try await (kind, tasks, never, oldest, leased, copy, changing) in rows.decode((String, Int32, Int32, Date?, Int32, Date?, Int32).self) {
                 guard let kind = WorkTask.Kind(rawValue: kind) else { continue }
-                out.append(KindSummary(kind: kind, tasks: Int(tasks), neverSynced: Int(never), oldestSync: oldest, leased: Int(leased)))
+                out.append(KindSummary(kind: kind, tasks: Int(tasks), neverSynced: Int(never), oldestSync: oldest, leased: Int(leased),
+                                       oldestCopy: copy, changing: Int(changing)))
             }
             return out
         }

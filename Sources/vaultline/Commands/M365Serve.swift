@@ -119,7 +119,7 @@ extension M365 {
                     work.batchSize = batchSize
                     work.leaseSeconds = lease
                     service = CoordinatedWorker(coordinator: shared, repository: repo, client: client, configuration: work, state: state,
-                                                replicator: replicator, logger: logger)
+                                                metrics: metrics, replicator: replicator, logger: logger)
                     // One worker runs the maintenance, and none while tasks wait for a worker.
                     let behindSeconds = rpo * M365Service.maintenanceYieldsAt, maintenanceLease = max(600, lease)
                     housekeeping = ServiceMaintenance(
