@@ -20,14 +20,14 @@ public enum StatusServer {
                                    onListening: @escaping @Sendable (Int) -> Void = { _ in }) -> some Service {
         let router = Router()
         if let notifications {
-            for (path, handle) in [("/graph/notify", notifications.notified), ("/graph/lifecycle", notifications.lifecycle)] {
+            for (path, handle) in [("/graph/notify", notifications.notified), ("/graph/lifecycle", notifications.lifecycle)] as [(String, @Sendable ([UInt8]) async throws -> Void)] {
                 router.post(RouterPath(path)) { request, _ -> Response in
                     if let token = request.uri.queryParameters["validationToken"] {
                         return text(.ok, String(token))
                     }
                     var request = request
                     guard let body = try? await request.collectBody(upTo: 1 << 20) else { return text(.contentTooLarge, "at most 1 MiB\n") }
-                    do { try handle(Array(body.readableBytesView)) } catch { return text(.badRequest, "not a notification\n") }
+                    do { try await handle(Array(body.readableBytesView)) } catch { return text(.badRequest, "not a notification\n") }
                     return Response(status: .accepted)
                 }
             }

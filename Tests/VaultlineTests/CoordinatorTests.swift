@@ -81,6 +81,64 @@ struct CoordinatorTests {
         try await a.deleteTenant()
     }
 
+    /// With a coordinator, one worker keeps the subscriptions (in the database) and a
+    /// notification reaching any other worker makes its task due for all of them.
+    @Test(.timeLimit(.minutes(5)))
+    func aNotificationReachingAnyWorkerMakesItsTaskDue() async throws {
+        let f = try await GraphFixture(spec: Self.spec)
+        f.sim.faults.withLock { $0.plainNotificationURLs = true; $0.notificationDelay = 0.05 }
+        let tenant = "t-\(UUID().uuidString.prefix(8))"
+        let quiet = Logger(label: "test.notify") { _ in SwiftLogNoOpLogHandler() }
+        func worker(_ name: String) throws -> CoordinatedWorker {
+            CoordinatedWorker(coordinator: try Self.coordinator(tenant: tenant, worker: name),
+                              repository: try Repository.open(path: f.dir.path + "/repo", password: Fixtures.password), client: f.client,
+                              configuration: CoordinatedWorker.Configuration(), logger: quiet)
+        }
+        let (owner, other) = (try worker("owner"), try worker("other"))
+        let observer = try Self.coordinator(tenant: tenant, worker: "observer")
+        defer { owner.coordinator.close(); other.coordinator.close(); observer.close() }
+        try await observer.migrate()
+        // Every task registered and run, none due for an hour.
+        try await observer.register(try await owner.discover())
+        _ = try await other.discover()
+        for claimed in try await observer.claim(limit: 1_000, leaseSeconds: 60) {
+            #expect(try await observer.complete(claimed.task, snapshotID: nil, changed: false, nextDueSeconds: 3_600))
+        }
+        // Graph posts to the other worker (the proxy's choice); the owner keeps the subscriptions.
+        let port = try freeLoopbackPort()
+        let options = ChangeSubscriptions.Options(notificationURL: "http://127.0.0.1:\(port)/graph/notify",
+                                                  lifecycleURL: "http://127.0.0.1:\(port)/graph/lifecycle")
+        func notifications(_ worker: CoordinatedWorker) -> ChangeNotifications {
+            let subscriptions = ChangeSubscriptions(client: f.client, options: options, store: PostgresSubscriptionStore(coordinator: worker.coordinator), logger: quiet)
+            return ChangeNotifications(subscriptions: subscriptions, metrics: ServiceMetrics(version: "test"), logger: quiet,
+                                       wanted: { worker.subscriptionTargets() }, markDue: { await worker.markDue($0) })
+        }
+        let (ownerNotifications, otherNotifications) = (notifications(owner), notifications(other))
+        let http = StatusServer.application(host: "127.0.0.1", port: port, metrics: ServiceMetrics(version: "test"),
+                                            state: ServiceState(rpoSeconds: 300, replicates: false), logger: quiet, notifications: otherNotifications)
+        let serving = Task { try await http.run() }
+        defer { serving.cancel() }
+        try await ChangeNotificationTests.waitForListener(port)
+        let wanted = owner.subscriptionTargets()
+        #expect(wanted.count == f.sim.tenant.users.count * 4)
+        let made = await ownerNotifications.subscriptions.reconcile(wanted)
+        #expect(made.created == wanted.count && made.failed == 0, "\(made)")
+        #expect(try await PostgresSubscriptionStore(coordinator: observer).load()?.subscriptions.count == wanted.count)
+
+        let user = f.sim.tenant.users[2]
+        let message = try #require(f.sim.tenant.mailbox(upn: user.upn).first)
+        f.sim.tenant.deleteMessage(upn: user.upn, id: message.id)
+        var due: [WorkTask] = []
+        _ = try await ContinuousServiceTests.poll(seconds: 30) {
+            due += try await observer.claim(limit: 1_000, leaseSeconds: 60).map(\.task)
+            return !due.isEmpty
+        }
+        #expect(due == [WorkTask(.mailbox, user.upn.lowercased())], "\(due)")
+        serving.cancel()
+        try await observer.deleteTenant()
+        await f.close()
+    }
+
     @Test(.timeLimit(.minutes(5)))
     func leasesAreExclusiveAndRunOutOnTheServersClock() async throws {
         let tenant = "t-\(UUID().uuidString.prefix(8))"

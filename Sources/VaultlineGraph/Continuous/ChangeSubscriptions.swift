@@ -9,9 +9,11 @@ import VaultlineCore
 /// the ``Target`` whose collections are polled early. Delta stays the source of truth: a lost
 /// notification costs only the wait for the next poll.
 ///
-/// The subscriptions and the `clientState` every notification must carry are kept in a file, so
-/// a restarted service goes on with them; subscriptions to this notification URL that the file
-/// does not know (a lost file) are deleted at the first reconcile rather than left to fire.
+/// The subscriptions and the `clientState` every notification must carry are kept in a
+/// ``SubscriptionStore`` (a file, or the coordinator's database), read again at every reconcile,
+/// so a restarted service, or another worker, goes on with them; subscriptions to this
+/// notification URL that the store does not know (a lost file) are deleted at the first
+/// reconcile rather than left to fire. One process reconciles; any may receive.
 public final class ChangeSubscriptions: Sendable {
     public struct Options: Sendable {
         /// Where Graph posts notifications and lifecycle events (public HTTPS, forwarded to the
@@ -22,12 +24,9 @@ public final class ChangeSubscriptions: Sendable {
         /// documentation) and drive items (42,300). Renewed at half of it.
         public var outlookMinutes = 4_230.0
         public var driveMinutes = 42_300.0
-        /// The file holding the subscriptions and the client state.
-        public var statePath: String
-        public init(notificationURL: String, lifecycleURL: String, statePath: String) {
+        public init(notificationURL: String, lifecycleURL: String) {
             self.notificationURL = notificationURL
             self.lifecycleURL = lifecycleURL
-            self.statePath = statePath
         }
     }
 
@@ -61,6 +60,32 @@ public final class ChangeSubscriptions: Sendable {
 
         public var description: String { resource }
 
+        /// A stable text form (`mail:ID`, `calendar:ID`, `contacts:ID`, `onedrive:ID`,
+        /// `drive:ID`), for a database column.
+        public var key: String {
+            switch self {
+            case .mail(let user): "mail:" + user
+            case .calendar(let user): "calendar:" + user
+            case .contacts(let user): "contacts:" + user
+            case .onedrive(let user): "onedrive:" + user
+            case .drive(let id): "drive:" + id
+            }
+        }
+
+        public init?(key: String) {
+            guard let colon = key.firstIndex(of: ":") else { return nil }
+            let value = String(key[key.index(after: colon)...])
+            guard !value.isEmpty else { return nil }
+            switch key[..<colon] {
+            case "mail": self = .mail(user: value)
+            case "calendar": self = .calendar(user: value)
+            case "contacts": self = .contacts(user: value)
+            case "onedrive": self = .onedrive(user: value)
+            case "drive": self = .drive(id: value)
+            default: return nil
+            }
+        }
+
         /// Whether `key` is one of the collections this target's notifications are about.
         public func covers(_ key: CollectionKey) -> Bool {
             switch self {
@@ -84,16 +109,7 @@ public final class ChangeSubscriptions: Sendable {
         }
     }
 
-    struct Record: Codable, Sendable, Equatable {
-        var id: String
-        var target: Target
-        var expires: Date
-    }
-
-    struct Stored: Codable, Sendable {
-        var clientState: String
-        var subscriptions: [Record]
-    }
+    typealias Record = SubscriptionRecords.Record
 
     /// What a reconcile did.
     public struct Summary: Sendable, Equatable {
@@ -103,31 +119,47 @@ public final class ChangeSubscriptions: Sendable {
 
     let client: GraphClient
     public let options: Options
+    let store: any SubscriptionStore
     let logger: Logger
     private let state: Mutex<State>
 
     struct State {
         var clientState: String
         var byTarget: [Target: Record] = [:]
-        /// Subscriptions whose lifecycle event asked for a renewal now.
-        var renewNow: Set<String> = []
         /// Targets Graph refused, and when to ask again (an app without the permission, a
         /// resource Graph does not notify on).
         var refusedUntil: [Target: Date] = [:]
         var sweptStrangers = false
+        /// When the store was last read (a receiving process reads it again for an id it does
+        /// not know, at most every 2 s).
+        var loadedAt: Date?
     }
 
-    public init(client: GraphClient, options: Options, logger: Logger) {
+    public init(client: GraphClient, options: Options, store: any SubscriptionStore, logger: Logger) {
         self.client = client
         self.options = options
+        self.store = store
         self.logger = logger
-        var initial = State(clientState: Self.newClientState())
-        if let bytes = try? FileSystem.readFile(options.statePath),
-           let stored = try? Self.decoder.decode(Stored.self, from: Data(bytes)), !stored.clientState.isEmpty {
-            initial.clientState = stored.clientState
-            for record in stored.subscriptions { initial.byTarget[record.target] = record }
+        state = Mutex(State(clientState: Self.newClientState()))
+    }
+
+    /// Reads the store (what another process, or an earlier run, made). False when it cannot
+    /// be read: nothing is changed then, and nothing should be made on top of it.
+    @discardableResult
+    func reload() async -> Bool {
+        do {
+            let records = try await store.load()
+            state.withLock { s in
+                s.loadedAt = Date()
+                guard let records, !records.clientState.isEmpty else { return }
+                s.clientState = records.clientState
+                s.byTarget = Dictionary(records.subscriptions.map { ($0.target, $0) }, uniquingKeysWith: { a, b in a.expires >= b.expires ? a : b })
+            }
+            return true
+        } catch {
+            logger.warning("could not read the subscriptions", metadata: ["error": "\(error)"])
+            return false
         }
-        state = Mutex(initial)
     }
 
     static func newClientState() -> String {
@@ -139,16 +171,20 @@ public final class ChangeSubscriptions: Sendable {
     // MARK: Keeping the subscriptions
 
     /// Brings the subscriptions in line with `wanted`: creates the missing ones, renews those
-    /// past half their lifetime (or whose lifecycle event asked), deletes those no longer
+    /// past half their lifetime, deletes those no longer
     /// wanted. Each failure is logged and tried again at the next reconcile; a target Graph
     /// refuses (400, 403) is asked again after an hour.
     @discardableResult
     public func reconcile(_ wanted: Set<Target>, now: Date = Date()) async -> Summary {
         var summary = Summary()
+        guard await reload() else {
+            summary.failed = wanted.count
+            return summary
+        }
         if !state.withLock({ $0.sweptStrangers }) {
             if await sweepStrangers() { state.withLock { $0.sweptStrangers = true } }
         }
-        let (current, renewNow, refused) = state.withLock { ($0.byTarget, $0.renewNow, $0.refusedUntil) }
+        let (current, refused) = state.withLock { ($0.byTarget, $0.refusedUntil) }
         for (target, record) in current where !wanted.contains(target) {
             do {
                 _ = try await client.write(.DELETE, client.url("subscriptions", record.id), idempotent: true)
@@ -167,7 +203,7 @@ public final class ChangeSubscriptions: Sendable {
             let lifetime = lifetimeSeconds(target)
             if let record = current[target] {
                 let renewAt = record.expires.addingTimeInterval(-lifetime / 2)
-                guard renewNow.contains(record.id) || now >= renewAt else { continue }
+                guard now >= renewAt else { continue }
                 if record.expires > now, await renew(record, lifetime: lifetime, now: now) {
                     summary.renewed += 1
                     continue
@@ -181,7 +217,7 @@ public final class ChangeSubscriptions: Sendable {
             }
         }
         summary.active = state.withLock { $0.byTarget.count }
-        save()
+        await save()
         return summary
     }
 
@@ -224,19 +260,15 @@ public final class ChangeSubscriptions: Sendable {
             let answer = try await client.write(.PATCH, client.url("subscriptions", record.id),
                                                 json: .object(["expirationDateTime": .string(GraphDate.format(expires))]), idempotent: true)
             let granted = answer.json?["expirationDateTime"]?.string.flatMap(GraphDate.parse) ?? expires
-            state.withLock { s in
-                s.byTarget[record.target]?.expires = granted
-                s.renewNow.remove(record.id)
-            }
+            state.withLock { $0.byTarget[record.target]?.expires = granted }
             return true
         } catch {
             logger.info("could not renew a subscription; making it again", metadata: ["resource": "\(record.target)", "error": "\(error)"])
-            state.withLock { _ = $0.renewNow.remove(record.id) }
             return false
         }
     }
 
-    /// Deletes this app's subscriptions to our notification URL that the state file does not
+    /// Deletes this app's subscriptions to our notification URL that the store does not
     /// know. True once the list was read.
     private func sweepStrangers() async -> Bool {
         let known = Set(state.withLock { $0.byTarget.values.map(\.id) })
@@ -269,8 +301,9 @@ public final class ChangeSubscriptions: Sendable {
 
     /// Reads a notification post (`value` of `subscriptionId`, `clientState`, …). Throws when
     /// the body is not Graph's shape at all.
-    public func received(_ body: [UInt8]) throws -> Received {
+    public func received(_ body: [UInt8]) async throws -> Received {
         let entries = try Self.entries(body)
+        await reloadForUnknown(entries)
         let (clientState, byID) = state.withLock { s in (s.clientState, Dictionary(s.byTarget.values.map { ($0.id, $0.target) }, uniquingKeysWith: { a, _ in a })) }
         var out = Received()
         for entry in entries {
@@ -284,13 +317,15 @@ public final class ChangeSubscriptions: Sendable {
         return out
     }
 
-    /// Reads a lifecycle post: `reauthorizationRequired` renews at the next reconcile;
-    /// `subscriptionRemoved` forgets the subscription (made again at the next reconcile) and
-    /// `missed` changes nothing here; both name their target, whose collections are polled at
-    /// once, since notifications were lost.
-    public func lifecycle(_ body: [UInt8]) throws -> Received {
+    /// Reads a lifecycle post: `reauthorizationRequired` renews the subscription at once;
+    /// `subscriptionRemoved` forgets it (in the store too: the next reconcile makes it again)
+    /// and `missed` changes nothing here; both name their target, whose collections are polled
+    /// at once, since notifications were lost.
+    public func lifecycle(_ body: [UInt8]) async throws -> Received {
         let entries = try Self.entries(body)
+        await reloadForUnknown(entries)
         var out = Received()
+        var renew: [Record] = [], removed: [String] = []
         state.withLock { s in
             for entry in entries {
                 guard let id = entry["subscriptionId"]?.string, let record = s.byTarget.values.first(where: { $0.id == id }),
@@ -300,16 +335,35 @@ public final class ChangeSubscriptions: Sendable {
                 }
                 switch entry["lifecycleEvent"]?.string {
                 case "reauthorizationRequired":
-                    s.renewNow.insert(id)
+                    renew.append(record)
                 case "subscriptionRemoved":
                     s.byTarget[record.target] = nil
+                    removed.append(id)
                     out.targets.insert(record.target)
                 default:
                     out.targets.insert(record.target)
                 }
             }
         }
+        for record in renew { _ = await self.renew(record, lifetime: lifetimeSeconds(record.target), now: Date()) }
+        for id in removed {
+            do { try await store.remove(id: id) } catch {
+                logger.warning("could not forget a removed subscription; it is made again when its renewal fails", metadata: ["error": "\(error)"])
+            }
+        }
         return out
+    }
+
+    /// Reads the store again when a post names a subscription this process does not know (made
+    /// by another worker, or since), at most every 2 s.
+    private func reloadForUnknown(_ entries: [JSONValue]) async {
+        let ids = entries.compactMap { $0["subscriptionId"]?.string }
+        let stale: Bool = state.withLock { s in
+            let known = Set(s.byTarget.values.map(\.id))
+            guard ids.contains(where: { !known.contains($0) }) else { return false }
+            return s.loadedAt.map { Date().timeIntervalSince($0) >= 2 } ?? true
+        }
+        if stale { await reload() }
     }
 
     static func entries(_ body: [UInt8]) throws -> [JSONValue] {
@@ -328,28 +382,12 @@ public final class ChangeSubscriptions: Sendable {
         return difference == 0
     }
 
-    // MARK: The state file
+    // MARK: The store
 
-    func save() {
-        let stored = state.withLock { Stored(clientState: $0.clientState, subscriptions: Array($0.byTarget.values).sorted { $0.id < $1.id }) }
-        do {
-            try FileSystem.makeDirectories((options.statePath as NSString).deletingLastPathComponent)
-            try FileSystem.replaceFile(options.statePath, with: Array(try Self.encoder.encode(stored)))
-        } catch {
+    func save() async {
+        let records = state.withLock { SubscriptionRecords(clientState: $0.clientState, subscriptions: Array($0.byTarget.values).sorted { $0.id < $1.id }) }
+        do { try await store.save(records) } catch {
             logger.warning("could not keep the subscriptions; a restart makes them again", metadata: ["error": "\(error)"])
         }
     }
-
-    static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.dateEncodingStrategy = .iso8601
-        e.outputFormatting = [.sortedKeys]
-        return e
-    }()
-
-    static let decoder: JSONDecoder = {
-        let d = JSONDecoder()
-        d.dateDecodingStrategy = .iso8601
-        return d
-    }()
 }

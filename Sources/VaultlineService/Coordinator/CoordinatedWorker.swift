@@ -53,6 +53,8 @@ public final class CoordinatedWorker: Service {
     let onBatch: (@Sendable (BatchReport) -> Void)?
     /// Tasks this worker holds now (their leases are renewed).
     let held = Mutex<Set<WorkTask>>([])
+    /// The users in scope as the last discovery listed them: Graph id to UPN (lower case).
+    let discoveredUsers = Mutex<[String: String]>([:])
 
     public init(coordinator: PostgresCoordinator, repository: Repository, client: GraphClient, configuration: Configuration,
                 state: ServiceState? = nil, metrics: ServiceMetrics? = nil, replicator: SiteBReplicator? = nil, logger: Logger,
@@ -146,10 +148,12 @@ public final class CoordinatedWorker: Service {
     func discover() async throws -> [WorkTask] {
         let options = configuration.backup
         var tasks: [WorkTask] = []
+        var users: [String: String] = [:]
         let wanted = options.users.map { Set($0.map { $0.lowercased() }) }
         _ = try await client.pages(client.url("users") + "?$select=id,userPrincipalName") { page in
             for user in page {
                 guard let upn = user["userPrincipalName"]?.string?.lowercased(), wanted?.contains(upn) ?? true else { continue }
+                if let id = user["id"]?.string { users[id] = upn }
                 if options.mail || options.calendar || options.contacts { tasks.append(WorkTask(.mailbox, upn)) }
                 if options.onedrive { tasks.append(WorkTask(.onedrive, upn)) }
             }
@@ -164,7 +168,47 @@ public final class CoordinatedWorker: Service {
                 }
             }
         }
+        discoveredUsers.withLock { $0 = users }
         return tasks
+    }
+
+    // MARK: Change notifications
+
+    /// What `--notify-url` subscribes to with a coordinator: each user's mailbox workloads and
+    /// OneDrive in scope (by Graph id), as the last discovery listed them. Sites are left to
+    /// polling: their libraries are known only to the worker that last backed them up.
+    public func subscriptionTargets() -> Set<ChangeSubscriptions.Target> {
+        let options = configuration.backup
+        var out: Set<ChangeSubscriptions.Target> = []
+        for id in discoveredUsers.withLock({ Array($0.keys) }) {
+            if options.mail { out.insert(.mail(user: id)) }
+            if options.calendar { out.insert(.calendar(user: id)) }
+            if options.contacts { out.insert(.contacts(user: id)) }
+            if options.onedrive { out.insert(.onedrive(user: id)) }
+        }
+        return out
+    }
+
+    /// Makes the tasks the targets cover due now, in the database (any worker may take them);
+    /// returns how many.
+    public func markDue(_ targets: Set<ChangeSubscriptions.Target>) async -> Int {
+        let users = discoveredUsers.withLock { $0 }
+        var tasks: Set<WorkTask> = []
+        for target in targets {
+            switch target {
+            case .mail(let id), .calendar(let id), .contacts(let id):
+                if let upn = users[id] { tasks.insert(WorkTask(.mailbox, upn)) }
+            case .onedrive(let id):
+                if let upn = users[id] { tasks.insert(WorkTask(.onedrive, upn)) }
+            case .drive: break
+            }
+        }
+        guard !tasks.isEmpty else { return 0 }
+        do { try await coordinator.markDue(Array(tasks)) } catch {
+            logger.warning("could not mark notified tasks due; they are polled at their interval", metadata: ["error": "\(error)"])
+            return 0
+        }
+        return tasks.count
     }
 
     /// Runs one batch and gives its leases back with what it stored.

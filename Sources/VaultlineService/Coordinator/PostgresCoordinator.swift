@@ -129,7 +129,17 @@ public final class PostgresCoordinator: Sendable {
                 // an earlier build created.
                 try await connection.query("""
                     ALTER TABLE vaultline_tenants ADD COLUMN IF NOT EXISTS drive_next TIMESTAMPTZ,
-                        ADD COLUMN IF NOT EXISTS drive_paused_until TIMESTAMPTZ, ADD COLUMN IF NOT EXISTS drive_paused_by TEXT
+                        ADD COLUMN IF NOT EXISTS drive_paused_until TIMESTAMPTZ, ADD COLUMN IF NOT EXISTS drive_paused_by TEXT,
+                        ADD COLUMN IF NOT EXISTS notify_client_state TEXT
+                    """, logger: self.logger)
+                // Change-notification subscriptions (PostgresSubscriptionStore).
+                try await connection.query("""
+                    CREATE TABLE IF NOT EXISTS vaultline_subscriptions (
+                        tenant TEXT NOT NULL,
+                        id TEXT NOT NULL,
+                        target TEXT NOT NULL,
+                        expires TIMESTAMPTZ NOT NULL,
+                        PRIMARY KEY (tenant, id))
                     """, logger: self.logger)
             }
         }
@@ -246,6 +256,7 @@ public final class PostgresCoordinator: Sendable {
                 try await connection.query("DELETE FROM vaultline_tasks WHERE tenant = \(self.tenant)", logger: self.logger)
                 try await connection.query("DELETE FROM vaultline_workers WHERE tenant = \(self.tenant)", logger: self.logger)
                 try await connection.query("DELETE FROM vaultline_tenants WHERE tenant = \(self.tenant)", logger: self.logger)
+                try await connection.query("DELETE FROM vaultline_subscriptions WHERE tenant = \(self.tenant)", logger: self.logger)
             }
         }
     }

@@ -56,7 +56,7 @@ extension M365 {
         var batchSize = 64
         @Option(help: "With --coordinator: a task's lease (seconds, on the server's clock); another worker takes the task when it runs out.")
         var lease = 60.0
-        @Option(help: "Subscribe to Graph change notifications posted to this public HTTPS base URL, which your proxy forwards to --listen (URL/graph/notify and URL/graph/lifecycle); a notification only polls its collections early. Not yet with --coordinator.")
+        @Option(help: "Subscribe to Graph change notifications posted to this public HTTPS base URL, which your proxy forwards to --listen (URL/graph/notify and URL/graph/lifecycle); a notification only polls its collections early. With --coordinator, the worker holding the maintenance lease keeps the subscriptions in the database and any worker takes the posts.")
         var notifyURL: String?
         @Option(help: "Log level: debug, info, warning, error.")
         var logLevel = "info"
@@ -75,7 +75,6 @@ extension M365 {
                       parts.query == nil else {
                     throw ValidationError("--notify-url must be an https:// URL without a query (Graph posts to URL/graph/notify)")
                 }
-                guard coordinator == nil else { throw ValidationError("--notify-url does not work with --coordinator yet: one worker would have to own the subscriptions") }
             }
         }
 
@@ -110,6 +109,8 @@ extension M365 {
                 let service: any Service
                 let housekeeping: ServiceMaintenance
                 var notifications: ChangeNotifications?
+                let notifyBase = notifyURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+                let notifyOptions = notifyBase.map { ChangeSubscriptions.Options(notificationURL: $0 + "/graph/notify", lifecycleURL: $0 + "/graph/lifecycle") }
                 let graphBase = try graph.credentials().graphBase
                 let maintenanceConfiguration = try maintenance.configuration()
                 if let shared {
@@ -118,8 +119,16 @@ extension M365 {
                     work.policy = configuration.policy
                     work.batchSize = batchSize
                     work.leaseSeconds = lease
-                    service = CoordinatedWorker(coordinator: shared, repository: repo, client: client, configuration: work, state: state,
-                                                metrics: metrics, replicator: replicator, logger: logger)
+                    let worker = CoordinatedWorker(coordinator: shared, repository: repo, client: client, configuration: work, state: state,
+                                                   metrics: metrics, replicator: replicator, logger: logger)
+                    service = worker
+                    if let notifyOptions {
+                        let subscriptions = ChangeSubscriptions(client: client, options: notifyOptions, store: PostgresSubscriptionStore(coordinator: shared), logger: logger)
+                        notifications = ChangeNotifications(
+                            subscriptions: subscriptions, metrics: metrics, logger: logger, wanted: { worker.subscriptionTargets() },
+                            mayReconcile: { (try? await shared.holdMaintenance(leaseSeconds: max(600, lease))) == true },
+                            markDue: { await worker.markDue($0) })
+                    }
                     // One worker runs the maintenance, and none while tasks wait for a worker.
                     let behindSeconds = rpo * M365Service.maintenanceYieldsAt, maintenanceLease = max(600, lease)
                     housekeeping = ServiceMaintenance(
@@ -138,12 +147,9 @@ extension M365 {
                     let single = M365Service(repository: repo, client: client, configuration: configuration, replicator: replicator,
                                              metrics: metrics, state: state, logger: logger)
                     service = single
-                    if let notifyURL {
-                        let base = notifyURL.hasSuffix("/") ? String(notifyURL.dropLast()) : notifyURL
-                        let options = ChangeSubscriptions.Options(
-                            notificationURL: base + "/graph/notify", lifecycleURL: base + "/graph/lifecycle",
-                            statePath: maintenanceConfiguration.stateDirectory + "/serve-subscriptions-\(repo.config.id.prefix(16)).json")
-                        notifications = ChangeNotifications(subscriptions: ChangeSubscriptions(client: client, options: options, logger: logger),
+                    if let notifyOptions {
+                        let store = FileSubscriptionStore(path: maintenanceConfiguration.stateDirectory + "/serve-subscriptions-\(repo.config.id.prefix(16)).json")
+                        notifications = ChangeNotifications(subscriptions: ChangeSubscriptions(client: client, options: notifyOptions, store: store, logger: logger),
                                                             schedule: single.schedule, metrics: metrics, logger: logger)
                     }
                     housekeeping = ServiceMaintenance(repository: repo, graphBase: graphBase, configuration: maintenanceConfiguration,
