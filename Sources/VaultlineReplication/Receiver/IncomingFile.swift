@@ -130,12 +130,38 @@ final class IncomingFile: @unchecked Sendable {
         }
     }
 
-    /// SHA-256 of a file as it is on disk.
+    /// Files at least this large are hashed through a mapping of the page cache rather than
+    /// copied out of it by `read`.
+    static let mappedMinimum = 1 << 20
+    /// The mapping's window: at most this much of a file is mapped at once.
+    static let mappedWindow = 64 << 20
+
+    /// SHA-256 of a file as it is on disk. A large file is mapped a window at a time
+    /// (`MAP_POPULATE`: its pages are mapped in one call, not faulted in one by one) and hashed
+    /// where it lies: the read-back's copy of every byte out of the page cache was 0.3 s of
+    /// system time per 1.5 GB at the receiver. The partial file is this receiver's own (0600,
+    /// in its `incoming` folder), so nothing truncates it under the mapping.
     static func hashFile(_ path: String) throws -> Bytes32 {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw systemError("open", path) }
         defer { close(fd) }
         let hasher = try VaultlineCore.SHA256.Hasher()
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw systemError("fstat", path) }
+        let size = Int(st.st_size)
+        if size >= mappedMinimum {
+            var offset = 0
+            while offset < size {
+                let length = min(mappedWindow, size - offset)
+                guard let base = mmap(nil, length, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, off_t(offset)), base != MAP_FAILED else {
+                    throw systemError("mmap", path)
+                }
+                defer { munmap(base, length) }
+                hasher.update(UnsafeRawBufferPointer(start: base, count: length))
+                offset += length
+            }
+            return hasher.finalize()
+        }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }
         while true {
