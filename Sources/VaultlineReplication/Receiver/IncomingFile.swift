@@ -154,13 +154,15 @@ final class IncomingFile: @unchecked Sendable {
             while offset < size {
                 let length = min(mappedWindow, size - offset)
                 guard let base = mmap(nil, length, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, off_t(offset)), base != MAP_FAILED else {
+                    // A file system that cannot map files: read it instead, from the start.
+                    if offset == 0 { break }
                     throw systemError("mmap", path)
                 }
                 defer { munmap(base, length) }
                 hasher.update(UnsafeRawBufferPointer(start: base, count: length))
                 offset += length
             }
-            return hasher.finalize()
+            if offset >= size { return hasher.finalize() }
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }
