@@ -52,7 +52,7 @@ import Testing
         let message = try #require(f.sim.tenant.mailbox(upn: user.upn).first)
         f.sim.tenant.deleteMessage(upn: user.upn, id: message.id)
         func due() -> [CollectionKey] { service.schedule.entries.filter { $0.value.nextDue <= Date() }.map(\.key) }
-        let deadline = Date().addingTimeInterval(30)
+        let deadline = Date().addingTimeInterval(120)
         while Date() < deadline, due().isEmpty { try await Task.sleep(for: .milliseconds(50)) }
         let marked = due()
         #expect(!marked.isEmpty && marked.allSatisfy { $0.user == user.id && ($0.kind == .mailFolder || $0.kind == .mailFolders) }, "\(marked)")
@@ -74,7 +74,7 @@ import Testing
         // Removed by Graph: the collections are polled (notifications were lost), and the next
         // reconcile makes the subscription again.
         #expect(await f.sim.sendLifecycleEvent("subscriptionRemoved", subscription: id))
-        let removedDeadline = Date().addingTimeInterval(10)
+        let removedDeadline = Date().addingTimeInterval(60)
         while Date() < removedDeadline, due().isEmpty { try await Task.sleep(for: .milliseconds(50)) }
         #expect(due().contains { $0.user == users[1].id && $0.kind == .mailFolder })
         let remade = await subscriptions.reconcile(wanted)
@@ -129,7 +129,7 @@ import Testing
     }
 
     static func waitForListener(_ port: Int) async throws {
-        let deadline = Date().addingTimeInterval(30)
+        let deadline = Date().addingTimeInterval(120)
         while Date() < deadline {
             let request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/livez")
             if let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(2)), response.status == .ok { return }

@@ -129,7 +129,7 @@ struct CoordinatorTests {
         let message = try #require(f.sim.tenant.mailbox(upn: user.upn).first)
         f.sim.tenant.deleteMessage(upn: user.upn, id: message.id)
         var due: [WorkTask] = []
-        _ = try await ContinuousServiceTests.poll(seconds: 30) {
+        _ = try await ContinuousServiceTests.poll(seconds: 120) {
             due += try await observer.claim(limit: 1_000, leaseSeconds: 60).map(\.task)
             return !due.isEmpty
         }

@@ -226,22 +226,24 @@ extension GraphSimulator {
         runtime.withLock { r in r.subscriptions.filter { $0.value.expires > Date() }.mapValues(\.resource) }
     }
 
-    /// Posts a notification; Graph wants 2xx within 3 s (it retries later; the simulator counts
-    /// a failure and drops it).
+    /// Posts a notification; Graph wants 2xx within 3 s and otherwise tries again later, with
+    /// growing waits (for up to 4 hours; the simulator 5 tries over about 15 s, then drops it).
     private func post(_ url: String, _ body: [String: Any]) async {
         guard let data = try? JSONSerialization.data(withJSONObject: body) else { return }
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(bytes: data))
-        let ok: Bool
-        if let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(3)) {
-            ok = (200..<300).contains(Int(response.status.code))
-            _ = try? await response.body.collect(upTo: 1 << 16)
-        } else {
-            ok = false
+        for attempt in 0..<5 {
+            if attempt > 0 { try? await Task.sleep(for: .milliseconds(500 << (attempt - 1))) }
+            var request = HTTPClientRequest(url: url)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: data))
+            var ok = false
+            if let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(3)) {
+                ok = (200..<300).contains(Int(response.status.code))
+                _ = try? await response.body.collect(upTo: 1 << 16)
+            }
+            counters.withLock { if ok { $0.notificationsDelivered += 1 } else { $0.notificationsFailed += 1 } }
+            if ok { return }
         }
-        counters.withLock { if ok { $0.notificationsDelivered += 1 } else { $0.notificationsFailed += 1 } }
     }
 
     static func parseDate(_ text: String) -> Date? {
