@@ -156,18 +156,8 @@ public final class M365Service: Service {
 
     /// The schedule's view in the status and the metrics.
     func publishSchedule(_ now: Date) {
-        let kinds = KindSummary.of(schedule.entries)
-        let cap = schedule.capSeconds
-        let rpo = configuration.policy.rpoSeconds
-        let atRisk = kinds.values.contains { ($0.oldestSync.map { now.timeIntervalSince($0) } ?? 0) > rpo }
-        metrics.recordSchedule(kinds, cap: cap, atRisk: atRisk, now: now)
-        state.update { s in
-            s.pollCapSeconds = cap
-            s.passSecondsP99 = schedule.passSecondsP99
-            s.rpoAtRisk = atRisk
-            s.collections = Dictionary(uniqueKeysWithValues: kinds.map { kind, summary in
-                (kind.rawValue, ServiceStatus.Kind(count: summary.count, oldestSync: summary.oldestSync.map { UTCTimestamp.rfc3339($0) }, dirty: summary.dirty))
-            })
-        }
+        KindSummary.publish(KindSummary.of(schedule.entries), cap: schedule.capSeconds, rpoSeconds: configuration.policy.rpoSeconds,
+                            now: now, metrics: metrics, state: state)
+        state.update { $0.passSecondsP99 = schedule.passSecondsP99 }
     }
 }

@@ -92,6 +92,23 @@ struct KindSummary {
     var oldestSync: Date?
     var dirty = 0
 
+    /// Puts the kinds, the poll cap and whether some kind's oldest copy is older than the RPO
+    /// in the metrics and the status (either may be absent); returns whether the RPO is at risk.
+    @discardableResult
+    static func publish(_ kinds: [ReportedKind: KindSummary], cap: Double, rpoSeconds: Double, now: Date,
+                        metrics: ServiceMetrics?, state: ServiceState?) -> Bool {
+        let atRisk = kinds.values.contains { ($0.oldestSync.map { now.timeIntervalSince($0) } ?? 0) > rpoSeconds }
+        metrics?.recordSchedule(kinds, cap: cap, atRisk: atRisk, now: now)
+        state?.update { s in
+            s.pollCapSeconds = cap
+            s.rpoAtRisk = atRisk
+            s.collections = Dictionary(uniqueKeysWithValues: kinds.map { kind, summary in
+                (kind.rawValue, ServiceStatus.Kind(count: summary.count, oldestSync: summary.oldestSync.map { UTCTimestamp.rfc3339($0) }, dirty: summary.dirty))
+            })
+        }
+        return atRisk
+    }
+
     static func of(_ entries: [CollectionKey: CollectionSchedule.Entry]) -> [ReportedKind: KindSummary] {
         var out: [ReportedKind: KindSummary] = [:]
         for (key, entry) in entries {

@@ -31,7 +31,7 @@ import Testing
         options.outlookMinutes = 1
         options.driveMinutes = 1
         let logger = Logger(label: "test.notify") { _ in SwiftLogNoOpLogHandler() }
-        let subscriptions = ChangeSubscriptions(client: f.client, options: options, store: store, logger: logger)
+        let subscriptions = try ChangeSubscriptions(client: f.client, options: options, store: store, logger: logger)
         let notifications = ChangeNotifications(subscriptions: subscriptions, schedule: service.schedule, metrics: service.metrics, logger: logger)
         let http = StatusServer.application(host: "127.0.0.1", port: port, metrics: service.metrics, state: service.state, logger: logger,
                                             notifications: notifications)
@@ -86,11 +86,11 @@ import Testing
         #expect(f.sim.stats.subscriptionRenewals == wanted.count)
 
         // A restart goes on with them; a lost state file leaves none behind.
-        let restarted = ChangeSubscriptions(client: f.client, options: options, store: store, logger: logger)
+        let restarted = try ChangeSubscriptions(client: f.client, options: options, store: store, logger: logger)
         #expect(await restarted.reconcile(wanted).created == 0)
         #expect(Set(restarted.active) == wanted)
         try FileManager.default.removeItem(atPath: statePath)
-        let forgetful = ChangeSubscriptions(client: f.client, options: options, store: store, logger: logger)
+        let forgetful = try ChangeSubscriptions(client: f.client, options: options, store: store, logger: logger)
         #expect(await forgetful.reconcile(wanted).created == wanted.count)
         #expect(f.sim.subscriptionResources.count == wanted.count, "the strangers were deleted")
         serving.cancel()
@@ -106,13 +106,13 @@ import Testing
         let options = ChangeSubscriptions.Options(notificationURL: "http://127.0.0.1:\(port)/graph/notify",
                                                   lifecycleURL: "http://127.0.0.1:\(port)/graph/lifecycle")
         let store = FileSubscriptionStore(path: f.dir.path + "/s.json")
-        let subscriptions = ChangeSubscriptions(client: f.client, options: options, store: store, logger: logger)
+        let subscriptions = try ChangeSubscriptions(client: f.client, options: options, store: store, logger: logger)
         let target = ChangeSubscriptions.Target.mail(user: f.sim.tenant.users[0].id)
         // Plain HTTP: refused by Graph.
         #expect(await subscriptions.reconcile([target]).failed == 1)
         // HTTP allowed, but nobody listens: the validation fails.
         f.sim.faults.withLock { $0.plainNotificationURLs = true }
-        let again = ChangeSubscriptions(client: f.client, options: options, store: store, logger: logger)
+        let again = try ChangeSubscriptions(client: f.client, options: options, store: store, logger: logger)
         #expect(await again.reconcile([target]).failed == 1)
         #expect(f.sim.stats.subscriptionValidationsFailed == 1 && f.sim.subscriptionResources.isEmpty)
         await f.close()

@@ -108,12 +108,12 @@ struct CoordinatorTests {
         let port = try freeLoopbackPort()
         let options = ChangeSubscriptions.Options(notificationURL: "http://127.0.0.1:\(port)/graph/notify",
                                                   lifecycleURL: "http://127.0.0.1:\(port)/graph/lifecycle")
-        func notifications(_ worker: CoordinatedWorker) -> ChangeNotifications {
-            let subscriptions = ChangeSubscriptions(client: f.client, options: options, store: PostgresSubscriptionStore(coordinator: worker.coordinator), logger: quiet)
+        func notifications(_ worker: CoordinatedWorker) throws -> ChangeNotifications {
+            let subscriptions = try ChangeSubscriptions(client: f.client, options: options, store: PostgresSubscriptionStore(coordinator: worker.coordinator), logger: quiet)
             return ChangeNotifications(subscriptions: subscriptions, metrics: ServiceMetrics(version: "test"), logger: quiet,
                                        wanted: { worker.subscriptionTargets() }, markDue: { await worker.markDue($0) })
         }
-        let (ownerNotifications, otherNotifications) = (notifications(owner), notifications(other))
+        let (ownerNotifications, otherNotifications) = (try notifications(owner), try notifications(other))
         let http = StatusServer.application(host: "127.0.0.1", port: port, metrics: ServiceMetrics(version: "test"),
                                             state: ServiceState(rpoSeconds: 300, replicates: false), logger: quiet, notifications: otherNotifications)
         let serving = Task { try await http.run() }

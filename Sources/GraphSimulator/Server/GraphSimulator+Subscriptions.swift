@@ -41,25 +41,27 @@ extension GraphSimulator {
         case (.post, 1):
             return await createSubscription(request)
         case (.patch, 2):
-            var req = request
-            guard let buffer = try? await req.collectBody(upTo: 1 << 16),
-                  let body = (try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView))) as? [String: Any],
-                  let expires = (body["expirationDateTime"] as? String).flatMap(Self.parseDate) else {
+            guard let expires = (await Self.jsonBody(request)?["expirationDateTime"] as? String).flatMap(Tenant.parseISO) else {
                 return Self.error(400, "InvalidRequest", "expirationDateTime is required.")
             }
             let id = path[1]
-            let updated: Subscription? = runtime.withLock { r in
-                guard var s = r.subscriptions[id], s.expires > Date() else { return nil }
+            enum Renewal { case renewed(Subscription), unknown, tooLong(Double) }
+            // The lifetime is checked before anything changes: a refused renewal leaves the old expiry.
+            let renewal: Renewal = runtime.withLock { r in
+                guard var s = r.subscriptions[id], s.expires > Date() else { return .unknown }
+                let limit = Self.lifetimeMinutes(s.resource) ?? 0
+                guard expires.timeIntervalSinceNow <= limit * 60 + 60 else { return .tooLong(limit) }
                 s.expires = expires
                 r.subscriptions[id] = s
-                return s
+                return .renewed(s)
             }
-            guard let updated else { return Self.error(404, "ResourceNotFound", "The object was not found.") }
-            guard let limit = Self.lifetimeMinutes(updated.resource), expires.timeIntervalSinceNow <= limit * 60 + 60 else {
-                return Self.error(400, "InvalidRequest", "Subscription expiration can only be \(Int(Self.lifetimeMinutes(updated.resource) ?? 0)) minutes in the future.")
+            switch renewal {
+            case .unknown: return Self.error(404, "ResourceNotFound", "The object was not found.")
+            case .tooLong(let limit): return Self.error(400, "InvalidRequest", "Subscription expiration can only be \(Int(limit)) minutes in the future.")
+            case .renewed(let updated):
+                counters.withLock { $0.subscriptionRenewals += 1 }
+                return Self.json(200, subscriptionJSON(updated))
             }
-            counters.withLock { $0.subscriptionRenewals += 1 }
-            return Self.json(200, subscriptionJSON(updated))
         case (.delete, 2):
             let removed = runtime.withLock { $0.subscriptions.removeValue(forKey: path[1]) }
             return removed == nil ? Self.error(404, "ResourceNotFound", "The object was not found.") : Response(status: .noContent)
@@ -68,14 +70,19 @@ extension GraphSimulator {
         }
     }
 
+    /// A request's JSON object body (at most 64 KiB), nil when it is not one.
+    static func jsonBody(_ request: Request) async -> [String: Any]? {
+        var request = request
+        guard let buffer = try? await request.collectBody(upTo: 1 << 16) else { return nil }
+        return (try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView))) as? [String: Any]
+    }
+
     private func createSubscription(_ request: Request) async -> Response {
-        var req = request
-        guard let buffer = try? await req.collectBody(upTo: 1 << 16),
-              let body = (try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView))) as? [String: Any] else {
+        guard let body = await Self.jsonBody(request) else {
             return Self.error(400, "InvalidRequest", "The request body is not JSON.")
         }
         guard let resource = body["resource"] as? String, let changeType = body["changeType"] as? String,
-              let url = body["notificationUrl"] as? String, let expires = (body["expirationDateTime"] as? String).flatMap(Self.parseDate) else {
+              let url = body["notificationUrl"] as? String, let expires = (body["expirationDateTime"] as? String).flatMap(Tenant.parseISO) else {
             return Self.error(400, "InvalidRequest", "resource, changeType, notificationUrl and expirationDateTime are required.")
         }
         guard let prefixes = coveredPrefixes(resource), let limit = Self.lifetimeMinutes(resource) else {
@@ -154,7 +161,7 @@ extension GraphSimulator {
 
     func subscriptionJSON(_ s: Subscription) -> [String: Any] {
         var o: [String: Any] = ["id": s.id, "resource": s.resource, "changeType": s.changeType, "notificationUrl": s.notificationURL,
-                                "expirationDateTime": Self.formatDate(s.expires), "applicationId": clientId]
+                                "expirationDateTime": Tenant.iso(s.expires), "applicationId": clientId]
         o["clientState"] = s.clientState ?? NSNull()
         o["lifecycleNotificationUrl"] = s.lifecycleURL ?? NSNull()
         return o
@@ -192,7 +199,7 @@ extension GraphSimulator {
     }
 
     func notificationJSON(_ s: Subscription) -> [String: Any] {
-        var o: [String: Any] = ["subscriptionId": s.id, "subscriptionExpirationDateTime": Self.formatDate(s.expires),
+        var o: [String: Any] = ["subscriptionId": s.id, "subscriptionExpirationDateTime": Tenant.iso(s.expires),
                                 "changeType": "updated",
                                 "resource": s.resource, "tenantId": tenantId]
         o["clientState"] = s.clientState ?? NSNull()
@@ -214,7 +221,7 @@ extension GraphSimulator {
             return r.subscriptions[id]
         }
         guard let found, let url = found.lifecycleURL else { return false }
-        var o: [String: Any] = ["subscriptionId": id, "subscriptionExpirationDateTime": Self.formatDate(found.expires),
+        var o: [String: Any] = ["subscriptionId": id, "subscriptionExpirationDateTime": Tenant.iso(found.expires),
                                 "lifecycleEvent": event, "resource": found.resource, "tenantId": tenantId]
         o["clientState"] = found.clientState ?? NSNull()
         await post(url, ["value": [o]])
@@ -244,19 +251,5 @@ extension GraphSimulator {
             counters.withLock { if ok { $0.notificationsDelivered += 1 } else { $0.notificationsFailed += 1 } }
             if ok { return }
         }
-    }
-
-    static func parseDate(_ text: String) -> Date? {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = f.date(from: text) { return d }
-        f.formatOptions = [.withInternetDateTime]
-        return f.date(from: text)
-    }
-
-    static func formatDate(_ date: Date) -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.string(from: date)
     }
 }

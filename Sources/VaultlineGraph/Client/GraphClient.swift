@@ -174,7 +174,7 @@ public final class GraphClient: Sendable {
                 let waited = ContinuousClock.now - asked
                 counters.withLock { s in
                     s.driveUnits += units
-                    s.driveBudgetSeconds += Double(waited.components.seconds) + Double(waited.components.attoseconds) * 1e-18
+                    s.driveBudgetSeconds += waited / .seconds(1)
                 }
             }
             var request = HTTPClientRequest(url: url)

@@ -135,12 +135,14 @@ public final class ChangeSubscriptions: Sendable {
         var loadedAt: Date?
     }
 
-    public init(client: GraphClient, options: Options, store: any SubscriptionStore, logger: Logger) {
+    /// Throws when the system cannot give random bytes for the client state.
+    public init(client: GraphClient, options: Options, store: any SubscriptionStore, logger: Logger) throws {
         self.client = client
         self.options = options
         self.store = store
         self.logger = logger
-        state = Mutex(State(clientState: Self.newClientState()))
+        // A stored client state replaces this one at the first reload.
+        state = Mutex(State(clientState: encodeHex(try SecureRandom.bytes(24))))
     }
 
     /// Reads the store (what another process, or an earlier run, made). False when it cannot
@@ -160,10 +162,6 @@ public final class ChangeSubscriptions: Sendable {
             logger.warning("could not read the subscriptions", metadata: ["error": "\(error)"])
             return false
         }
-    }
-
-    static func newClientState() -> String {
-        (0..<24).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
     }
 
     public var active: [Target] { state.withLock { Array($0.byTarget.keys) } }

@@ -131,17 +131,8 @@ public final class CoordinatedWorker: Service {
             case .site: kinds[.library] = reported
             }
         }
-        let rpo = configuration.policy.rpoSeconds
-        let atRisk = kinds.values.contains { ($0.oldestSync.map { now.timeIntervalSince($0) } ?? 0) > rpo }
-        let cap = max(configuration.policy.mailBaseSeconds, configuration.policy.driveBaseSeconds)
-        metrics?.recordSchedule(kinds, cap: cap, atRisk: atRisk, now: now)
-        state?.update { s in
-            s.rpoAtRisk = atRisk
-            s.pollCapSeconds = cap
-            s.collections = Dictionary(uniqueKeysWithValues: kinds.map { kind, summary in
-                (kind.rawValue, ServiceStatus.Kind(count: summary.count, oldestSync: summary.oldestSync.map { UTCTimestamp.rfc3339($0) }, dirty: summary.dirty))
-            })
-        }
+        KindSummary.publish(kinds, cap: max(configuration.policy.mailBaseSeconds, configuration.policy.driveBaseSeconds),
+                            rpoSeconds: configuration.policy.rpoSeconds, now: now, metrics: metrics, state: state)
     }
 
     /// The tenant's tasks as Graph lists them now, within the configured scope.

@@ -119,18 +119,20 @@ extension M365 {
                     work.policy = configuration.policy
                     work.batchSize = batchSize
                     work.leaseSeconds = lease
+                    // One worker at a time runs the maintenance and keeps the notification subscriptions.
+                    let maintenanceLease = max(600, lease)
                     let worker = CoordinatedWorker(coordinator: shared, repository: repo, client: client, configuration: work, state: state,
                                                    metrics: metrics, replicator: replicator, logger: logger)
                     service = worker
                     if let notifyOptions {
-                        let subscriptions = ChangeSubscriptions(client: client, options: notifyOptions, store: PostgresSubscriptionStore(coordinator: shared), logger: logger)
+                        let subscriptions = try ChangeSubscriptions(client: client, options: notifyOptions, store: PostgresSubscriptionStore(coordinator: shared), logger: logger)
                         notifications = ChangeNotifications(
                             subscriptions: subscriptions, metrics: metrics, logger: logger, wanted: { worker.subscriptionTargets() },
-                            mayReconcile: { (try? await shared.holdMaintenance(leaseSeconds: max(600, lease))) == true },
+                            mayReconcile: { (try? await shared.holdMaintenance(leaseSeconds: maintenanceLease)) == true },
                             markDue: { await worker.markDue($0) })
                     }
                     // One worker runs the maintenance, and none while tasks wait for a worker.
-                    let behindSeconds = rpo * M365Service.maintenanceYieldsAt, maintenanceLease = max(600, lease)
+                    let behindSeconds = rpo * M365Service.maintenanceYieldsAt
                     housekeeping = ServiceMaintenance(
                         repository: repo, graphBase: graphBase, configuration: maintenanceConfiguration, metrics: metrics, state: state,
                         logger: logger, atRisk: { false },
@@ -149,7 +151,7 @@ extension M365 {
                     service = single
                     if let notifyOptions {
                         let store = FileSubscriptionStore(path: maintenanceConfiguration.stateDirectory + "/serve-subscriptions-\(repo.config.id.prefix(16)).json")
-                        notifications = ChangeNotifications(subscriptions: ChangeSubscriptions(client: client, options: notifyOptions, store: store, logger: logger),
+                        notifications = ChangeNotifications(subscriptions: try ChangeSubscriptions(client: client, options: notifyOptions, store: store, logger: logger),
                                                             schedule: single.schedule, metrics: metrics, logger: logger)
                     }
                     housekeeping = ServiceMaintenance(repository: repo, graphBase: graphBase, configuration: maintenanceConfiguration,
