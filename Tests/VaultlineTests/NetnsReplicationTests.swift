@@ -33,7 +33,8 @@ struct NetnsReplicationTests {
             let p = link.process(FaultTests.cliPath, ["replica", "serve", "--listen", "\(link.siteBAddress):\(port)", "--root", root,
                                                       "--cert", c + "/b.pem", "--key", c + "/b-key.pem", "--ca", c + "/ca.pem", "--log-level", "critical"])
             try p.run()
-            for _ in 0..<500 { if link.isListening(port) { break }; try await Task.sleep(nanoseconds: 10_000_000) }
+            let listening = Date().addingTimeInterval(60)  // a deadline: the receiver starts late beside the suite
+            while Date() < listening, !link.isListening(port) { try await Task.sleep(nanoseconds: 10_000_000) }
             #expect(link.isListening(port), "site B's receiver listens in its namespace")
             return p
         }

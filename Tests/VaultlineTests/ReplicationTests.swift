@@ -198,7 +198,10 @@ import Glibc
                             "--cert", c + "/b.pem", "--key", c + "/b-key.pem", "--ca", c + "/ca.pem", "--log-level", "critical"]
         try server.run()
         defer { server.terminate(); server.waitUntilExit() }
-        for _ in 0..<500 { if isListening(port) { break }; try await Task.sleep(nanoseconds: 10_000_000) }
+        // A deadline, not a measure: beside the release suite the receiver once took over the 5 s
+        // this allowed to listen, and `replica status` found nobody (2026-12-03).
+        let listening = Date().addingTimeInterval(60)
+        while Date() < listening, !isListening(port) { try await Task.sleep(nanoseconds: 10_000_000) }
         let site = ["--cert", c + "/a.pem", "--key", c + "/a-key.pem", "--ca", c + "/ca.pem", "--to", "127.0.0.1:\(port)", "--repo", dir.path + "/repo", "--json"]
 
         let before = try cli(["replica", "status"] + site)
