@@ -7,7 +7,8 @@ import VaultlineCore
 
 /// Streams a file as DATA frames of at most one chunk, reading on a thread pool so that a
 /// slow disk never blocks an event loop or the task pool. Back-pressure comes from the
-/// outbound writer, which suspends while the channel is not writable.
+/// outbound writer, which suspends while the channel is not writable, and from the event loop:
+/// a transfer reads its next frame only once the loop has taken the one before the last.
 enum FileStreamer {
     /// The DATA payload this side sends (the protocol allows up to a chunk, 1 MiB). At 1 MiB,
     /// TLS's output buffer for a frame reached glibc's mmap threshold and was mapped, faulted
@@ -20,7 +21,7 @@ enum FileStreamer {
     @discardableResult
     static func stream(
         path: String, from offset: Int64, requestID: UInt32, allocator: ByteBufferAllocator, threadPool: NIOThreadPool,
-        outbound: NIOAsyncChannelOutboundWriter<Frame>, announce: Bool = true, expectedSize: Int64? = nil,
+        eventLoop: any EventLoop, outbound: NIOAsyncChannelOutboundWriter<Frame>, announce: Bool = true, expectedSize: Int64? = nil,
         limiter: RateLimiter? = nil, pool: PayloadPool? = nil, sent: (@Sendable (Int) -> Void)? = nil
     ) async throws -> Int64 {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -42,6 +43,13 @@ enum FileStreamer {
         // 1 MiB chunks at a low rate would arrive as seconds of silence, and the receiver's
         // progress rule (docs/PROTOCOL.md, "Limits and timeouts") would take them for a stall.
         let chunk = limiter.map { Int(min(Double(frameSize), max(16_384, $0.budget.bytesPerSecond / 8))) } ?? frameSize
+        // The outbound writer hands each frame to the event loop without waiting while the
+        // channel is writable, so readers faster than TLS queued ~100 frames (25 MiB) there,
+        // more than the payload pool holds: 1 frame in 5 got fresh memory (and its page
+        // faults), and glibc trimmed and faulted in the heap's top as the queue swung. A no-op
+        // on the loop after each write marks when the loop has taken that frame: the next
+        // frame but one waits for it, so a transfer has at most two frames queued.
+        var taken: EventLoopFuture<Void>?
         while at < size {
             let count = Int(min(Int64(chunk), size - at))
             if let limiter { await limiter.take(count) }
@@ -66,6 +74,9 @@ enum FileStreamer {
             try await outbound.write(Frame(.data, requestID: requestID, payload: payload))
             sent?(count)
             at += Int64(count)
+            let before = taken
+            taken = eventLoop.submit {}
+            try await before?.get()
         }
         return size - offset
     }

@@ -130,41 +130,20 @@ final class IncomingFile: @unchecked Sendable {
         }
     }
 
-    /// Files at least this large are hashed through a mapping of the page cache rather than
-    /// copied out of it by `read`.
-    static let mappedMinimum = 1 << 20
-    /// The mapping's window: at most this much of a file is mapped at once.
-    static let mappedWindow = 64 << 20
+    /// The read-back's buffer: small enough to stay in the core's cache between the copy out
+    /// of the page cache and the hash.
+    static let readBackBuffer = 256 << 10
 
-    /// SHA-256 of a file as it is on disk. A large file is mapped a window at a time
-    /// (`MAP_POPULATE`: its pages are mapped in one call, not faulted in one by one) and hashed
-    /// where it lies: the read-back's copy of every byte out of the page cache was 0.3 s of
-    /// system time per 1.5 GB at the receiver. The partial file is this receiver's own (0600,
-    /// in its `incoming` folder), so nothing truncates it under the mapping.
+    /// SHA-256 of a file as it is on disk, read back through a buffer of 256 KiB. Measured on
+    /// tmpfs (983 MB of packs, cached): 0.07 s of system time, against 0.15 s for a mapping
+    /// of 64 MiB windows with `MAP_POPULATE` (page tables, LRU marks, the unmap) and the
+    /// page faults of a buffer as large as the file before that.
     static func hashFile(_ path: String) throws -> Bytes32 {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw systemError("open", path) }
         defer { close(fd) }
         let hasher = try VaultlineCore.SHA256.Hasher()
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw systemError("fstat", path) }
-        let size = Int(st.st_size)
-        if size >= mappedMinimum {
-            var offset = 0
-            while offset < size {
-                let length = min(mappedWindow, size - offset)
-                guard let base = mmap(nil, length, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, off_t(offset)), base != MAP_FAILED else {
-                    // A file system that cannot map files: read it instead, from the start.
-                    if offset == 0 { break }
-                    throw systemError("mmap", path)
-                }
-                defer { munmap(base, length) }
-                hasher.update(UnsafeRawBufferPointer(start: base, count: length))
-                offset += length
-            }
-            if offset >= size { return hasher.finalize() }
-        }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readBackBuffer, alignment: 4096)
         defer { buffer.deallocate() }
         while true {
             let n = read(fd, buffer.baseAddress, buffer.count)

@@ -216,7 +216,7 @@ struct ReceiverSession {
             // are at the limit (each holds up to a chunk or two of memory until it is read).
             await requests.waitForGetSlot()
             let path = repository.path(ref)
-            let outbound = self.outbound, allocator = channel.allocator, threadPool = server.threadPool
+            let outbound = self.outbound, allocator = channel.allocator, eventLoop = channel.eventLoop, threadPool = server.threadPool
             let log = context.logger, requests = self.requests, root = server.configuration.root, server = self.server, payloads = self.payloads
             server.getStreams.add(1, ordering: .relaxed)
             group.addTask {
@@ -225,7 +225,7 @@ struct ReceiverSession {
                     requests.endGet(frame.requestID)
                 }
                 do {
-                    try await FileStreamer.stream(path: path, from: offset, requestID: frame.requestID, allocator: allocator, threadPool: threadPool, outbound: outbound, pool: payloads)
+                    try await FileStreamer.stream(path: path, from: offset, requestID: frame.requestID, allocator: allocator, threadPool: threadPool, eventLoop: eventLoop, outbound: outbound, pool: payloads)
                 } catch {
                     log.warning("GET failed", metadata: ["file": "\(ref)", "error": PeerText.metadata(error)])
                     try? await outbound.write(.error(Self.wireCode(error), ReplicationError.wireText(error, hiding: root), requestID: frame.requestID))

@@ -9,6 +9,7 @@ public final class ReplicaConnection: Sendable {
     public let welcome: Welcome
     let outbound: NIOAsyncChannelOutboundWriter<Frame>
     let allocator: ByteBufferAllocator
+    let eventLoop: any EventLoop
     /// DATA payload buffers, used again frame after frame by every transfer on this connection.
     let payloads = PayloadPool()
     private let pending = Mutex<Pending>(Pending())
@@ -19,10 +20,11 @@ public final class ReplicaConnection: Sendable {
         var closedBy: ReplicationError?
     }
 
-    init(welcome: Welcome, outbound: NIOAsyncChannelOutboundWriter<Frame>, allocator: ByteBufferAllocator) {
+    init(welcome: Welcome, outbound: NIOAsyncChannelOutboundWriter<Frame>, allocator: ByteBufferAllocator, eventLoop: any EventLoop) {
         self.welcome = welcome
         self.outbound = outbound
         self.allocator = allocator
+        self.eventLoop = eventLoop
     }
 
     /// Connects, completes TLS and the handshake, runs `body`, and closes.
@@ -91,7 +93,7 @@ public final class ReplicaConnection: Sendable {
             }
             if first.type == .error { throw first.decodeError() }
             guard first.type == .welcome else { throw ReplicationError(.malformed, "expected WELCOME, got \(first.type)") }
-            let connection = ReplicaConnection(welcome: try first.decodeWelcome(), outbound: outbound, allocator: channel.channel.allocator)
+            let connection = ReplicaConnection(welcome: try first.decodeWelcome(), outbound: outbound, allocator: channel.channel.allocator, eventLoop: channel.channel.eventLoop)
             let raw = channel.channel
             return try await withThrowingTaskGroup(of: T.self) { group in
                 group.addTask {

@@ -184,7 +184,7 @@ public final class ReplicationSender: Sendable {
             let progress = self.progress, summary = self.summary
             try await FileStreamer.stream(
                 path: path, from: offset, requestID: id, allocator: connection.allocator, threadPool: threadPool,
-                outbound: connection.outbound, announce: false, expectedSize: size, limiter: limiter,
+                eventLoop: connection.eventLoop, outbound: connection.outbound, announce: false, expectedSize: size, limiter: limiter,
                 pool: connection.payloads
             ) { n in
                 summary.withLock { $0.bytesSent += Int64(n) }
