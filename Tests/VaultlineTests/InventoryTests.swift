@@ -46,4 +46,32 @@ import Testing
         }
         #expect(InventorySummary.bits(forCount: 0) == 0 && InventorySummary.bits(forCount: 10_000_000) == 16)
     }
+
+    @Test func theSummaryAloneSettlesEmptyBuckets() throws {
+        let all = Self.names(2_000, seed: 4)
+        let bits = InventorySummary.bits(forCount: all.count)
+        #expect(bits == 6)
+        // This side holds no name of the bucket `all[1]` falls in; the replica holds that one.
+        let foreign = InventorySummary.bucket(of: all[1], bits: bits)
+        let local = all.filter { InventorySummary.bucket(of: $0, bits: bits) != foreign }
+        let mine = InventorySummary(names: local, bits: bits)
+        // A new replica: every name is missing, and nothing needs a LIST.
+        let fresh = try mine.plan(sorted: local, against: InventorySummary(names: [], bits: bits))
+        #expect(fresh.missing == local && fresh.bucketsToList.isEmpty)
+        // A replica with everything (and the foreign name): nothing missing, nothing to list.
+        let same = try mine.plan(sorted: local, against: InventorySummary(names: local + [all[1]], bits: bits))
+        #expect(same.missing.isEmpty && same.bucketsToList.isEmpty)
+        // A replica lacking one bucket entirely and one name of another.
+        let emptyBucket = InventorySummary.bucket(of: local[0], bits: bits)
+        let lacked = local.first { InventorySummary.bucket(of: $0, bits: bits) != emptyBucket }!
+        let remote = local.filter { InventorySummary.bucket(of: $0, bits: bits) != emptyBucket && $0 != lacked } + [all[1]]
+        let plan = try mine.plan(sorted: local, against: InventorySummary(names: remote, bits: bits))
+        #expect(plan.missing == local.filter { InventorySummary.bucket(of: $0, bits: bits) == emptyBucket })
+        #expect(plan.bucketsToList == [InventorySummary.bucket(of: lacked, bits: bits)])
+        // A summary of another size is refused, not compared.
+        let error = #expect(throws: ReplicationError.self) {
+            try mine.plan(sorted: local, against: InventorySummary(names: remote, bits: bits - 1))
+        }
+        #expect(error?.code == .malformed)
+    }
 }

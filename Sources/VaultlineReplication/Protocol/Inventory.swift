@@ -44,6 +44,26 @@ public struct InventorySummary: Equatable, Sendable {
         return (0..<counts.count).filter { counts[$0] != other.counts[$0] || digests[$0] != other.digests[$0] }
     }
 
+    /// What the receiver's summary settles before any LIST: the names of `sorted` (this
+    /// summary's names, ascending) it certainly lacks, and the buckets that only a LIST can
+    /// settle. A differing bucket the receiver counts 0 in lacks every local name in it; one
+    /// this side holds nothing in has nothing to send. So a new replica needs no LIST at all.
+    /// A summary of another `bits` is no answer to this one: `malformed`.
+    public func plan(sorted: [Bytes32], against remote: InventorySummary) throws -> (missing: [Bytes32], bucketsToList: [Int]) {
+        guard remote.bits == bits, remote.counts.count == counts.count, remote.digests.count == digests.count else {
+            throw ReplicationError(.malformed, "SUMMARY_REPLY with \(remote.bits) bits, asked for \(bits)", fromPeer: true)
+        }
+        var missing: [Bytes32] = [], toList: [Int] = []
+        for bucket in differingBuckets(from: remote) {
+            if remote.counts[bucket] == 0 {
+                missing += bucketNames(sorted, bits: bits, bucket: bucket, after: nil, limit: Int.max).names
+            } else if counts[bucket] != 0 {
+                toList.append(bucket)
+            }
+        }
+        return (missing, toList)
+    }
+
     func encode(kind: ReplicatedKind, requestID: UInt32) -> Frame {
         var b = ByteBuffer()
         b.reserveCapacity(10 + 12 * counts.count)

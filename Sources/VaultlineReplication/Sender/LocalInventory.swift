@@ -55,16 +55,16 @@ public struct LocalInventory: Sendable {
         let bits = InventorySummary.bits(forCount: local.count)
         let remote = try InventorySummary.decode(
             try await connection.call(.summary(kind, bits: bits, requestID: connection.makeRequestID())))
-        let mine = InventorySummary(names: local, bits: bits)
+        let plan = try InventorySummary(names: local, bits: bits).plan(sorted: local, against: remote)
         // The LISTs go out together: on a long link they cost one round trip, not one each.
         return try await withThrowingTaskGroup(of: [Bytes32].self) { group in
-            for bucket in mine.differingBuckets(from: remote) {
+            for bucket in plan.bucketsToList {
                 group.addTask {
                     let remoteNames = try await Self.listBucket(kind, bits: bits, bucket: bucket, at: connection)
                     return bucketNames(local, bits: bits, bucket: bucket, after: nil, limit: Int.max).names.filter { !remoteNames.contains($0) }
                 }
             }
-            var missing: [Bytes32] = []
+            var missing = plan.missing
             for try await names in group { missing += names }
             return missing.sorted()
         }
