@@ -26,6 +26,7 @@ public enum FrameType: UInt8, Sendable {
     case accept = 0x21
     case have = 0x22
     case data = 0x23
+    case offerHeld = 0x24
     case durable = 0x25
     case get = 0x30
     case file = 0x31
@@ -39,6 +40,10 @@ public enum ProtocolLimits {
     /// Largest value of a frame's length field: a chunk plus room for headers.
     public static let maxFrameLength = (1 << 20) + 4096
     public static let maxTransfers: UInt16 = 16
+    /// Capability bit: the receiver takes OFFER_HELD (docs/PROTOCOL.md, "Transfer").
+    public static let heldOffers: UInt64 = 1
+    /// The capabilities this implementation speaks, both as sender and as receiver.
+    public static let capabilities: UInt64 = heldOffers
     public static let maxListLimit: UInt32 = 32_768
     public static let headerSize = 9
     /// Largest file an OFFER may announce, and the bound of every offset and size on the

@@ -229,11 +229,11 @@ extension Frame {
         return ReplicationError(ReplicationError.Code(wireValue: raw), message, fromPeer: true)
     }
 
-    static func offer(_ ref: FileRef, size: Int64, requestID: UInt32) -> Frame {
+    static func offer(_ ref: FileRef, size: Int64, requestID: UInt32, held: Bool = false) -> Frame {
         var b = ByteBuffer()
         b.writeFileRef(ref)
         b.writeInteger(UInt64(size))
-        return Frame(.offer, requestID: requestID, payload: b)
+        return Frame(held ? .offerHeld : .offer, requestID: requestID, payload: b)
     }
 
     static func u64(_ type: FrameType, _ value: UInt64, requestID: UInt32) -> Frame {

@@ -86,17 +86,17 @@ struct ReceiverSession {
         log[metadataKey: "repository"] = "\(hello.repositoryID.prefix(16))"
         log.info("connected", metadata: ["role": "\(role)", "client": PeerText.metadata(hello.clientName)])
         try await outbound.write(.welcome(Welcome(
-            version: ProtocolLimits.version, capabilities: 0, role: role, maxFrame: UInt32(ProtocolLimits.maxFrameLength),
+            version: ProtocolLimits.version, capabilities: hello.capabilities & ProtocolLimits.capabilities, role: role, maxFrame: UInt32(ProtocolLimits.maxFrameLength),
             chunkSize: UInt32(ProtocolLimits.chunkSize), maxTransfers: ProtocolLimits.maxTransfers,
             serverName: server.configuration.serverName)))
         activity.handshakeDone.store(true, ordering: .relaxed)
 
-        var transfers: [UInt32: IncomingFile] = [:]
+        var transfers = Transfers()
         defer {
             for t in transfers.values { repository.endTransfer(t.ref) }
             activity.receiving.store(0, ordering: .relaxed)
         }
-        let context = Context(role: role, repository: repository, logger: log)
+        let context = Context(role: role, repository: repository, logger: log, heldOffers: hello.capabilities & ProtocolLimits.heldOffers != 0)
         try await withThrowingDiscardingTaskGroup { group in
             while true {
                 let frame: Frame
@@ -117,10 +117,10 @@ struct ReceiverSession {
                 } catch {
                     log.warning("refused request", metadata: ["type": "\(frame.type)", "error": PeerText.metadata(error)])
                     // A bad DATA frame drops its transfer (the partial file stays, resumable).
-                    if frame.type == .data, let t = transfers.removeValue(forKey: frame.requestID) {
+                    if frame.type == .data, let t = transfers.remove(frame.requestID) {
                         repository.endTransfer(t.ref)
                         requests.release(frame.requestID)
-                        activity.receiving.store(transfers.count, ordering: .relaxed)
+                        activity.receiving.store(transfers.owed, ordering: .relaxed)
                     }
                     try await refuse(error, requestID: frame.requestID)
                 }
@@ -132,6 +132,33 @@ struct ReceiverSession {
         var role: SiteRole
         var repository: ReplicaRepository
         var logger: Logger
+        /// The HELLO asked for OFFER_HELD (and the WELCOME granted it).
+        var heldOffers: Bool
+    }
+
+    /// The transfers being received on this connection, by request id. A held one (OFFER_HELD)
+    /// whose DATA has not started is owed nothing yet: it does not count for the progress rule.
+    struct Transfers {
+        private(set) var files: [UInt32: IncomingFile] = [:]
+        private(set) var waiting: Set<UInt32> = []
+        var count: Int { files.count }
+        /// Transfers whose bytes the peer owes now.
+        var owed: Int { files.count - waiting.count }
+        var values: Dictionary<UInt32, IncomingFile>.Values { files.values }
+        subscript(id: UInt32) -> IncomingFile? { files[id] }
+        mutating func add(_ file: IncomingFile, id: UInt32, held: Bool) {
+            files[id] = file
+            if held { waiting.insert(id) }
+        }
+        /// The transfer for a DATA frame, which starts a held one.
+        mutating func start(_ id: UInt32) -> IncomingFile? {
+            waiting.remove(id)
+            return files[id]
+        }
+        mutating func remove(_ id: UInt32) -> IncomingFile? {
+            waiting.remove(id)
+            return files.removeValue(forKey: id)
+        }
     }
 
     /// An error that ends the connection (ERROR with request id 0, then close), as opposed to
@@ -141,7 +168,7 @@ struct ReceiverSession {
     }
 
     private func handle(
-        _ frame: Frame, _ context: Context, transfers: inout [UInt32: IncomingFile],
+        _ frame: Frame, _ context: Context, transfers: inout Transfers,
         group: inout ThrowingDiscardingTaskGroup<any Error>
     ) async throws {
         let repository = context.repository
@@ -163,7 +190,11 @@ struct ReceiverSession {
             for n in names { b.writeName(n) }
             try await outbound.write(Frame(.listReply, requestID: frame.requestID, payload: b))
 
-        case .offer:
+        case .offer, .offerHeld:
+            let held = frame.type == .offerHeld
+            guard !held || context.heldOffers else {
+                throw ReplicationError(.malformed, "OFFER_HELD on a connection whose HELLO did not ask for held offers")
+            }
             guard context.role.mayPush else { throw ReplicationError(.forbidden, "role \(context.role) may not push files") }
             guard !server.store.readOnly else { throw ReplicationError(.forbidden, "this peer serves its repository read-only (for repair); it accepts no files") }
             guard !server.isShuttingDown else { throw ReplicationError(.shuttingDown, "the receiver is stopping; reconnect later") }
@@ -185,25 +216,26 @@ struct ReceiverSession {
             }
             accepted = true
             try await outbound.write(.u64(.accept, UInt64(file.offset), requestID: frame.requestID))
-            if file.isComplete {
+            if file.isComplete && !held {
                 startCommit(file, requestID: frame.requestID, context, group: &group)
             } else {
-                transfers[frame.requestID] = file
-                activity.receiving.store(transfers.count, ordering: .relaxed)
+                // A held file waits for its first DATA frame, even when it is complete already.
+                transfers.add(file, id: frame.requestID, held: held)
+                activity.receiving.store(transfers.owed, ordering: .relaxed)
             }
 
         case .data:
-            guard let file = transfers[frame.requestID] else {
+            guard let file = transfers.start(frame.requestID) else {
                 throw ReplicationError(.malformed, "DATA for request \(frame.requestID), which is no transfer in progress")
             }
             var b = frame.payload
             let at = try b.readFileOffset("DATA offset")
             try file.append(b, at: at)
             if file.isComplete {
-                transfers[frame.requestID] = nil
-                activity.receiving.store(transfers.count, ordering: .relaxed)
+                _ = transfers.remove(frame.requestID)
                 startCommit(file, requestID: frame.requestID, context, group: &group)
             }
+            activity.receiving.store(transfers.owed, ordering: .relaxed)
 
         case .get:
             guard context.role.mayRead else { throw ReplicationError(.forbidden, "role \(context.role) may not read files") }

@@ -73,7 +73,7 @@ public final class ReplicaConnection: Sendable {
             var helloError: (any Error)?
             do {
                 try await outbound.write(.hello(Hello(
-                    minVersion: ProtocolLimits.version, maxVersion: ProtocolLimits.version, capabilities: 0,
+                    minVersion: ProtocolLimits.version, maxVersion: ProtocolLimits.version, capabilities: ProtocolLimits.capabilities,
                     repositoryID: repositoryID, clientName: clientName)))
             } catch {
                 helloError = error

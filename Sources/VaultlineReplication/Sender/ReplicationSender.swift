@@ -128,6 +128,7 @@ public final class ReplicationSender: Sendable {
             }
             let width = max(1, min(self.options.transfers, Int(connection.welcome.maxTransfers)))
             let missingByKind = try await local.missingByKind(at: connection)
+            var phases: [[FileRef]] = []
             for phase in ReplicatedKind.pushOrder {
                 var missing: [FileRef] = []
                 for kind in phase {
@@ -135,34 +136,101 @@ public final class ReplicationSender: Sendable {
                     self.summary.withLock { $0.filesPresent += (local.names[kind]?.count ?? 0) - names.count }
                     missing += names.map { FileRef(kind, $0) }
                 }
+                phases.append(missing)
+            }
+            // While a group streams, the first files of the next one are offered held: their
+            // OFFER and ACCEPT cross the link meanwhile, and only their DATA waits for the group
+            // before them to be durable (a round trip saved per group on a long link).
+            let holding = connection.welcome.capabilities & ProtocolLimits.heldOffers != 0
+                ? max(0, min(Self.heldPerGroup, Int(connection.welcome.maxTransfers) - width)) : 0
+            var held: [FileRef: Offered] = [:]
+            for (index, missing) in phases.enumerated() {
                 if !missing.isEmpty {
-                    self.logger.info("sending", metadata: ["kind": "\(phase)", "files": "\(missing.count)"])
+                    self.logger.info("sending", metadata: ["kind": "\(ReplicatedKind.pushOrder[index])", "files": "\(missing.count)"])
                 }
-                try await withThrowingTaskGroup(of: Void.self) { group in
+                let early = index + 1 < phases.count ? Array(phases[index + 1].prefix(holding)) : []
+                held = try await withThrowingTaskGroup(of: Outcome.self) { group in
+                    for ref in early {
+                        group.addTask { .offered(ref, try await self.offerHeld(ref, from: local, over: connection)) }
+                    }
                     var queue = missing.makeIterator()
-                    for _ in 0..<width {
-                        guard let ref = queue.next() else { break }
-                        group.addTask { try await self.push(ref, from: local, over: connection, limiter: limiter) }
+                    var running = 0
+                    var taken = held
+                    func start(_ ref: FileRef) {
+                        let offered = taken.removeValue(forKey: ref)
+                        group.addTask { try await self.push(ref, from: local, over: connection, limiter: limiter, offered: offered); return .pushed }
                     }
-                    while try await group.next() != nil {
-                        guard let ref = queue.next() else { continue }
-                        group.addTask { try await self.push(ref, from: local, over: connection, limiter: limiter) }
+                    while running < width, let ref = queue.next() {
+                        start(ref)
+                        running += 1
                     }
+                    var answered: [FileRef: Offered] = [:]
+                    while let outcome = try await group.next() {
+                        switch outcome {
+                        case .offered(let ref, let offered?): answered[ref] = offered
+                        case .offered: break
+                        case .pushed: if let next = queue.next() { start(next) }
+                        }
+                    }
+                    return answered
                 }
             }
         }
     }
 
-    /// Sends one file; a hash mismatch at the receiver is retried once from the start.
-    private func push(_ ref: FileRef, from local: LocalInventory, over connection: ReplicaConnection, limiter: RateLimiter?) async throws {
+    /// Files of the next group offered held while a group streams.
+    static let heldPerGroup = 4
+
+    private enum Outcome: Sendable {
+        case pushed
+        case offered(FileRef, Offered?)
+    }
+
+    /// A file's OFFER and its first answer, for a transfer that continues later.
+    struct Offered: Sendable {
+        var requestID: UInt32
+        var answers: AsyncThrowingStream<Frame, any Error>
+        var first: Frame
+    }
+
+    /// OFFER_HELD of a file of the next group. A refusal (busy, or any error) is not the
+    /// pass's failure: the file is offered again the usual way in its group.
+    private func offerHeld(_ ref: FileRef, from local: LocalInventory, over connection: ReplicaConnection) async throws -> Offered? {
+        let size = try local.size(ref)
+        let id = connection.makeRequestID()
+        let answers = try await connection.send(.offer(ref, size: size, requestID: id, held: true))
+        var it = answers.makeAsyncIterator()
+        guard let first = try await it.next() else { throw ReplicationError(.connection, "connection closed", object: ref.description) }
+        guard first.type == .have || first.type == .accept else {
+            connection.finish(id)
+            return nil
+        }
+        return Offered(requestID: id, answers: answers, first: first)
+    }
+
+    /// Sends one file, continuing an answered held offer when there is one; a hash mismatch at
+    /// the receiver is retried once from the start.
+    private func push(_ ref: FileRef, from local: LocalInventory, over connection: ReplicaConnection, limiter: RateLimiter?, offered: Offered? = nil) async throws {
         let size = try local.size(ref)
         let path = local.path(ref)
+        var offered = offered
         for attempt in 0..<2 {
-            let id = connection.makeRequestID()
-            let answers = try await connection.send(.offer(ref, size: size, requestID: id))
+            let id: UInt32, answers: AsyncThrowingStream<Frame, any Error>, first: Frame?
+            var it: AsyncThrowingStream<Frame, any Error>.AsyncIterator
+            let wasHeld = offered != nil
+            if let early = offered {
+                offered = nil
+                (id, answers) = (early.requestID, early.answers)
+                it = answers.makeAsyncIterator()
+                first = early.first
+            } else {
+                id = connection.makeRequestID()
+                answers = try await connection.send(.offer(ref, size: size, requestID: id))
+                it = answers.makeAsyncIterator()
+                first = try await it.next()
+            }
             defer { connection.finish(id) }
-            var it = answers.makeAsyncIterator()
-            guard let first = try await it.next() else { throw ReplicationError(.connection, "connection closed", object: ref.description) }
+            guard let first else { throw ReplicationError(.connection, "connection closed", object: ref.description) }
             switch first.type {
             case .have:
                 summary.withLock { $0.filesAcknowledgedHave += 1 }
@@ -181,6 +249,13 @@ public final class ReplicationSender: Sendable {
                 throw ReplicationError(.malformed, "ACCEPT at offset \(offset), past the file's \(size) bytes", object: ref.description)
             }
             if offset > 0 { summary.withLock { $0.bytesResumed += offset } }
+            if wasHeld && offset == size {
+                // A held transfer complete at the receiver (an empty file, or a partial copy cut
+                // before its commit) commits on its first DATA frame: an empty one goes now.
+                var b = connection.allocator.buffer(capacity: 8)
+                b.writeInteger(UInt64(size))
+                try await connection.write(Frame(.data, requestID: id, payload: b))
+            }
             let progress = self.progress, summary = self.summary
             try await FileStreamer.stream(
                 path: path, from: offset, requestID: id, allocator: connection.allocator, threadPool: threadPool,

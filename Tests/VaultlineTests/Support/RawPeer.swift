@@ -85,8 +85,8 @@ struct RawPeer {
     }
 
     /// Sends HELLO and returns the answer.
-    mutating func hello(repositoryID: String) async throws -> RawFrame? {
-        try await send(Frame.hello(Hello(minVersion: 1, maxVersion: 1, capabilities: 0, repositoryID: repositoryID, clientName: "raw")))
+    mutating func hello(repositoryID: String, capabilities: UInt64 = 0) async throws -> RawFrame? {
+        try await send(Frame.hello(Hello(minVersion: 1, maxVersion: 1, capabilities: capabilities, repositoryID: repositoryID, clientName: "raw")))
         return try await next()
     }
 
