@@ -46,7 +46,7 @@ public struct LocalInventory: Sendable {
 
     /// The names of `kind` the peer lacks, from its summary and the buckets that differ.
     /// With `exact`, the peer's whole listing is compared instead of the summary.
-    public func missing(_ kind: ReplicatedKind, at connection: ReplicaConnection, exact: Bool = false) async throws -> [Bytes32] {
+    public func missing(_ kind: ReplicatedKind, at connection: some ReplicaRequests, exact: Bool = false) async throws -> [Bytes32] {
         let local = names[kind] ?? []
         if exact {
             let remote = try await Self.listBucket(kind, bits: 0, bucket: 0, at: connection)
@@ -70,8 +70,9 @@ public struct LocalInventory: Sendable {
         }
     }
 
-    /// ``missing(_:at:exact:)`` for every kind at once (one round trip or two on a long link).
-    public func missingByKind(at connection: ReplicaConnection, exact: Bool = false) async throws -> [ReplicatedKind: [Bytes32]] {
+    /// ``missing(_:at:exact:)`` for every kind at once (one round trip or two on a long link;
+    /// sent with the HELLO, before the WELCOME, by `vaultline replicate`).
+    public func missingByKind(at connection: some ReplicaRequests, exact: Bool = false) async throws -> [ReplicatedKind: [Bytes32]] {
         try await withThrowingTaskGroup(of: (ReplicatedKind, [Bytes32]).self) { group in
             for kind in ReplicatedKind.allCases {
                 group.addTask { (kind, try await self.missing(kind, at: connection, exact: exact)) }
@@ -83,7 +84,7 @@ public struct LocalInventory: Sendable {
     }
 
     /// Every name the peer holds in one bucket (paged LIST).
-    static func listBucket(_ kind: ReplicatedKind, bits: Int, bucket: Int, at connection: ReplicaConnection) async throws -> Set<Bytes32> {
+    static func listBucket(_ kind: ReplicatedKind, bits: Int, bucket: Int, at connection: some ReplicaRequests) async throws -> Set<Bytes32> {
         var result = Set<Bytes32>()
         var cursor: Bytes32? = nil
         while true {

@@ -4,33 +4,43 @@ import NIOSSL
 import Synchronization
 
 /// A client connection to a replica receiver, after the handshake: requests are multiplexed
-/// by request id, and each request's answers arrive on its own stream.
-public final class ReplicaConnection: Sendable {
+/// by request id (``RequestMux``), and each request's answers arrive on its own stream.
+public final class ReplicaConnection: ReplicaRequests {
     public let welcome: Welcome
-    let outbound: NIOAsyncChannelOutboundWriter<Frame>
-    let allocator: ByteBufferAllocator
-    let eventLoop: any EventLoop
-    /// DATA payload buffers, used again frame after frame by every transfer on this connection.
-    let payloads = PayloadPool()
-    private let pending = Mutex<Pending>(Pending())
-    private let nextID = Atomic<UInt32>(1)
+    let requests: RequestMux
+    var outbound: NIOAsyncChannelOutboundWriter<Frame> { requests.outbound }
+    var allocator: ByteBufferAllocator { requests.allocator }
+    var eventLoop: any EventLoop { requests.eventLoop }
+    var payloads: PayloadPool { requests.payloads }
 
-    private struct Pending {
-        var streams: [UInt32: AsyncThrowingStream<Frame, any Error>.Continuation] = [:]
-        var closedBy: ReplicationError?
-    }
-
-    init(welcome: Welcome, outbound: NIOAsyncChannelOutboundWriter<Frame>, allocator: ByteBufferAllocator, eventLoop: any EventLoop) {
+    init(welcome: Welcome, requests: RequestMux) {
         self.welcome = welcome
-        self.outbound = outbound
-        self.allocator = allocator
-        self.eventLoop = eventLoop
+        self.requests = requests
     }
+
+    public func makeRequestID() -> UInt32 { requests.makeRequestID() }
+    func send(_ frame: Frame) async throws -> AsyncThrowingStream<Frame, any Error> { try await requests.send(frame) }
+    func finish(_ requestID: UInt32) { requests.finish(requestID) }
+    func write(_ frame: Frame) async throws { try await requests.write(frame) }
+    public func call(_ frame: Frame) async throws -> Frame { try await requests.call(frame) }
 
     /// Connects, completes TLS and the handshake, runs `body`, and closes.
     public static func with<T: Sendable>(
         host: String, port: Int, identity: SiteIdentity, repositoryID: String, clientName: String,
         group: any EventLoopGroup, _ body: @escaping @Sendable (ReplicaConnection) async throws -> T
+    ) async throws -> T {
+        try await with(host: host, port: port, identity: identity, repositoryID: repositoryID, clientName: clientName, group: group,
+                       early: { _ in () }, { connection, _ in try await body(connection) })
+    }
+
+    /// Connects, sends HELLO and runs `early` at once, without waiting for the WELCOME (it may
+    /// send only what docs/PROTOCOL.md allows before it: SUMMARY and LIST); once the WELCOME
+    /// is in and `early` is done, runs `body` with its result; then closes. A refused handshake
+    /// is what is thrown, whatever `early` met meanwhile.
+    public static func with<E: Sendable, T: Sendable>(
+        host: String, port: Int, identity: SiteIdentity, repositoryID: String, clientName: String,
+        group: any EventLoopGroup, early: @escaping @Sendable (RequestMux) async throws -> E,
+        _ body: @escaping @Sendable (ReplicaConnection, E) async throws -> T
     ) async throws -> T {
         let ssl = try identity.clientContext()
         let channel: NIOAsyncChannel<Frame, Frame>
@@ -53,7 +63,7 @@ public final class ReplicaConnection: Sendable {
             throw ReplicationError(.connection, "cannot connect", object: "\(host):\(port)", cause: error)
         }
         do {
-            return try await exchange(channel, host: host, port: port, repositoryID: repositoryID, clientName: clientName, body)
+            return try await exchange(channel, host: host, port: port, repositoryID: repositoryID, clientName: clientName, early: early, body)
         } catch let e as ReplicationError {
             throw e
         } catch {
@@ -62,9 +72,10 @@ public final class ReplicaConnection: Sendable {
         }
     }
 
-    private static func exchange<T: Sendable>(
+    private static func exchange<E: Sendable, T: Sendable>(
         _ channel: NIOAsyncChannel<Frame, Frame>, host: String, port: Int, repositoryID: String, clientName: String,
-        _ body: @escaping @Sendable (ReplicaConnection) async throws -> T
+        early: @escaping @Sendable (RequestMux) async throws -> E,
+        _ body: @escaping @Sendable (ReplicaConnection, E) async throws -> T
     ) async throws -> T {
         try await channel.executeThenClose { inbound, outbound in
             var frames = inbound.makeAsyncIterator()
@@ -78,91 +89,66 @@ public final class ReplicaConnection: Sendable {
             } catch {
                 helloError = error
             }
-            let first: Frame?
-            do { first = try await frames.next() } catch let error as NIOSSLError {
-                // A refused certificate, either way: retrying cannot help, so it is not `.connection`.
-                guard case .handshakeFailed = error else {
-                    throw ReplicationError(.connection, "TLS failed", object: "\(host):\(port)", cause: error)
-                }
-                throw ReplicationError(.certificate, "the TLS handshake was refused: the two sites' certificates do not verify each other (another CA, expired, or the wrong name)", object: "\(host):\(port)", cause: error)
-            } catch {
-                throw ReplicationError(.connection, "handshake failed", object: "\(host):\(port)", cause: error)
-            }
-            guard let first else {
-                throw ReplicationError(.connection, "the receiver closed the connection during the handshake", object: "\(host):\(port)", cause: helloError)
-            }
-            if first.type == .error { throw first.decodeError() }
-            guard first.type == .welcome else { throw ReplicationError(.malformed, "expected WELCOME, got \(first.type)") }
-            let connection = ReplicaConnection(welcome: try first.decodeWelcome(), outbound: outbound, allocator: channel.channel.allocator, eventLoop: channel.channel.eventLoop)
             let raw = channel.channel
+            let requests = RequestMux(outbound: outbound, allocator: raw.allocator, eventLoop: raw.eventLoop)
+            // The connection reaches the body once the WELCOME is in (or the handshake's error).
+            let (welcomed, welcome) = AsyncThrowingStream<ReplicaConnection, any Error>.makeStream()
             return try await withThrowingTaskGroup(of: T.self) { group in
                 group.addTask {
                     // Closing the channel when the body is done ends the reading loop below.
                     defer { raw.close(promise: nil) }
-                    return try await body(connection)
+                    let prepared = try await early(requests)
+                    var ready = welcomed.makeAsyncIterator()
+                    guard let connection = try await ready.next() else {
+                        throw ReplicationError(.connection, "the handshake did not complete", object: "\(host):\(port)")
+                    }
+                    return try await body(connection, prepared)
+                }
+                do {
+                    let connection = ReplicaConnection(
+                        welcome: try await handshake(&frames, host: host, port: port, helloError: helloError), requests: requests)
+                    welcome.yield(connection)
+                    welcome.finish()
+                } catch {
+                    // What `early` meets now is this error's consequence: this one is thrown.
+                    let reason = error as? ReplicationError ?? ReplicationError(.connection, "handshake failed", object: "\(host):\(port)", cause: error)
+                    requests.close(reason)
+                    welcome.finish(throwing: reason)
+                    group.cancelAll()
+                    throw error
                 }
                 var error = ReplicationError(.connection, "the receiver closed the connection", object: "\(host):\(port)")
                 do {
-                    while let frame = try await frames.next() { connection.dispatch(frame) }
+                    while let frame = try await frames.next() { requests.dispatch(frame) }
                 } catch let e {
                     error = ReplicationError(.connection, "connection lost", object: "\(host):\(port)", cause: e)
                 }
-                connection.close(error)
+                requests.close(error)
                 guard let result = try await group.next() else { throw error }
                 return result
             }
         }
     }
 
-    /// A fresh request id.
-    func makeRequestID() -> UInt32 { nextID.add(1, ordering: .relaxed).oldValue }
-
-    /// Registers a request and sends its first frame; its answers arrive on the stream.
-    func send(_ frame: Frame) async throws -> AsyncThrowingStream<Frame, any Error> {
-        let (stream, continuation) = AsyncThrowingStream<Frame, any Error>.makeStream()
-        if let closed = pending.withLock({ p -> ReplicationError? in
-            if let c = p.closedBy { return c }
-            p.streams[frame.requestID] = continuation
-            return nil
-        }) { throw closed }
-        try await outbound.write(frame)
-        return stream
-    }
-
-    /// Ends a request's stream (its last answer has arrived).
-    func finish(_ requestID: UInt32) {
-        pending.withLock { $0.streams.removeValue(forKey: requestID) }?.finish()
-    }
-
-    /// Sends a frame of a request that is registered already (DATA).
-    func write(_ frame: Frame) async throws { try await outbound.write(frame) }
-
-    /// One request, one answer; an ERROR answer is thrown.
-    func call(_ frame: Frame) async throws -> Frame {
-        let stream = try await send(frame)
-        defer { finish(frame.requestID) }
-        var it = stream.makeAsyncIterator()
-        guard let answer = try await it.next() else {
-            throw ReplicationError(.connection, "connection closed before the answer to \(frame.type)")
+    /// Reads the answer to HELLO: the WELCOME, or the refusal as an error.
+    private static func handshake(
+        _ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator, host: String, port: Int, helloError: (any Error)?
+    ) async throws -> Welcome {
+        let first: Frame?
+        do { first = try await frames.next() } catch let error as NIOSSLError {
+            // A refused certificate, either way: retrying cannot help, so it is not `.connection`.
+            guard case .handshakeFailed = error else {
+                throw ReplicationError(.connection, "TLS failed", object: "\(host):\(port)", cause: error)
+            }
+            throw ReplicationError(.certificate, "the TLS handshake was refused: the two sites' certificates do not verify each other (another CA, expired, or the wrong name)", object: "\(host):\(port)", cause: error)
+        } catch {
+            throw ReplicationError(.connection, "handshake failed", object: "\(host):\(port)", cause: error)
         }
-        if answer.type == .error { throw answer.decodeError() }
-        return answer
-    }
-
-    private func dispatch(_ frame: Frame) {
-        if frame.requestID == 0 {
-            close(frame.type == .error ? frame.decodeError() : ReplicationError(.malformed, "unexpected \(frame.type) with request id 0"))
-            return
+        guard let first else {
+            throw ReplicationError(.connection, "the receiver closed the connection during the handshake", object: "\(host):\(port)", cause: helloError)
         }
-        _ = pending.withLock { $0.streams[frame.requestID] }?.yield(frame)
-    }
-
-    private func close(_ error: ReplicationError) {
-        let streams = pending.withLock { p -> [AsyncThrowingStream<Frame, any Error>.Continuation] in
-            if p.closedBy == nil { p.closedBy = error }
-            defer { p.streams = [:] }
-            return Array(p.streams.values)
-        }
-        for s in streams { s.finish(throwing: error) }
+        if first.type == .error { throw first.decodeError() }
+        guard first.type == .welcome else { throw ReplicationError(.malformed, "expected WELCOME, got \(first.type)") }
+        return try first.decodeWelcome()
     }
 }

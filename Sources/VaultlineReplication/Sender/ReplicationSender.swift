@@ -119,15 +119,15 @@ public final class ReplicationSender: Sendable {
     private func pass(limiter: RateLimiter?) async throws {
         // The inventory is read again on every attempt: a new backup may have added files.
         let local = try LocalInventory(repositoryPath: repositoryPath)
+        // The inventory's SUMMARY and LIST requests go out with the HELLO: a round trip saved.
         try await ReplicaConnection.with(
             host: options.host, port: options.port, identity: options.identity, repositoryID: local.repositoryID,
-            clientName: options.clientName, group: group
-        ) { connection in
+            clientName: options.clientName, group: group, early: { requests in try await local.missingByKind(at: requests) }
+        ) { connection, missingByKind in
             guard connection.welcome.role.mayPush else {
                 throw ReplicationError(.forbidden, "this certificate's role (\(connection.welcome.role)) may not push")
             }
             let width = max(1, min(self.options.transfers, Int(connection.welcome.maxTransfers)))
-            let missingByKind = try await local.missingByKind(at: connection)
             var phases: [[FileRef]] = []
             for phase in ReplicatedKind.pushOrder {
                 var missing: [FileRef] = []

@@ -3,9 +3,11 @@ import Testing
 @testable import VaultlineCore
 @testable import VaultlineReplication
 
-/// OFFER_HELD (docs/PROTOCOL.md, "Transfer"): a file of the next group is accepted early and
-/// committed only once the sender sends its DATA, so a group's order holds at site B.
-@Suite("Held offers") struct HeldOfferTests {
+/// What saves round trips on a long link and must keep the protocol's guarantees: OFFER_HELD
+/// (docs/PROTOCOL.md, "Transfer"), a file of the next group accepted early and committed only
+/// once the sender sends its DATA, so a group's order holds at site B; and the inventory's
+/// requests sent with the HELLO ("Handshake").
+@Suite("Round trips") struct RoundTripTests {
     static let repositoryID = String(repeating: "cd", count: 32)
 
     @Test(.timeLimit(.minutes(2)))
@@ -53,5 +55,27 @@ import Testing
         #expect(answers.3 == false)
         #expect(answers.4 == FrameType.durable.rawValue && answers.5 == FrameType.durable.rawValue)
         #expect(committed(empty) && committed(index))
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aSummarySentWithTheHelloIsAnsweredAfterTheWelcome() async throws {
+        let dir = TemporaryDirectory()
+        let receiver = try await RunningReceiver(root: dir.path + "/site-b")
+        defer { Task { await receiver.stop() } }
+        let types = try await RawPeer.connect(port: receiver.port, identity: TestSites.shared.primary) { peer in
+            try await peer.send(Frame.hello(Hello(minVersion: 1, maxVersion: 1, capabilities: 0, repositoryID: Self.repositoryID, clientName: "raw")))
+            try await peer.send(.summary(.pack, bits: 0, requestID: 1))
+            return [try await peer.next()?.type, try await peer.next()?.type]
+        }
+        #expect(types == [FrameType.welcome.rawValue, FrameType.summaryReply.rawValue])
+        // Refused (a monitor may not create a repository): nothing after the HELLO is answered.
+        let refused = try await RawPeer.connect(port: receiver.port, identity: TestSites.shared.monitor) { peer in
+            try await peer.send(Frame.hello(Hello(minVersion: 1, maxVersion: 1, capabilities: 0, repositoryID: String(repeating: "ef", count: 32), clientName: "raw")))
+            try await peer.send(.summary(.pack, bits: 0, requestID: 1))
+            let first = try await peer.next()
+            return (first?.error?.code, try? await peer.next())
+        }
+        #expect(refused.0 == .notFound)
+        #expect(refused.1 == nil)
     }
 }
