@@ -145,7 +145,6 @@ struct ReceiverSession {
         /// Transfers whose bytes the peer owes now.
         var owed: Int { files.count - waiting.count }
         var values: Dictionary<UInt32, IncomingFile>.Values { files.values }
-        subscript(id: UInt32) -> IncomingFile? { files[id] }
         mutating func add(_ file: IncomingFile, id: UInt32, held: Bool) {
             files[id] = file
             if held { waiting.insert(id) }
