@@ -1,7 +1,6 @@
 import NIOCore
 import NIOPosix
 import NIOSSL
-import Synchronization
 
 /// A client connection to a replica receiver, after the handshake: requests are multiplexed
 /// by request id (``RequestMux``), and each request's answers arrive on its own stream.
@@ -92,14 +91,14 @@ public final class ReplicaConnection: ReplicaRequests {
             let raw = channel.channel
             let requests = RequestMux(outbound: outbound, allocator: raw.allocator, eventLoop: raw.eventLoop)
             // The connection reaches the body once the WELCOME is in (or the handshake's error).
-            let (welcomed, welcome) = AsyncThrowingStream<ReplicaConnection, any Error>.makeStream()
+            let (connections, deliver) = AsyncThrowingStream<ReplicaConnection, any Error>.makeStream()
             return try await withThrowingTaskGroup(of: T.self) { group in
                 group.addTask {
                     // Closing the channel when the body is done ends the reading loop below.
                     defer { raw.close(promise: nil) }
                     let prepared = try await early(requests)
-                    var ready = welcomed.makeAsyncIterator()
-                    guard let connection = try await ready.next() else {
+                    var delivered = connections.makeAsyncIterator()
+                    guard let connection = try await delivered.next() else {
                         throw ReplicationError(.connection, "the handshake did not complete", object: "\(host):\(port)")
                     }
                     return try await body(connection, prepared)
@@ -107,13 +106,13 @@ public final class ReplicaConnection: ReplicaRequests {
                 do {
                     let connection = ReplicaConnection(
                         welcome: try await handshake(&frames, host: host, port: port, helloError: helloError), requests: requests)
-                    welcome.yield(connection)
-                    welcome.finish()
+                    deliver.yield(connection)
+                    deliver.finish()
                 } catch {
                     // What `early` meets now is this error's consequence: this one is thrown.
                     let reason = error as? ReplicationError ?? ReplicationError(.connection, "handshake failed", object: "\(host):\(port)", cause: error)
                     requests.close(reason)
-                    welcome.finish(throwing: reason)
+                    deliver.finish(throwing: reason)
                     group.cancelAll()
                     throw error
                 }

@@ -154,15 +154,14 @@ public final class ReplicationSender: Sendable {
                         group.addTask { .offered(ref, try await self.offerHeld(ref, from: local, over: connection)) }
                     }
                     var queue = missing.makeIterator()
-                    var running = 0
                     var taken = held
                     func start(_ ref: FileRef) {
                         let offered = taken.removeValue(forKey: ref)
                         group.addTask { try await self.push(ref, from: local, over: connection, limiter: limiter, offered: offered); return .pushed }
                     }
-                    while running < width, let ref = queue.next() {
+                    for _ in 0..<width {
+                        guard let ref = queue.next() else { break }
                         start(ref)
-                        running += 1
                     }
                     var answered: [FileRef: Offered] = [:]
                     while let outcome = try await group.next() {
@@ -215,18 +214,17 @@ public final class ReplicationSender: Sendable {
         let path = local.path(ref)
         var offered = offered
         for attempt in 0..<2 {
-            let id: UInt32, answers: AsyncThrowingStream<Frame, any Error>, first: Frame?
+            let id: UInt32, first: Frame?
             var it: AsyncThrowingStream<Frame, any Error>.AsyncIterator
             let wasHeld = offered != nil
             if let early = offered {
                 offered = nil
-                (id, answers) = (early.requestID, early.answers)
-                it = answers.makeAsyncIterator()
+                id = early.requestID
+                it = early.answers.makeAsyncIterator()
                 first = early.first
             } else {
                 id = connection.makeRequestID()
-                answers = try await connection.send(.offer(ref, size: size, requestID: id))
-                it = answers.makeAsyncIterator()
+                it = try await connection.send(.offer(ref, size: size, requestID: id)).makeAsyncIterator()
                 first = try await it.next()
             }
             defer { connection.finish(id) }
@@ -252,9 +250,7 @@ public final class ReplicationSender: Sendable {
             if wasHeld && offset == size {
                 // A held transfer complete at the receiver (an empty file, or a partial copy cut
                 // before its commit) commits on its first DATA frame: an empty one goes now.
-                var b = connection.allocator.buffer(capacity: 8)
-                b.writeInteger(UInt64(size))
-                try await connection.write(Frame(.data, requestID: id, payload: b))
+                try await connection.write(.u64(.data, UInt64(size), requestID: id))
             }
             let progress = self.progress, summary = self.summary
             try await FileStreamer.stream(
