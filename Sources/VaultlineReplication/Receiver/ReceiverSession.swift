@@ -93,7 +93,10 @@ struct ReceiverSession {
 
         var transfers = Transfers()
         defer {
-            for t in transfers.values { repository.endTransfer(t.ref) }
+            for t in transfers.values {
+                t.suspend()
+                repository.endTransfer(t.ref)
+            }
             activity.receiving.store(0, ordering: .relaxed)
         }
         let context = Context(role: role, repository: repository, logger: log, heldOffers: hello.capabilities & ProtocolLimits.heldOffers != 0)
@@ -118,6 +121,7 @@ struct ReceiverSession {
                     log.warning("refused request", metadata: ["type": "\(frame.type)", "error": PeerText.metadata(error)])
                     // A bad DATA frame drops its transfer (the partial file stays, resumable).
                     if frame.type == .data, let t = transfers.remove(frame.requestID) {
+                        t.suspend()
                         repository.endTransfer(t.ref)
                         requests.release(frame.requestID)
                         activity.receiving.store(transfers.owed, ordering: .relaxed)
